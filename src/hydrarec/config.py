@@ -1,0 +1,311 @@
+"""Typed configuration, loaded from TOML (after litgpt's ``args.py``).
+
+Every field is documented on its line; an invalid value raises ``ConfigError`` naming the field
+and what is allowed. ``load_config(path, overrides=["train.lr=0.01"])`` applies ``--set`` overrides;
+a key that does not exist is an error, not a silent no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hydrarec.errors import ConfigError
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(Section):
+    kind: Literal["random", "leave_last_out", "temporal", "cold_item", "cold_user", "given"] = (
+        "leave_last_out"
+    )  # how interactions are divided into train / valid / test
+    valid_ratio: float = Field(0.1, ge=0.0, lt=1.0)  # random / temporal / cold: share for valid
+    test_ratio: float = Field(0.1, ge=0.0, lt=1.0)  # random / temporal / cold: share for test
+    given: str | None = None  # kind="given": a split shipped with the data, e.g. "u1" (MovieLens)
+    seed: int = 42  # seed of the random, cold-item and cold-user splits
+
+
+class TabularConfig(Section):
+    interactions: str | None = None  # CSV / Parquet of all interactions (split by [data.split])
+    train: str | None = None  # or explicit files split by the user: train ...
+    valid: str | None = None  # ... valid (optional: carved from train when missing) ...
+    test: str | None = None  # ... and test
+    users: str | None = None  # optional users table (user_id + features)
+    items: str | None = None  # optional items table (item_id + features)
+    user_id: str = "user_id"  # name of the user id column in the files
+    item_id: str = "item_id"  # name of the item id column in the files
+    timestamp: str | None = "timestamp"  # name of the timestamp column (None: no time)
+    labels: dict[str, Literal["regression", "binary"]] = {}  # feedback column -> kind
+    user_features: dict[str, Literal["categorical", "numeric", "multi_hot", "text"]] = {}
+    item_features: dict[str, Literal["categorical", "numeric", "multi_hot", "text"]] = {}
+    sep: str = ","  # field separator of CSV files
+    multi_hot_sep: str = "|"  # token separator inside a multi-hot cell
+    encoding: str = "utf-8"  # text encoding of CSV files
+
+
+class SyntheticConfig(Section):
+    n_users: int = Field(1000, ge=1)  # users generated
+    n_items: int = Field(500, ge=1)  # items generated
+    n_interactions: int = Field(20_000, ge=1)  # interactions generated
+    dim: int = Field(8, ge=1)  # dimension of the planted latent factors
+    n_topics: int = Field(8, ge=1)  # latent topics that drive item text and genres
+    task_correlation: float = Field(0.8, ge=-1.0, le=1.0)  # correlation of the feedback types
+    seed: int = 0  # generator seed
+
+
+class DataConfig(Section):
+    dataset: Literal[
+        "movielens-100k", "movielens-1m", "movielens-latest-small", "synthetic", "tabular"
+    ] = "movielens-100k"  # which loader reads the data
+    path: str | None = None  # folder of the files; default: $HYDRAREC_DATA_DIR, then the cache
+    split: SplitConfig = SplitConfig()
+    tabular: TabularConfig = TabularConfig()  # dataset="tabular": files and schema
+    synthetic: SyntheticConfig = SyntheticConfig()  # dataset="synthetic": generator settings
+    duplicates: Literal["keep_last", "mean", "error"] = "keep_last"  # same (user, item, time)
+    min_user_interactions: int = Field(0, ge=0)  # drop users with fewer interactions
+
+
+class FeaturesConfig(Section):
+    user: list[str] | None = None  # user side features to use (None: all in the schema)
+    item: list[str] | None = None  # item side features to use (None: all in the schema)
+    numeric: Literal["standardize", "bucketize"] = "standardize"  # numeric feature encoding
+    n_buckets: int = Field(10, ge=2)  # numeric="bucketize": quantile buckets
+    min_count: int = Field(1, ge=1)  # categorical values rarer than this in train become OOV
+    max_tokens: int = Field(32, ge=1)  # multi-hot: tokens kept per row
+
+
+class SequenceConfig(Section):
+    kind: Literal["none", "transformer", "gru", "lstm"] = "transformer"  # history encoder
+    max_len: int = Field(50, ge=1)  # the user's most recent items read
+    layers: int = Field(2, ge=1)  # transformer blocks / recurrent layers
+    heads: int = Field(2, ge=1)  # attention heads (transformer)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout inside the sequence encoder
+
+
+class TextConfig(Section):
+    enabled: bool = False  # add a pretrained language model's text vector to the item tower
+    model: str = "all-MiniLM-L6-v2"  # the default packaged model, or a local HF model directory
+    template: str = "{title}"  # item text, formatted from item columns
+    batch_size: int = Field(64, ge=1)  # texts encoded per batch
+    id_dropout: float = Field(0.0, ge=0.0, le=1.0)  # share of items whose id embedding is dropped
+    cache_dir: str | None = None  # where encoded text is cached (default ~/.cache/hydrarec/text)
+    finetune_layers: int = Field(0, ge=0)  # last transformer layers trained (GPU runs)
+
+
+class ArchitectureConfig(Section):
+    name: Literal["single", "shared_bottom", "mmoe", "ple", "aitm"] = "mmoe"  # task sharing
+    hidden: list[int] = [128]  # shared-bottom / expert MLP widths
+    experts: int = Field(4, ge=1)  # MMoE experts; PLE shared experts per level
+    task_experts: int = Field(1, ge=1)  # PLE: task-specific experts per task and level
+    levels: int = Field(2, ge=1)  # PLE: extraction levels
+    tower: list[int] = [64]  # per-task tower widths after sharing
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout in experts and towers
+
+
+class ModelConfig(Section):
+    dim: int = Field(64, ge=1)  # user / item representation size D
+    embedding_dim: int = Field(32, ge=1)  # side-feature embedding size
+    multi_hot_pooling: Literal["mean", "sum"] = "mean"  # pooling of multi-hot embeddings
+    tower_hidden: list[int] = [128]  # MLP widths of the user / item towers
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout in the towers
+    sequence: SequenceConfig = SequenceConfig()
+    text: TextConfig = TextConfig()
+    architecture: ArchitectureConfig = ArchitectureConfig()
+
+
+class TaskConfig(Section):
+    name: str  # unique task name, the key of its metrics (e.g. "like" -> "like/auc")
+    kind: Literal["retrieval", "rating", "binary", "reconstruction"]  # what the task learns
+    column: str | None = None  # rating / binary: the label column
+    rule: str | None = None  # binary: a rule on a column instead, e.g. "rating >= 4"
+    weight: float = Field(1.0, ge=0.0)  # static loss weight
+    # retrieval
+    negatives: int = Field(0, ge=0)  # sampled negatives per batch, added to in-batch ones
+    sampler: Literal["uniform", "popularity"] = "popularity"  # negative sampler
+    alpha: float = Field(0.75, ge=0.0)  # popularity sampler exponent
+    logq: bool = True  # logQ correction of sampled softmax
+    full_softmax: bool | None = None  # None: full softmax when the catalogue <= 5000 items
+    temperature: float = Field(0.1, gt=0.0)  # softmax temperature on dot products
+    # reconstruction
+    entity: Literal["user", "item"] = "item"  # reconstruction: whose features
+    feature: str | None = None  # reconstruction: which feature column
+    loss: Literal["mse", "bce"] = "bce"  # reconstruction loss
+
+    @model_validator(mode="after")
+    def _check(self) -> TaskConfig:
+        if self.kind == "rating" and not self.column:
+            raise ValueError(f"task {self.name!r}: kind 'rating' needs 'column'")
+        if self.kind == "binary" and not (self.column or self.rule):
+            raise ValueError(f"task {self.name!r}: kind 'binary' needs 'column' or 'rule'")
+        if self.kind == "reconstruction" and not self.feature:
+            raise ValueError(f"task {self.name!r}: kind 'reconstruction' needs 'feature'")
+        return self
+
+
+class LossConfig(Section):
+    weighting: Literal["static", "uncertainty", "dwa", "gradnorm"] = "static"  # joint loss
+    dwa_temperature: float = Field(2.0, gt=0.0)  # DWA softness
+    gradnorm_alpha: float = Field(1.5, ge=0.0)  # GradNorm restoring force
+
+
+class TrainConfig(Section):
+    epochs: int = Field(20, ge=1)  # maximum epochs
+    batch_size: int = Field(1024, ge=1)  # interactions per batch
+    lr: float = Field(3e-3, gt=0.0)  # AdamW learning rate
+    weight_decay: float = Field(1e-4, ge=0.0)  # AdamW weight decay
+    warmup: float = Field(0.05, ge=0.0, lt=1.0)  # share of steps of linear warm-up, then cosine
+    grad_clip: float = Field(1.0, ge=0.0)  # max gradient norm (0: no clipping)
+    patience: int = Field(3, ge=1)  # epochs without validation improvement before stopping
+    monitor: str | None = None  # validation metric for early stopping (default: first task's)
+    seed: int = 0  # seed of everything random in training
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # where to train
+    amp: bool = True  # bf16 autocast on CUDA
+    num_workers: int = Field(0, ge=0)  # reserved: batches are assembled in-process
+    eval_every: int = Field(1, ge=1)  # epochs between validations
+
+
+class EvalConfig(Section):
+    ks: list[int] = [10, 20]  # cut-offs of ranking metrics
+    batch_size: int = Field(256, ge=1)  # users scored at once in full ranking
+
+
+class RecommendConfig(Section):
+    candidates: int = Field(200, ge=1)  # stage one: items retrieved by the user vector
+    blend: dict[str, float] = {}  # stage two: task -> exponent, e.g. {like = 1, rating = 0.5}
+    exclude_seen: bool = True  # drop items the user interacted with
+    index: Literal["exact", "faiss_hnsw", "faiss_ivf"] = "exact"  # item index
+
+
+class Config(Section):
+    data: DataConfig = DataConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    model: ModelConfig = ModelConfig()
+    tasks: list[TaskConfig] = []
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    recommend: RecommendConfig = RecommendConfig()
+
+    @model_validator(mode="after")
+    def _unique_tasks(self) -> Config:
+        names = [t.name for t in self.tasks]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"task names must be unique; repeated: {sorted(dup)}")
+        if not self.tasks:
+            raise ValueError("at least one [[tasks]] entry is required")
+        return self
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e, source)) from None
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one ``section.key=value`` override to a raw config dict, in place.
+
+    The value is parsed as TOML (so ``3``, ``0.5``, ``true``, ``"x"``, ``[1, 2]`` work); a bare
+    word is taken as a string. ``tasks.NAME.key=value`` addresses the task called NAME.
+    """
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected section.key=value")
+    key, text = assignment.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    parts = key.strip().split(".")
+    node: Any = raw
+    model: Any = Config
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):  # tasks.NAME
+            match = [t for t in node if t.get("name") == part]
+            if not match:
+                known = ", ".join(str(t.get("name")) for t in node)
+                raise ConfigError(f"--set {key}: no task named {part!r} (tasks: {known})")
+            node, model = match[0], TaskConfig
+            continue
+        fields = model.model_fields
+        if part not in fields:
+            allowed = ", ".join(fields)
+            raise ConfigError(f"--set {key}: unknown key {part!r} (allowed here: {allowed})")
+        if last:
+            node[part] = value
+            return
+        sub = fields[part].annotation
+        node = node.setdefault(part, [] if part == "tasks" else {})
+        model = sub if isinstance(sub, type) and issubclass(sub, BaseModel) else None
+        if model is None and not isinstance(node, list):
+            raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
+    raise ConfigError(f"--set {key}: incomplete key")
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a TOML config, apply ``--set`` overrides, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    for o in overrides or []:
+        apply_override(raw, o)
+    return config_from_dict(raw, str(path))
+
+
+def dump_config(config: Config) -> str:
+    """The resolved config as TOML (written to every run as ``config.toml``)."""
+    return _section_toml(config, "").strip() + "\n"
+
+
+def _section_toml(section: BaseModel, prefix: str) -> str:
+    head: list[str] = []
+    tail: list[str] = []
+    for name in type(section).model_fields:
+        value = getattr(section, name)
+        path = f"{prefix}{name}"
+        if isinstance(value, BaseModel):
+            tail.append(f"\n[{path}]\n" + _section_toml(value, path + "."))
+        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            tail.extend(f"\n[[{path}]]\n" + _section_toml(v, path + ".") for v in value)
+        elif value is not None:
+            head.append(f"{name} = {_toml_value(value)}")
+    return "\n".join(head) + "".join("\n" + t for t in tail)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")

@@ -1,0 +1,61 @@
+"""Errors hydrarec raises on bad input. Each names what was wrong and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class HydrarecError(Exception):
+    """Base class of every error hydrarec raises on purpose."""
+
+
+class ConfigError(HydrarecError, ValueError):
+    """An invalid configuration value; the message names the field and what is allowed."""
+
+
+class DataError(HydrarecError, ValueError):
+    """Bad input data; the message names the file, the line, the field and what was expected.
+
+    >>> str(DataError("rating is not a number", file="u.data", line=3, field="rating",
+    ...               expected="a number"))
+    "u.data:3: field 'rating': rating is not a number (expected a number)"
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        expected: str | None = None,
+    ) -> None:
+        self.file = str(file) if file is not None else None
+        self.line = line
+        self.field = field
+        self.expected = expected
+        where = ""
+        if self.file is not None:
+            where = self.file + (f":{line}" if line is not None else "") + ": "
+        elif line is not None:
+            where = f"line {line}: "
+        what = f"field {field!r}: " if field else ""
+        tail = f" (expected {expected})" if expected else ""
+        super().__init__(f"{where}{what}{message}{tail}")
+
+
+class RunError(HydrarecError, ValueError):
+    """A run directory that is missing, incomplete or not a hydrarec run."""
+
+
+class UnknownIdError(HydrarecError, KeyError):
+    """A user or item id that the model does not know."""
+
+    def __init__(self, kind: str, ids: list[object]) -> None:
+        self.kind = kind
+        self.ids = ids
+        shown = ", ".join(repr(i) for i in ids[:5]) + (" ..." if len(ids) > 5 else "")
+        super().__init__(f"unknown {kind} id(s): {shown}")
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0])
