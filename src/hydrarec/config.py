@@ -8,10 +8,10 @@ a key that does not exist is an error, not a silent no-op.
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hydrarec.errors import ConfigError

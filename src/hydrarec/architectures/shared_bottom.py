@@ -1,0 +1,28 @@
+"""Shared-bottom multi-task learning: one MLP for every task, then a tower per task.
+
+R. Caruana, "Multitask Learning", Machine Learning 28, 1997 (hard parameter sharing).
+
+    x -> bottom -> tower_k -> out_k
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from hydrarec.architectures.layers import Architecture, mlp, task_towers, width
+from hydrarec.config import ArchitectureConfig
+
+
+class SharedBottom(Architecture):
+    def __init__(self, in_dim: int, n_tasks: int, cfg: ArchitectureConfig) -> None:
+        super().__init__(in_dim, n_tasks, cfg)
+        self.bottom = mlp(in_dim, cfg.hidden, cfg.dropout)
+        shared_dim = width(in_dim, cfg.hidden)
+        self.towers = task_towers(shared_dim, n_tasks, cfg)
+        self.out_dim = width(shared_dim, cfg.tower)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        if not self.towers:
+            return []
+        shared = self.bottom(x)  # (B, H)
+        return [tower(shared) for tower in self.towers]  # n_tasks x (B, out_dim)

@@ -1,0 +1,254 @@
+"""The ``hydrarec`` command line. Each subcommand calls one library function."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hydrarec import __version__
+from hydrarec.errors import DataError, HydrarecError
+
+app = typer.Typer(
+    help="hydrarec: multi-task representation learning for recommender systems.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+datasets_app = typer.Typer(help="List, describe and download datasets.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+console = Console()
+err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"hydrarec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """hydrarec: multi-task representation learning for recommender systems."""
+
+
+# -- datasets ---------------------------------------------------------------------------------
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """The datasets hydrarec knows, and where each was found."""
+    from hydrarec.data.registry import DATASETS, locate
+
+    table = Table("name", "description", "location")
+    for name, info in DATASETS.items():
+        try:
+            where = str(locate(name)) if info.folder else "generated"
+        except DataError:
+            where = f"not found (hydrarec datasets fetch {name})"
+        table.add_row(name, info.description, where)
+    console.print(table)
+
+
+@datasets_app.command("info")
+def datasets_info(
+    name: str,
+    path: Annotated[Path | None, typer.Option(help="Folder of the files.")] = None,
+) -> None:
+    """Counts of users, items, interactions, feedback columns and time span."""
+    from hydrarec.config import DataConfig
+    from hydrarec.data.registry import load_dataset
+
+    ds = load_dataset(DataConfig(dataset=name, path=None if path is None else str(path)))  # type: ignore[arg-type]
+    s = ds.summary()
+    table = Table("", name, show_header=False)
+    for key in ("users", "items", "interactions"):
+        table.add_row(key, f"{s[key]:,}")
+    table.add_row("feedback", ", ".join(f"{k} ({v})" for k, v in s["feedback"].items()) or "-")
+    table.add_row("user features", ", ".join(s["user_features"]) or "-")
+    table.add_row("item features", ", ".join(s["item_features"]) or "-")
+    if "time_span" in s:
+        table.add_row("time span", " .. ".join(s["time_span"]))
+    table.add_row("given splits", ", ".join(s["given_splits"]) or "-")
+    console.print(table)
+
+
+@datasets_app.command("fetch")
+def datasets_fetch(
+    name: str,
+    dest: Annotated[Path | None, typer.Option(help="Root folder (default: the cache).")] = None,
+) -> None:
+    """Download a dataset from its publisher and verify its checksum."""
+    from hydrarec.data.fetch import fetch
+
+    console.print(f"fetched {name} into {fetch(name, dest)}")
+
+
+# -- train / evaluate -------------------------------------------------------------------------
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the run's last checkpoint.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Train a model; writes the run directory and prints validation and test metrics."""
+    from hydrarec.config import load_config
+    from hydrarec.experiment import train as run_train
+    from hydrarec.training.progress import Progress
+
+    cfg = load_config(config, set_ or [])
+    run = run_train(cfg, out, resume=resume, progress=Progress(enabled=False if quiet else None))
+    print_metrics({k: v for k, v in run.metrics.items() if k in ("valid", "test")})
+    console.print(f"run written to {run.path}")
+
+
+@app.command()
+def evaluate(
+    run: Path,
+    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+) -> None:
+    """Per-task metrics of a trained run on a split; updates RUN/metrics.json."""
+    from hydrarec.experiment import evaluate as run_evaluate
+    from hydrarec.io import read_json, write_json
+    from hydrarec.rundir import RunDir
+
+    metrics = run_evaluate(run, split)
+    rd = RunDir(run)
+    all_metrics = read_json(rd.metrics) if rd.metrics.exists() else {}
+    all_metrics[split] = metrics
+    write_json(rd.metrics, all_metrics)
+    print_metrics({split: metrics})
+
+
+def print_metrics(metrics: dict[str, dict[str, float]]) -> None:
+    splits = list(metrics)
+    keys = sorted({k for m in metrics.values() for k in m})
+    table = Table("metric", *splits, title="metrics")
+    for k in keys:
+        table.add_row(k, *(f"{metrics[s][k]:.4f}" if k in metrics[s] else "-" for s in splits))
+    console.print(table)
+
+
+# -- predict / recommend ----------------------------------------------------------------------
+def _read_ids(path: Path, column: str) -> pd.Series:
+    df = pd.read_csv(path)
+    if column not in df.columns:
+        raise DataError(f"missing column {column!r} (columns: {list(df.columns)})", file=path,
+                        line=1, field=column, expected=f"a header with {column!r}")
+    return df[column]
+
+
+def _match_ids(values: pd.Series, known: np.ndarray) -> list[object]:
+    """Ids read from a CSV come as ints or strings; match the run's id type."""
+    if known.dtype.kind in "iu":
+        return [int(v) for v in values]
+    return [str(v) for v in values]
+
+
+@app.command()
+def predict(
+    run: Path,
+    pairs: Annotated[Path, typer.Option(help="CSV with columns user_id,item_id (raw ids).")],
+    out: Annotated[Path, typer.Option(help="CSV to write: user_id,item_id + one column a task.")],
+) -> None:
+    """Every task's prediction for each (user, item) pair."""
+    from hydrarec.io import write_with
+    from hydrarec.recommender import Recommender
+
+    rec = Recommender.load(run)
+    users = _match_ids(_read_ids(pairs, "user_id"), rec.run.user_ids.raw_ids)
+    items = _match_ids(_read_ids(pairs, "item_id"), rec.run.item_ids.raw_ids)
+    preds = rec.predict(users, items)
+    df = pd.DataFrame({"user_id": users, "item_id": items, **preds})
+    write_with(out, lambda p: df.to_csv(p, index=False))
+    console.print(f"{len(df):,} predictions written to {out}")
+
+
+@app.command()
+def recommend(
+    run: Path,
+    user: Annotated[str | None, typer.Option(help="One raw user id.")] = None,
+    users: Annotated[Path | None, typer.Option(help="CSV with a user_id column.")] = None,
+    all_users: Annotated[bool, typer.Option("--all-users", help="Every known user.")] = False,
+    k: Annotated[int, typer.Option("-k", help="Items per user.")] = 10,
+    exclude_seen: Annotated[bool, typer.Option(help="Drop items the user has seen.")] = True,
+    out: Annotated[Path | None, typer.Option(help="CSV or Parquet: user_id,rank,item_id,score.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Users scored at once.")] = 1024,
+) -> None:
+    """Top-k recommendations for one user, a file of users, or all users."""
+    from hydrarec.io import write_with
+    from hydrarec.recommender import Recommender
+
+    if sum([user is not None, users is not None, all_users]) != 1:
+        raise typer.BadParameter("give exactly one of --user, --users, --all-users")
+    rec = Recommender.load(run)
+    known = rec.run.user_ids.raw_ids
+    if user is not None:
+        ids = _match_ids(pd.Series([user]), known)
+    elif users is not None:
+        ids = _match_ids(_read_ids(users, "user_id"), known)
+    else:
+        ids = list(known)
+    frames = []
+    for s in range(0, len(ids), batch_size):
+        chunk = ids[s : s + batch_size]
+        items, scores = rec.recommend(chunk, k=k, exclude_seen=exclude_seen)
+        kk = items.shape[1]
+        frames.append(pd.DataFrame({
+            "user_id": np.repeat(np.asarray(chunk, dtype=object), kk),
+            "rank": np.tile(np.arange(1, kk + 1), len(chunk)),
+            "item_id": items.ravel(), "score": scores.ravel(),
+        }))
+    df = pd.concat(frames, ignore_index=True)
+    if out is None:
+        titles = rec.title(rec.item_index(list(df["item_id"])))
+        table = Table("user", "rank", "item", "title", "score")
+        for row, title in zip(df.itertuples(), titles, strict=True):
+            table.add_row(str(row.user_id), str(row.rank), str(row.item_id), title,
+                          f"{row.score:.4f}")
+        console.print(table)
+        return
+    df["user_id"] = df["user_id"].astype(type(ids[0]) if ids else str)
+    writer = (lambda p: df.to_parquet(p, index=False)) if out.suffix == ".parquet" else (
+        lambda p: df.to_csv(p, index=False))
+    write_with(out, writer)
+    console.print(f"{len(df):,} recommendations for {len(ids):,} users written to {out}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Train the default multi-task model on MovieLens-100K and show what it learned."""
+    from hydrarec.demo import run_demo
+
+    run_demo(out, quiet=quiet, console=console)
+
+
+def main() -> None:
+    try:
+        app()
+    except HydrarecError as e:
+        err.print(f"[red]error:[/red] {e}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted: the last completed checkpoint is intact")
+        sys.exit(130)
+
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""Generic CSV / Parquet data described by a `TabularConfig` (the ``[data.tabular]`` TOML section).
+
+A file is read as Parquet when its name ends in ``.parquet`` or ``.pq``, else as delimited text
+(``.gz`` is unzipped). The configured id and time columns are renamed to ``user_id``, ``item_id``
+and ``timestamp``; interaction columns that are neither ids, time nor declared labels are dropped.
+
+- Ids are read as text and kept as ints when every id of that kind is a plain integer ("42", not
+  "042"), else as strings, so raw ids stay exactly as in the data.
+- Timestamps: integers (unix seconds) or ISO 8601 date-times, stored as int64 seconds. When the
+  ``timestamp`` key is left at its default and the files have no such column, there is no time.
+- Labels are float32 (binary ones 0 or 1); multi-hot features become lists of tokens split on
+  ``multi_hot_sep``; text features become strings ("" when missing); numeric features floats.
+- Explicit ``train`` / ``valid`` / ``test`` files are concatenated into one interactions table in
+  that order, and ``given_splits["files"]`` holds each part's row positions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from pydantic import ValidationError
+
+from hydrarec.config import TabularConfig
+from hydrarec.data.dataset import Dataset
+from hydrarec.data.schema import ITEM_ID, LABEL_KINDS, TIMESTAMP, USER_ID, Column, Kind, Schema
+from hydrarec.data.validate import (
+    Dtype,
+    Duplicates,
+    Origins,
+    Source,
+    check_kinds,
+    check_labels,
+    check_unique,
+    coerce,
+    read_text,
+    require_columns,
+    resolve_duplicates,
+    unix_seconds,
+)
+from hydrarec.errors import ConfigError, DataError
+
+FEATURE_KINDS = (Kind.CATEGORICAL, Kind.NUMERIC, Kind.MULTI_HOT, Kind.TEXT)
+_FEATURE_DTYPE: dict[Kind, Dtype] = {
+    Kind.NUMERIC: "float",
+    Kind.CATEGORICAL: "str",
+    Kind.MULTI_HOT: "str",
+    Kind.TEXT: "str",
+}
+_PLAIN_INT = re.compile(r"-?(0|[1-9][0-9]{0,17})")
+
+
+def load_tabular(
+    cfg: TabularConfig | Mapping[str, Any],
+    base_dir: str | Path,
+    *,
+    duplicates: Duplicates = "keep_last",
+    name: str = "tabular",
+) -> Dataset:
+    """Load the files named in ``cfg`` (relative paths are taken from ``base_dir``).
+
+    ``cfg`` may also be a plain dict of the same keys; an unknown column kind in it is a
+    `DataError` naming the column.
+    """
+    cfg = _config(cfg)
+    labels = {k: Kind(v) for k, v in cfg.labels.items()}
+    parts = _parts(cfg)
+    frames, sources = [], []
+    for _, file in parts:
+        df, src = _read_interactions(_resolve(base_dir, file), cfg, labels)
+        frames.append(df)
+        sources.append(src)
+    inter = pd.concat(frames, ignore_index=True)
+    keys = [USER_ID, ITEM_ID] + ([TIMESTAMP] if TIMESTAMP in inter.columns else [])
+    lengths = [len(f) for f in frames]
+    inter, kept = resolve_duplicates(inter, keys, labels, duplicates, Origins(sources, lengths))
+    part_of_row = np.repeat(np.arange(len(parts)), lengths)[kept]
+    users = _read_entities(base_dir, cfg.users, cfg.user_id, USER_ID, cfg.user_features, cfg)
+    items = _read_entities(base_dir, cfg.items, cfg.item_id, ITEM_ID, cfg.item_features, cfg)
+    inter, users = _unify_ids(inter, users, USER_ID)
+    inter, items = _unify_ids(inter, items, ITEM_ID)
+    given = {}
+    if parts[0][0] != "interactions":
+        given["files"] = {
+            part: np.flatnonzero(part_of_row == i).astype(np.int64)
+            for i, (part, _) in enumerate(parts)
+        }
+    schema = Schema(
+        interactions=([Column(TIMESTAMP, Kind.TIMESTAMP)] if TIMESTAMP in inter.columns else [])
+        + [Column(n, k) for n, k in labels.items()],
+        users=[Column(USER_ID, Kind.ID), *_feature_columns(cfg.user_features)],
+        items=[Column(ITEM_ID, Kind.ID), *_feature_columns(cfg.item_features)],
+    )
+    return Dataset.build(name, inter, schema, users=users, items=items, given_splits=given)
+
+
+def _config(cfg: TabularConfig | Mapping[str, Any]) -> TabularConfig:
+    if isinstance(cfg, TabularConfig):
+        return cfg
+    check_kinds(cfg.get("labels", {}), LABEL_KINDS, table="interactions")
+    check_kinds(cfg.get("user_features", {}), FEATURE_KINDS, table="users")
+    check_kinds(cfg.get("item_features", {}), FEATURE_KINDS, table="items")
+    try:
+        return TabularConfig.model_validate(dict(cfg))
+    except ValidationError as e:
+        raise ConfigError(f"invalid tabular data config: {e}") from None
+
+
+def _parts(cfg: TabularConfig) -> list[tuple[str, str]]:
+    explicit = [(p, f) for p in ("train", "valid", "test") if (f := getattr(cfg, p))]
+    if cfg.interactions and explicit:
+        raise ConfigError(
+            "data.tabular: give either 'interactions' or 'train' / 'test' files, not both"
+        )
+    if cfg.interactions:
+        return [("interactions", cfg.interactions)]
+    if not (cfg.train and cfg.test):
+        raise ConfigError(
+            "data.tabular: needs 'interactions', or 'train' and 'test' (and optionally 'valid')"
+        )
+    return explicit
+
+
+def _resolve(base_dir: str | Path, file: str) -> Path:
+    path = Path(file).expanduser()
+    return path if path.is_absolute() else Path(base_dir) / path
+
+
+def _read_interactions(
+    file: Path, cfg: TabularConfig, labels: dict[str, Kind]
+) -> tuple[pd.DataFrame, Source]:
+    time = cfg.timestamp or None
+    fields: dict[str, Dtype] = {cfg.user_id: "str", cfg.item_id: "str"}
+    fields |= {time: "str"} if time else {}
+    fields |= dict.fromkeys(labels, "auto")
+    # the default time column may be absent (data without time); a configured one may not
+    optional = [time] if time and "timestamp" not in cfg.model_fields_set else []
+    df, src = _read(file, fields, cfg, nullable=list(labels), optional=optional)
+    df = check_labels(df, labels, src)
+    out = df.rename(columns={cfg.user_id: USER_ID, cfg.item_id: ITEM_ID})
+    if time and time in df.columns:
+        out = out.drop(columns=time).assign(**{TIMESTAMP: unix_seconds(df[time], src, time)})
+    times = [TIMESTAMP] if TIMESTAMP in out.columns else []
+    return out[[USER_ID, ITEM_ID, *times, *labels]], src
+
+
+def _read_entities(
+    base_dir: str | Path,
+    file: str | None,
+    id_in_file: str,
+    id_name: str,
+    features: Mapping[str, str],
+    cfg: TabularConfig,
+) -> pd.DataFrame | None:
+    if not file:
+        return None
+    kinds = {n: Kind(k) for n, k in features.items()}
+    fields: dict[str, Dtype] = {
+        id_in_file: "str",
+        **{n: _FEATURE_DTYPE[k] for n, k in kinds.items()},
+    }
+    df, src = _read(_resolve(base_dir, file), fields, cfg, nullable=list(kinds))
+    check_unique(df, id_in_file, src)
+    df = df.rename(columns={id_in_file: id_name})
+    for n, k in kinds.items():
+        if k is Kind.MULTI_HOT:
+            df[n] = [
+                [t.strip() for t in c.split(cfg.multi_hot_sep) if t.strip()]
+                if isinstance(c, str)
+                else []
+                for c in df[n].tolist()
+            ]
+        elif k is Kind.TEXT:
+            df[n] = df[n].fillna("").astype(str)
+    return df[[id_name, *kinds]]
+
+
+def _read(
+    file: Path,
+    fields: dict[str, Dtype],
+    cfg: TabularConfig,
+    nullable: list[str],
+    optional: list[str] | None = None,
+) -> tuple[pd.DataFrame, Source]:
+    if not _is_parquet(file):
+        return read_text(
+            file,
+            fields,
+            sep=cfg.sep,
+            encoding=cfg.encoding,
+            nullable=nullable,
+            optional=optional or [],
+        )
+    src = Source(file)
+    if not file.is_file():
+        raise DataError("file not found", file=file, expected="an existing file")
+    present = list(pq.read_schema(file).names)
+    require_columns(src, fields, present, optional or [])
+    fields = {c: d for c, d in fields.items() if c in present}
+    df = pd.read_parquet(file, columns=list(fields))
+    return coerce(df, fields, src, nullable), src
+
+
+def _is_parquet(file: Path) -> bool:
+    return file.suffix.lower() in (".parquet", ".pq")
+
+
+def _unify_ids(
+    inter: pd.DataFrame, table: pd.DataFrame | None, column: str
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Ints when every id in the interactions and the table is a plain integer, else strings."""
+    cols = [inter[column]] + ([table[column]] if table is not None else [])
+    as_int = all(_plain_ints(c) for c in cols)
+    conv = (lambda c: c.astype("int64")) if as_int else (lambda c: c.astype(str))
+    inter = inter.assign(**{column: conv(inter[column])})
+    if table is not None:
+        table = table.assign(**{column: conv(table[column])})
+    return inter, table
+
+
+def _plain_ints(ids: pd.Series) -> bool:
+    if pd.api.types.is_integer_dtype(ids):
+        return True
+    return bool(ids.astype(str).str.fullmatch(_PLAIN_INT).all())
+
+
+def _feature_columns(features: Mapping[str, str]) -> list[Column]:
+    return [Column(n, Kind(k)) for n, k in features.items()]

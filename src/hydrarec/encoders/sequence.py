@@ -1,0 +1,148 @@
+"""History encoders: the user's most recent item vectors -> one vector.
+
+Every encoder maps ``seq (B, N, D)`` and ``mask (B, N)`` (True where a real item is) to ``(B, D)``.
+Histories are right-aligned: the most recent item is in the last position, padding on the left.
+Padded positions never influence the output, and a user with no history gets zeros.
+
+- ``transformer``: SASRec, W.-C. Kang and J. McAuley, "Self-Attentive Sequential Recommendation",
+  ICDM 2018 (https://arxiv.org/abs/1808.09781): learned positional embeddings, causal self-attention
+  blocks (pre-norm, as in nanoGPT, rather than the paper's post-norm), the last position's state.
+- ``gru`` / ``lstm``: GRU4Rec-style recurrent encoders (Hidasi et al., ICLR 2016), final state.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from hydrarec.config import SequenceConfig
+from hydrarec.errors import ConfigError
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ConfigError(f"model.sequence.heads: {heads} does not divide model.dim {dim}")
+        self.heads = heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.resid_drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
+        B, N, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=-1)  # 3 x (B, N, D)
+        q = q.view(B, N, self.heads, D // self.heads).transpose(1, 2)  # (B, H, N, D/H)
+        k = k.view(B, N, self.heads, D // self.heads).transpose(1, 2)  # (B, H, N, D/H)
+        v = v.view(B, N, self.heads, D // self.heads).transpose(1, 2)  # (B, H, N, D/H)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, allowed, dropout_p=p)  # (B, H, N, D/H)
+        y = y.transpose(1, 2).reshape(B, N, D)  # (B, N, D)
+        return self.resid_drop(self.proj(y))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.fc = nn.Linear(dim, 4 * dim)
+        self.proj = nn.Linear(4 * dim, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))  # (B, N, 4D) -> (B, N, D)
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(dim)
+        self.attn = CausalSelfAttention(dim, heads, dropout)
+        self.ln2 = nn.LayerNorm(dim)
+        self.ff = FeedForward(dim, dropout)
+
+    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
+        x = x + self.attn(self.ln1(x), allowed)
+        return x + self.ff(self.ln2(x))
+
+
+class TransformerSequenceEncoder(nn.Module):
+    """SASRec: causal Transformer over the history; output = the last (most recent) position."""
+
+    def __init__(self, dim: int, cfg: SequenceConfig) -> None:
+        super().__init__()
+        self.max_len = cfg.max_len
+        self.position = nn.Embedding(cfg.max_len, dim)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(dim, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
+        self.norm = nn.LayerNorm(dim)
+
+    def states(self, seq: Tensor, mask: Tensor) -> Tensor:
+        """Every position's state ``(B, N, D)``; position i reads only real items at j <= i."""
+        n = seq.shape[1]
+        if n > self.max_len:
+            raise ValueError(f"history of length {n} > model.sequence.max_len {self.max_len}")
+        # Positions count back from the end, so "most recent" has the same embedding however
+        # much left padding a batch carries.
+        pos = torch.arange(self.max_len - n, self.max_len, device=seq.device)  # (N,)
+        x = seq * mask.unsqueeze(-1).to(seq.dtype) + self.position(pos)  # (B, N, D)
+        x = self.drop(x)
+        causal = torch.ones(n, n, dtype=torch.bool, device=seq.device).tril()  # (N, N)
+        allowed = causal & mask.unsqueeze(1)  # (B, N, N): query i may read key j
+        # Every position also reads itself: a padded query then has one key, never none, so the
+        # softmax has no all -inf row (NaN). Real queries still read no padded key.
+        allowed = allowed | torch.eye(n, dtype=torch.bool, device=seq.device)  # (B, N, N)
+        allowed = allowed.unsqueeze(1)  # (B, 1, N, N), broadcast over heads
+        for block in self.blocks:
+            x = block(x, allowed)  # (B, N, D)
+        return self.norm(x)
+
+    def forward(self, seq: Tensor, mask: Tensor) -> Tensor:
+        last = self.states(seq, mask)[:, -1]  # (B, D)
+        return last * mask.any(dim=1, keepdim=True).to(last.dtype)  # empty history -> zeros
+
+
+class RecurrentSequenceEncoder(nn.Module):
+    """GRU or LSTM over the real items in time order; output = the top layer's final state."""
+
+    def __init__(self, dim: int, cfg: SequenceConfig) -> None:
+        super().__init__()
+        if cfg.kind not in ("gru", "lstm"):
+            raise ConfigError(f"model.sequence.kind: {cfg.kind!r} is not recurrent (gru, lstm)")
+        rnn = nn.GRU if cfg.kind == "gru" else nn.LSTM
+        between = cfg.dropout if cfg.layers > 1 else 0.0  # nn.GRU drops only between layers
+        self.rnn = rnn(dim, dim, num_layers=cfg.layers, batch_first=True, dropout=between)
+
+    def forward(self, seq: Tensor, mask: Tensor) -> Tensor:
+        # Move each row's real items to the front, in order (a stable sort of "is padding"), then
+        # pack: the RNN never steps over padding, wherever it was.
+        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # (B, N)
+        x = seq.gather(1, order.unsqueeze(-1).expand_as(seq))  # (B, N, D)
+        lengths = mask.sum(dim=1)  # (B,)
+        # pack_padded_sequence needs lengths >= 1 on the CPU; empty rows are zeroed below.
+        packed = pack_padded_sequence(
+            x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
+        _, state = self.rnn(packed)
+        h = state[0] if isinstance(state, tuple) else state  # LSTM: (h_n, c_n)
+        last = h[-1]  # (B, D), top layer
+        return last * (lengths > 0).unsqueeze(-1).to(last.dtype)  # empty history -> zeros
+
+
+SEQUENCE_ENCODERS: dict[str, type[nn.Module]] = {
+    "transformer": TransformerSequenceEncoder,
+    "gru": RecurrentSequenceEncoder,
+    "lstm": RecurrentSequenceEncoder,
+}
+
+
+def build_sequence_encoder(cfg: SequenceConfig, dim: int) -> nn.Module | None:
+    """The encoder named by ``cfg.kind``; ``None`` for ``"none"`` (no history path)."""
+    if cfg.kind == "none":
+        return None
+    if cfg.kind not in SEQUENCE_ENCODERS:
+        allowed = ", ".join(["none", *SEQUENCE_ENCODERS])
+        raise ConfigError(f"model.sequence.kind: unknown {cfg.kind!r} (allowed: {allowed})")
+    return SEQUENCE_ENCODERS[cfg.kind](dim, cfg)

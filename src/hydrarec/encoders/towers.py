@@ -1,0 +1,103 @@
+"""The two towers: items and users -> (B, D) vectors in one space (score = dot(user, item)).
+
+Item tower (two-tower retrieval as in Yi et al., "Sampling-Bias-Corrected Neural Modeling for
+Large Corpus Item Recommendations", RecSys 2019; cold start from content as in DropoutNet,
+Volkovs et al., NeurIPS 2017):
+
+    features = FeatureEmbedding(id, side features)           (B, F)
+    feature_path = MLP(features)                              (B, D)
+    text_path = Linear(text)                                  (B, D)   only with item text
+    g = sigmoid(Linear([features, text_path]))                (B, D)
+    item = g * feature_path + (1 - g) * text_path
+
+Id-dropout: in training, each item's id is replaced with probability ``cfg.text.id_dropout`` by
+the out-of-vocabulary index 1 - exactly what an item unseen in train carries at serving time. So
+"dropped" and "cold" are one path: the OOV row (zero at init) is trained as "an item known only by
+its features and text", and the gate learns to lean on the text when the id says nothing.
+
+User tower (YouTube DNN, Covington et al. RecSys 2016, with a SASRec history encoder):
+
+    features = FeatureEmbedding(id, side features)           (B, F)
+    history = SequenceEncoder(item vectors, mask)             (B, D)   unless sequence.kind="none"
+    user = MLP([features, history])                           (B, D)
+
+The history item vectors come from the item tower, so both towers share item knowledge. A cold
+user (id index 1) with a history is described by that history: the id part is the OOV vector,
+the sequence part is informative. A cold user without history gets a vector from side features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import Tensor, nn
+
+from hydrarec.config import ModelConfig
+from hydrarec.encoders.embedding import OOV, PAD, FeatureEmbedding
+from hydrarec.encoders.sequence import build_sequence_encoder
+from hydrarec.features.batch import EntityFeatures, EntitySpec
+from hydrarec.nn import mlp
+
+
+class ItemTower(nn.Module):
+    """Item features (+ text) -> (B, D)."""
+
+    def __init__(self, spec: EntitySpec, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.out_dim = cfg.dim
+        self.id_dropout = cfg.text.id_dropout
+        self.features = FeatureEmbedding(spec, cfg.dim, cfg.embedding_dim, cfg.multi_hot_pooling)
+        F = self.features.out_dim
+        self.mlp = mlp(F, [*cfg.tower_hidden, cfg.dim], cfg.dropout, activate_last=False)
+        self.text = nn.Linear(spec.text_dim, cfg.dim) if spec.text_dim else None
+        self.gate = nn.Linear(F + cfg.dim, cfg.dim) if spec.text_dim else None
+
+    def forward(self, feats: EntityFeatures) -> Tensor:
+        if self.training and self.id_dropout > 0:
+            drop = torch.rand(feats.ids.shape, device=feats.ids.device) < self.id_dropout  # (B,)
+            drop &= feats.ids != PAD
+            feats = replace(feats, ids=feats.ids.masked_fill(drop, OOV))
+        e = self.features(feats)  # (B, F)
+        x = self.mlp(e)  # (B, D)
+        if self.text is None or self.gate is None:
+            return x
+        if feats.text is None:
+            raise ValueError("ItemTower: built with text (spec.text_dim > 0), batch has none")
+        t = self.text(feats.text)  # (B, T) -> (B, D)
+        g = torch.sigmoid(self.gate(torch.cat([e, t], dim=-1)))  # (B, F + D) -> (B, D)
+        return g * x + (1 - g) * t  # (B, D)
+
+
+class UserTower(nn.Module):
+    """User features + history of item vectors -> (B, D)."""
+
+    def __init__(self, spec: EntitySpec, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.out_dim = cfg.dim
+        self.max_len = cfg.sequence.max_len
+        self.features = FeatureEmbedding(spec, cfg.dim, cfg.embedding_dim, cfg.multi_hot_pooling)
+        self.sequence = build_sequence_encoder(cfg.sequence, cfg.dim)
+        in_dim = self.features.out_dim + (cfg.dim if self.sequence is not None else 0)
+        self.mlp = mlp(in_dim, [*cfg.tower_hidden, cfg.dim], cfg.dropout, activate_last=False)
+
+    def forward(
+        self,
+        feats: EntityFeatures,
+        history: Tensor | None = None,
+        history_mask: Tensor | None = None,
+    ) -> Tensor:
+        """``history`` (B, N, D) item vectors, right-aligned; ``history_mask`` (B, N) bool.
+
+        Both are ignored (and may be None) when ``sequence.kind`` is ``"none"``. Histories longer
+        than ``sequence.max_len`` are cut to their most recent ``max_len`` items.
+        """
+        x = self.features(feats)  # (B, F)
+        if self.sequence is None:
+            return self.mlp(x)  # (B, D)
+        if history is None or history_mask is None:
+            raise ValueError("UserTower: this tower has a sequence encoder; pass the history")
+        history = history[:, -self.max_len :]  # (B, N', D), most recent items
+        history_mask = history_mask[:, -self.max_len :]  # (B, N')
+        h = self.sequence(history, history_mask)  # (B, D)
+        return self.mlp(torch.cat([x, h], dim=-1))  # (B, F + D) -> (B, D)

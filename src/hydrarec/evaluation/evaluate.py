@@ -1,0 +1,179 @@
+"""Evaluate a model on held-out interactions: every task from user and item vectors.
+
+Pointwise tasks (rating, binary) score each held-out (user, item) pair; reconstruction decodes the
+held-out items' (or users') representations; retrieval ranks each held-out item against the FULL
+catalogue (no sampled negatives), excluding the items the user interacted with before it (the
+training items, plus the validation items when scoring test) and the user's other held-out items.
+Users are scored in batches, so memory stays bounded by ``batch_size x n_items``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hydrarec.evaluation.metrics import ranking_metrics
+from hydrarec.features.batch import EntityFeatures
+from hydrarec.features.batching import UserHistories
+from hydrarec.model import MultiTaskRecommender
+
+
+def known_pairs(known: UserHistories, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position in ``users``, item) for every known item of every user in ``users``."""
+    counts = known.indptr[users + 1] - known.indptr[users]
+    rows = np.repeat(np.arange(len(users)), counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return rows, known.items[np.repeat(known.indptr[users], counts) + offsets]
+
+
+@torch.no_grad()
+def encode_items(
+    model: MultiTaskRecommender, table: EntityFeatures, device: torch.device, chunk: int = 8192
+) -> Tensor:
+    """Vectors of every item of the catalogue, (I, D)."""
+    model.eval()
+    parts = []
+    for start in range(0, len(table), chunk):
+        idx = torch.arange(start, min(start + chunk, len(table)))
+        parts.append(model.encode_items(table.gather(idx).to(device)).float())
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def encode_users(
+    model: MultiTaskRecommender,
+    table: EntityFeatures,
+    users: np.ndarray,
+    history: np.ndarray,
+    mask: np.ndarray,
+    item_vectors: Tensor,
+    device: torch.device,
+) -> Tensor:
+    """Vectors of ``users`` (catalogue indices) from their features and history items, (B, D)."""
+    model.eval()
+    feats = table.gather(torch.as_tensor(users)).to(device)
+    hist = item_vectors[torch.as_tensor(history, device=item_vectors.device)]  # (B, N, D)
+    m = torch.as_tensor(mask, device=device)
+    return model.encode_users(feats, hist.to(device), m).float()
+
+
+def evaluate_model(
+    model: MultiTaskRecommender,
+    users_table: EntityFeatures,
+    items_table: EntityFeatures,
+    rows_user: np.ndarray,
+    rows_item: np.ndarray,
+    labels: dict[str, np.ndarray],
+    known: UserHistories,
+    history_len: int,
+    ks: list[int],
+    device: torch.device,
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """Metrics of every task, keyed ``task/metric``, over the held-out rows."""
+    item_vecs = encode_items(model, items_table, device)
+    uniq, inverse = np.unique(rows_user, return_inverse=True)
+    user_vecs = torch.empty(len(uniq), item_vecs.shape[1], device=item_vecs.device)
+    for s in range(0, len(uniq), batch_size):
+        u = uniq[s : s + batch_size]
+        hist, mask = known.last_n(u, history_len)
+        user_vecs[s : s + batch_size] = encode_users(
+            model, users_table, u, hist, mask, item_vecs, device
+        )
+    out: dict[str, float] = {}
+    preds = _pairwise_predictions(model, user_vecs, item_vecs, inverse, rows_item, batch_size)
+    for name, task in model.tasks.items():
+        if task.kind in ("rating", "binary"):
+            lab = labels[name]
+            ok = ~np.isnan(lab)
+            res = task.metrics(preds[name][ok], lab[ok], rows_user[ok])
+        elif task.kind == "retrieval":
+            ranks = full_ranking_ranks(user_vecs, item_vecs, uniq, inverse, rows_item, known,
+                                       batch_size)
+            res = ranking_metrics(ranks, ks)
+        else:
+            res = _reconstruction_metrics(task, user_vecs, item_vecs, uniq, rows_item,
+                                          users_table, items_table)
+        # an undefined metric (e.g. GAUC with one held-out item per user) is left out, not NaN
+        out.update({f"{name}/{k}": float(v) for k, v in res.items() if not np.isnan(v)})
+    return out
+
+
+@torch.no_grad()
+def _pairwise_predictions(
+    model: MultiTaskRecommender,
+    user_vecs: Tensor,
+    item_vecs: Tensor,
+    inverse: np.ndarray,
+    rows_item: np.ndarray,
+    batch_size: int,
+) -> dict[str, np.ndarray]:
+    chunks: dict[str, list[np.ndarray]] = {}
+    step = batch_size * 16
+    for s in range(0, len(rows_item), step):
+        u = user_vecs[torch.as_tensor(inverse[s : s + step], device=user_vecs.device)]
+        i = item_vecs[torch.as_tensor(np.array(rows_item[s : s + step]), device=item_vecs.device)]
+        for k, v in model.predict_pairs(u, i).items():
+            chunks.setdefault(k, []).append(v.float().cpu().numpy())
+    return {k: np.concatenate(v) for k, v in chunks.items()}
+
+
+@torch.no_grad()
+def full_ranking_ranks(
+    user_vecs: Tensor,
+    item_vecs: Tensor,
+    users: np.ndarray,
+    inverse: np.ndarray,
+    targets: np.ndarray,
+    known: UserHistories,
+    batch_size: int,
+) -> np.ndarray:
+    """Zero-based rank of each held-out item among all items, ties counted half.
+
+    Excluded: the user's known items and the user's other held-out items. A constant model
+    therefore ranks a target in the middle, never first.
+    """
+    order = np.argsort(inverse, kind="stable")
+    heldout = UserHistories(inverse, targets, n_users=len(users))
+    ranks = np.empty(len(targets), dtype=np.float64)
+    n_items = item_vecs.shape[0]
+    rows_per = max(1, min(batch_size, (1 << 24) // max(n_items, 1)))
+    for s in range(0, len(order), rows_per):
+        sel = order[s : s + rows_per]  # held-out rows of this chunk
+        u_local = inverse[sel]
+        scores = user_vecs[torch.as_tensor(u_local)] @ item_vecs.T  # (R, I)
+        excl = torch.zeros_like(scores, dtype=torch.bool)
+        r, it = known_pairs(known, users[u_local])
+        excl[torch.as_tensor(r), torch.as_tensor(it)] = True
+        # the same user's other held-out items are not competitors
+        r, it = known_pairs(heldout, u_local)
+        excl[torch.as_tensor(r), torch.as_tensor(it)] = True
+        tgt = torch.as_tensor(targets[sel])
+        idx = torch.arange(len(sel))
+        excl[idx, tgt] = False
+        t_score = scores[idx, tgt][:, None]
+        scores = scores.masked_fill(excl, float("-inf"))
+        higher = (scores > t_score).sum(1).double()
+        ties = (scores == t_score).sum(1).double() - 1.0
+        ranks[sel] = (higher + 0.5 * ties).cpu().numpy()
+    return ranks
+
+
+@torch.no_grad()
+def _reconstruction_metrics(
+    task: torch.nn.Module,
+    user_vecs: Tensor,
+    item_vecs: Tensor,
+    users: np.ndarray,
+    rows_item: np.ndarray,
+    users_table: EntityFeatures,
+    items_table: EntityFeatures,
+) -> dict[str, float]:
+    """Reconstruction loss of the held-out rows' distinct items (or users)."""
+    if task.entity == "item":  # type: ignore[attr-defined]
+        idx = np.unique(rows_item)
+        vecs, feats = item_vecs[torch.as_tensor(idx)], items_table.gather(torch.as_tensor(idx))
+    else:
+        vecs, feats = user_vecs, users_table.gather(torch.as_tensor(users))
+    return task.evaluate(vecs, feats.to(vecs.device))  # type: ignore[attr-defined,operator]

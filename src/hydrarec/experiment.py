@@ -1,0 +1,223 @@
+"""``train`` and ``evaluate``: the whole job from a config to a run directory.
+
+    data -> split -> features (fitted on train) -> model -> trainer (early stop on valid)
+         -> best weights -> metrics on valid and test (test read once, at the end)
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hydrarec import __version__
+from hydrarec.build import build_model
+from hydrarec.config import Config, TaskConfig, dump_config
+from hydrarec.data.dataset import Dataset
+from hydrarec.data.registry import load_dataset
+from hydrarec.data.schema import TIMESTAMP
+from hydrarec.data.splits import Split
+from hydrarec.errors import ConfigError
+from hydrarec.evaluation.evaluate import evaluate_model
+from hydrarec.io import write_json, write_tensors, write_text, write_with
+from hydrarec.model import MultiTaskRecommender
+from hydrarec.rundir import LoadedRun, RunDir, load_run, save_table
+from hydrarec.tasks.joint import JointLoss
+from hydrarec.training.data import TrainData, make_train_data
+from hydrarec.training.progress import Progress
+from hydrarec.training.trainer import Trainer, TrainResult, pick_device
+
+SPLIT_NAMES = ("train", "valid", "test")
+
+
+def default_monitor(tasks: list[TaskConfig]) -> tuple[str, str]:
+    """The validation metric for early stopping: the first task's headline metric."""
+    t = tasks[0]
+    return {
+        "retrieval": (f"{t.name}/ndcg@10", "max"),
+        "rating": (f"{t.name}/rmse", "min"),
+        "binary": (f"{t.name}/auc", "max"),
+        "reconstruction": (f"{t.name}/loss", "min"),
+    }[t.kind]
+
+
+def monitor_of(cfg: Config) -> tuple[str, str]:
+    if cfg.train.monitor is None:
+        return default_monitor(cfg.tasks)
+    name = cfg.train.monitor
+    lower_better = any(name.endswith(s) for s in ("rmse", "mae", "loss", "logloss"))
+    return name, "min" if lower_better else "max"
+
+
+@dataclass
+class Run:
+    """What ``train`` returns: where the run is and what it measured."""
+
+    path: Path
+    metrics: dict[str, dict[str, float]]
+    result: TrainResult
+
+
+def _order(df: pd.DataFrame) -> np.ndarray:
+    """Time order within a user: the timestamp, else the position in the file."""
+    if TIMESTAMP in df.columns:
+        return df[TIMESTAMP].to_numpy(dtype=np.int64)
+    return np.arange(len(df), dtype=np.int64)
+
+
+def _split_column(n: int, split: Split) -> np.ndarray:
+    col = np.full(n, "", dtype=object)
+    for name in SPLIT_NAMES:
+        col[getattr(split, name)] = name
+    return col
+
+
+def _save_data(run: RunDir, ds: Dataset, split: Split, labels: dict[str, np.ndarray]) -> None:
+    inter = pd.DataFrame(
+        {
+            "user_idx": ds.interactions["user_idx"].to_numpy(),
+            "item_idx": ds.interactions["item_idx"].to_numpy(),
+            "order": _order(ds.interactions),
+            "split": _split_column(len(ds.interactions), split),
+        }
+    )
+    for name, v in labels.items():
+        inter[name] = v
+    inter = inter[inter["split"] != ""]
+    write_with(run.data / "interactions.parquet", lambda p: inter.to_parquet(p, index=False))
+    items = ds.items.copy()
+    for col in items.columns:  # lists (multi-hot) as "a|b" strings: plain parquet columns
+        if items[col].map(lambda v: isinstance(v, list)).any():
+            items[col] = items[col].map(lambda v: "|".join(map(str, v)) if isinstance(v, list) else v)
+    write_with(run.data / "items.parquet", lambda p: items.to_parquet(p, index=False))
+    write_json(
+        run.data / "ids.json",
+        {"users": ds.user_ids.raw_ids.tolist(), "items": ds.item_ids.raw_ids.tolist()},
+    )
+
+
+def _meta(cfg: Config, data: TrainData, model: MultiTaskRecommender) -> dict[str, Any]:
+    return {
+        "hydrarec_version": __version__,
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": data.dataset.name,
+        "n_users": data.dataset.n_users,
+        "n_items": data.dataset.n_items,
+        "user_spec": data.user_spec.to_dict(),
+        "item_spec": data.item_spec.to_dict(),
+        "label_stats": data.stats,
+        "tasks": {t.name: t.kind for t in cfg.tasks},
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "split_sizes": {k: len(getattr(data.split, k)) for k in SPLIT_NAMES},
+    }
+
+
+def _validator(
+    cfg: Config, data: TrainData, device: torch.device
+) -> Callable[[torch.nn.Module], dict[str, float]]:
+    """Validation metrics of every task (the trainer monitors one of them)."""
+    rows = data.split.valid
+    inter = data.dataset.interactions
+    users, items = inter["user_idx"].to_numpy()[rows], inter["item_idx"].to_numpy()[rows]
+    labels = {k: v[rows] for k, v in data.labels.items()}
+    known = data.histories(("train",))
+
+    def validate(model: torch.nn.Module) -> dict[str, float]:
+        assert isinstance(model, MultiTaskRecommender)
+        return evaluate_model(
+            model, data.users, data.items, users, items, labels, known,
+            cfg.model.sequence.max_len, cfg.eval.ks, device, cfg.eval.batch_size,
+        )
+
+    return validate
+
+
+def train(
+    cfg: Config,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: Progress | None = None,
+    dataset: Dataset | None = None,
+) -> Run:
+    """Train ``cfg`` into the run directory ``out`` and evaluate on valid and test."""
+    progress = progress or Progress()
+    run = RunDir(out)
+    run.path.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.train.seed)
+    ds = dataset if dataset is not None else load_dataset(cfg.data)
+    data = make_train_data(cfg, ds)
+    device = pick_device(cfg.train.device)
+    model = build_model(cfg, data.user_spec, data.item_spec, data.stats, ds.n_items)
+    objective = JointLoss(
+        [t.name for t in cfg.tasks], cfg.loss, {t.name: t.weight for t in cfg.tasks}
+    )
+    write_text(run.config, dump_config(cfg))
+    data.pipeline.save(run.features)
+    save_table(run.features / "users.safetensors", data.users)
+    save_table(run.features / "items.safetensors", data.items)
+    _save_data(run, ds, data.split, data.labels)
+    write_json(run.meta, _meta(cfg, data, model))
+    monitor, mode = monitor_of(cfg)
+
+    def on_best(m: torch.nn.Module, epoch: int) -> None:
+        write_tensors(run.model, m.state_dict())
+
+    def on_epoch_end(record: dict[str, Any]) -> None:
+        with open(run.history, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    if not resume and run.history.exists():
+        run.history.unlink()
+    trainer = Trainer(
+        model, objective, cfg.train, device=device, checkpoint_dir=run.checkpoints,
+        on_best=on_best, on_epoch_end=on_epoch_end, progress=progress,
+    )
+    validate = _validator(cfg, data, device)
+    start = time.perf_counter()
+    result = trainer.fit(
+        data.epoch_batches, data.steps_per_epoch, validate, monitor, mode, resume=resume
+    )
+    seconds = time.perf_counter() - start
+    loaded = load_run(run.path, device)
+    metrics = {"valid": evaluate(loaded, "valid"), "test": evaluate(loaded, "test")}
+    metrics["train"] = {"seconds": round(seconds, 2), "epochs": result.epochs,
+                        "best_epoch": result.best_epoch}
+    write_json(run.metrics, metrics)
+    return Run(run.path, metrics, result)
+
+
+def evaluate(run: LoadedRun | str | Path, split: str = "test") -> dict[str, float]:
+    """Metrics of every task on ``split`` of a trained run (keys ``task/metric``)."""
+    if split not in ("valid", "test"):
+        raise ConfigError(f"split must be 'valid' or 'test', not {split!r}")
+    loaded = run if isinstance(run, LoadedRun) else load_run(run)
+    device = next(loaded.model.parameters()).device
+    known_splits = ("train",) if split == "valid" else ("train", "valid")
+    rows = loaded.interactions[loaded.interactions["split"] == split]
+    if len(rows) == 0:
+        raise ConfigError(f"the run has no {split!r} interactions to evaluate")
+    labels = {
+        n: rows[n].to_numpy(dtype=np.float32) for n in loaded.model.tasks if n in rows.columns
+    }
+    cfg = loaded.config
+    return evaluate_model(
+        loaded.model, loaded.users, loaded.items,
+        rows["user_idx"].to_numpy(), rows["item_idx"].to_numpy(), labels,
+        loaded.known(known_splits), cfg.model.sequence.max_len, cfg.eval.ks, device,
+        cfg.eval.batch_size,
+    )
+
+
+__all__ = ["Run", "evaluate", "train"]

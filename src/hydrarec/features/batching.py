@@ -1,0 +1,352 @@
+"""Batch assembly: user histories and ``Batch`` objects, vectorised (no per-row Python loop).
+
+``UserHistories`` stores each user's items in time order as a CSR array. ``BatchBuilder`` turns
+row positions of the interactions into ``Batch`` objects: it gathers user features, looks up each
+row's history, samples negatives, de-duplicates all items of the batch and gathers their features
+once, and replaces missing labels by 0 with a mask.
+
+History alignment: a history is (B, N) and **right-aligned**, the most recent item last; rows with
+fewer than N earlier items are padded on the left (mask False). For a user with items a, b, c at
+times 1, 2, 3 and N = 2 the three training rows see ``[pad, pad]``, ``[pad, a]`` and ``[a, b]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+from numpy.lib.stride_tricks import sliding_window_view
+
+from hydrarec.errors import DataError
+from hydrarec.features.batch import Batch, EntityFeatures
+
+
+class Sampler(Protocol):
+    """What ``BatchBuilder`` needs of a negative sampler (``hydrarec.data.sampling``)."""
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[Any, Any]:
+        """``n`` item indices and the log probability of each being drawn."""
+        ...
+
+    def log_prob(self, items: np.ndarray) -> Any:
+        """Log probability that one draw is each of ``items``."""
+        ...
+
+
+class UserHistories:
+    """Each user's interactions sorted by (timestamp, row position), as CSR arrays.
+
+    ``items[indptr[u]:indptr[u + 1]]`` are user ``u``'s items, oldest first. Built from the
+    interactions at ``rows`` (e.g. the train rows, or train + valid when scoring test); ties in
+    time keep file order; without timestamps file order is the time order.
+
+    >>> h = UserHistories(np.array([0, 0, 0]), np.array([5, 6, 7]), np.array([3, 1, 2]))
+    >>> h.items.tolist()
+    [6, 7, 5]
+    >>> items, mask = h.history_before(np.array([0, 1]), 2)  # row 0 is the last, row 1 the first
+    >>> items.tolist(), mask.tolist()
+    ([[6, 7], [0, 0]], [[True, True], [False, False]])
+    >>> h.last_n(np.array([0]), 4)[0].tolist()
+    [[0, 6, 7, 5]]
+    """
+
+    def __init__(
+        self,
+        user_idx: np.ndarray,
+        item_idx: np.ndarray,
+        timestamp: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
+        n_users: int | None = None,
+    ) -> None:
+        users = np.asarray(user_idx, dtype=np.int64)
+        rows = np.arange(len(users)) if rows is None else np.asarray(rows, dtype=np.int64)
+        u = users[rows]
+        keys = (rows, u) if timestamp is None else (rows, np.asarray(timestamp)[rows], u)
+        order = rows[np.lexsort(keys)]  # rows sorted by (user, time, row)
+        self.n_users = int(u.max(initial=-1)) + 1 if n_users is None else int(n_users)
+        if len(u) and (u.min() < 0 or u.max() >= self.n_users):
+            raise DataError(f"user indices must lie in [0, {self.n_users})", field="user_idx")
+        self.items = np.asarray(item_idx, dtype=np.int64)[order]  # (M,) CSR data
+        counts = np.bincount(users[order], minlength=self.n_users)
+        self.indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # (n_users + 1,)
+        self._users = users  # user of every row (a reference, not a copy)
+        self._pos = np.full(len(users), -1, dtype=np.int64)  # row -> place in ``items``
+        self._pos[order] = np.arange(len(order))
+        self._windows: dict[int, np.ndarray] = {}
+
+    def history_before(
+        self, rows: np.ndarray, n: int, pad: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(B, n) items the user had before each row (right-aligned) and the (B, n) mask.
+
+        Every row must be one the histories were built from; padded places hold ``pad``.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        pos = self._pos[rows]
+        if (pos < 0).any():
+            bad = rows[pos < 0][:5].tolist()
+            raise DataError(f"rows {bad} are not in these histories", expected="rows it was built from")
+        return self._take(pos + n * self._users[rows], n, pad)
+
+    def last_n(self, users: np.ndarray, n: int, pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(B, n) last n items of each user (right-aligned) and the mask; unknown users: empty."""
+        users = np.asarray(users, dtype=np.int64)
+        known = (users >= 0) & (users < self.n_users)
+        u = np.where(known, users, 0)
+        return self._take(np.where(known, self.indptr[u + 1] + n * u, 0), n, pad)
+
+    def _take(self, starts: np.ndarray, n: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
+        """Windows at ``starts`` of the padded layout; -1 (the layout's padding) -> ``pad``."""
+        if n == 0:
+            return np.full((len(starts), 0), pad, np.int64), np.zeros((len(starts), 0), bool)
+        out = self._layout(n)[starts]  # (B, n), one contiguous slice per row
+        mask = out >= 0
+        return (out if pad == -1 else np.where(mask, out, pad)), mask
+
+    def _layout(self, n: int) -> np.ndarray:
+        """All length-n windows over the items with n padding slots (-1) before each user's items.
+
+        User u's k-th item sits at ``indptr[u] + k + n * (u + 1)``, so the n items before it (or
+        padding) are the window starting at ``indptr[u] + k + n * u``; window 0 is all padding.
+        Costs 8 * (len(items) + n * (n_users + 1)) bytes, built once per n; a history is then one
+        contiguous copy per row instead of n scattered reads and a mask.
+        """
+        if n not in self._windows:
+            users = np.repeat(np.arange(self.n_users), np.diff(self.indptr))
+            padded = np.full(len(self.items) + n * (self.n_users + 1), -1, dtype=np.int64)
+            padded[np.arange(len(self.items)) + n * (users + 1)] = self.items
+            self._windows = {n: sliding_window_view(padded, n)}  # keep one layout at a time
+        return self._windows[n]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class BatchBuilder:
+    """Assembles ``Batch`` objects from row positions of the interactions.
+
+    ``user_idx`` / ``item_idx`` / ``labels`` are aligned arrays over all interactions (``rows``
+    index into them); ``labels`` are float32 with NaN for missing. ``user_features`` /
+    ``item_features`` are whole tables (row i = catalogue index i).
+
+    Histories: ``history_mode='before'`` (training) gives each row the items its user had before
+    it (``UserHistories.history_before``: the rows must be in ``histories``); ``'last'``
+    (evaluation of rows that are not in ``histories``) gives the user's last ``history_len`` items.
+
+    Distinct items of a batch: the rows' items, their history items and ``negatives`` items drawn
+    from ``sampler``, in increasing catalogue index; or, with ``full_catalogue``, every item in
+    catalogue order (``items`` is then the item table itself, not a copy).
+
+    ``item_logq``: log of the probability that a candidate slot holds the item: the mixture of the
+    in-batch distribution ``item_log_prob`` (weight B) and the sampler's (weight ``negatives``),
+    i.e. ``log((B * p_batch + K * p_sampler) / (B + K))``; 0 where neither is given and with
+    ``full_catalogue``. History items are among the distinct items and get the same formula.
+
+    Not thread-safe: de-duplication reuses two per-catalogue buffers (9 bytes per item).
+    """
+
+    def __init__(
+        self,
+        user_idx: np.ndarray,
+        item_idx: np.ndarray,
+        labels: dict[str, np.ndarray],
+        user_features: EntityFeatures,
+        item_features: EntityFeatures,
+        histories: UserHistories | None = None,
+        history_len: int = 0,
+        negatives: int = 0,
+        sampler: Sampler | None = None,
+        item_log_prob: np.ndarray | None = None,
+        full_catalogue: bool = False,
+        history_mode: Literal["before", "last"] = "before",
+    ) -> None:
+        self.user_idx = np.asarray(user_idx, dtype=np.int64)
+        self.item_idx = np.asarray(item_idx, dtype=np.int64)
+        self.labels = {k: np.asarray(v, dtype=np.float32) for k, v in labels.items()}
+        self.user_features = user_features
+        self.item_features = item_features
+        self.histories = histories
+        self.history_len = history_len
+        self.negatives = negatives
+        self.sampler = sampler
+        self.item_log_prob = None if item_log_prob is None else np.asarray(item_log_prob, np.float64)
+        self.full_catalogue = full_catalogue
+        self.history_mode = history_mode
+        self.n_items = len(item_features)
+        self._check()
+        self._mark = np.zeros(self.n_items + 1, dtype=bool)  # last slot: padding (-1)
+        self._remap = np.zeros(self.n_items + 1, dtype=np.int64)  # catalogue index -> position
+        self._all_items = torch.arange(self.n_items)
+        self._zero_logq = torch.zeros(self.n_items)
+
+    def _check(self) -> None:
+        n = len(self.user_idx)
+        if len(self.item_idx) != n or any(len(v) != n for v in self.labels.values()):
+            raise DataError("user_idx, item_idx and every label must have the same length")
+        if self.history_len < 0 or self.negatives < 0:
+            raise DataError("history_len and negatives must be >= 0")
+        if self.history_len > 0 and self.histories is None:
+            raise DataError("history_len > 0 needs histories", expected="a UserHistories")
+        if self.negatives > 0 and self.sampler is None:
+            raise DataError("negatives > 0 needs a sampler", expected="an object with .sample")
+        if self.negatives > 0 and self.full_catalogue:
+            raise DataError("sampled negatives make no sense with full_catalogue=True")
+        if self.history_mode not in ("before", "last"):
+            raise DataError(f"history_mode {self.history_mode!r}", expected="'before' or 'last'")
+        if self.item_log_prob is not None and len(self.item_log_prob) != self.n_items:
+            raise DataError("item_log_prob must have one entry per catalogue item")
+        if n and (self.item_idx.min() < 0 or self.item_idx.max() >= self.n_items):
+            raise DataError("item_idx out of range of the item table")
+        if n and (self.user_idx.min() < 0 or self.user_idx.max() >= len(self.user_features)):
+            raise DataError("user_idx out of range of the user table")
+
+    def build(self, rows: np.ndarray, rng: np.random.Generator | None = None) -> Batch:
+        """The ``Batch`` of the interactions at ``rows``; ``rng`` draws the negatives."""
+        rows = np.asarray(rows, dtype=np.int64)
+        users, items = self.user_idx[rows], self.item_idx[rows]  # (B,), (B,)
+        hist, hmask = self._history(rows, users)  # (B, N), padded with -1
+        if self.full_catalogue:
+            batch_items, logq = self.item_features, self._zero_logq
+            index, pos = self._all_items, items
+            history = hist
+        else:
+            neg = self._negatives(rng)
+            uniq, pos, history = self._distinct(items, hist, neg)
+            index = torch.from_numpy(uniq)
+            batch_items = _gather(self.item_features, index)
+            logq = torch.from_numpy(self._logq(uniq, len(rows)))
+        labels, label_mask = self._labels(rows)
+        return Batch(
+            user_index=torch.from_numpy(users),
+            users=_gather(self.user_features, torch.from_numpy(users)),
+            item_index=index,
+            items=batch_items,
+            item_logq=logq,
+            item_pos=torch.from_numpy(pos),
+            history=torch.from_numpy(history),
+            history_mask=torch.from_numpy(hmask),
+            labels=labels,
+            label_mask=label_mask,
+        )
+
+    def _history(self, rows: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n, pad = self.history_len, (0 if self.full_catalogue else -1)
+        if n == 0 or self.histories is None:
+            return np.full((len(rows), 0), pad, np.int64), np.zeros((len(rows), 0), bool)
+        if self.history_mode == "before":
+            return self.histories.history_before(rows, n, pad=pad)
+        return self.histories.last_n(users, n, pad=pad)
+
+    def _negatives(self, rng: np.random.Generator | None) -> np.ndarray:
+        if self.negatives == 0 or self.sampler is None:
+            return np.empty(0, dtype=np.int64)
+        drawn, _ = self.sampler.sample(self.negatives, rng or np.random.default_rng())
+        return np.asarray(drawn, dtype=np.int64)
+
+    def _distinct(
+        self, items: np.ndarray, hist: np.ndarray, neg: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sorted distinct catalogue indices, and positions into them of ``items`` and ``hist``.
+
+        Equal to ``np.unique(..., return_inverse=True)`` but O(B * N + n_items) with a dense
+        table instead of a sort (~5x faster at B = 1024, N = 50).
+        """
+        mark, remap = self._mark, self._remap
+        mark[items] = True
+        mark[hist] = True  # padding (-1) hits the spare last slot
+        mark[neg] = True
+        mark[self.n_items] = False
+        uniq = np.flatnonzero(mark)  # (U,) sorted
+        mark[uniq] = False  # reset for the next batch
+        remap[uniq] = np.arange(len(uniq))  # remap[-1] stays 0: padding -> position 0
+        return uniq, np.take(remap, items), np.take(remap, hist)
+
+    def _logq(self, uniq: np.ndarray, batch_size: int) -> np.ndarray:
+        terms, weights = [], []
+        if self.item_log_prob is not None:
+            terms.append(self.item_log_prob[uniq] + math.log(batch_size))
+            weights.append(batch_size)
+        if self.negatives > 0 and self.sampler is not None:
+            sampled = np.asarray(self.sampler.log_prob(uniq), dtype=np.float64)
+            terms.append(sampled + math.log(self.negatives))
+            weights.append(self.negatives)
+        if not terms:
+            return np.zeros(len(uniq), dtype=np.float32)
+        mix = terms[0] if len(terms) == 1 else np.logaddexp(terms[0], terms[1])
+        return (mix - math.log(sum(weights))).astype(np.float32)
+
+    def _labels(self, rows: np.ndarray) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        values, masks = {}, {}
+        for name, col in self.labels.items():
+            v = col[rows]
+            present = ~np.isnan(v)
+            values[name] = torch.from_numpy(np.where(present, v, np.float32(0)))
+            masks[name] = torch.from_numpy(present)
+        return values, masks
+
+    def iterate(
+        self,
+        rows: np.ndarray,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int | np.random.Generator = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> Iterator[Batch]:
+        """Batches of ``rows`` (this rank's share), deterministic given ``seed``.
+
+        The shuffle is the same on every rank (pass the same int seed, e.g. ``seed + epoch``);
+        rank r takes the contiguous block ``[r * k, (r + 1) * k)`` of the shuffled batches, where
+        ``k = num_batches(...)`` is the same on every rank: without ``drop_last`` the last block is
+        padded by repeating the first batches (as torch's ``DistributedSampler`` does), with
+        ``drop_last`` the partial batch and the batches left over after ``world_size * k`` are
+        dropped. Negatives of batch b are drawn from a generator seeded by (seed, b), so they do
+        not depend on the number of ranks. A ``Generator`` seed is advanced once per call.
+        """
+        if not 0 <= rank < world_size:
+            raise DataError(f"rank {rank} with world_size {world_size}", expected="0 <= rank < world_size")
+        rows = np.asarray(rows, dtype=np.int64)
+        base = seed if isinstance(seed, int) else int(seed.integers(2**63))
+        order = np.random.default_rng([base, 0]).permutation(rows) if shuffle else rows
+        total = self.num_batches(len(rows), batch_size, drop_last)
+        per_rank = self.num_batches(len(rows), batch_size, drop_last, world_size)
+        for j in range(per_rank):
+            b = (rank * per_rank + j) % total
+            rng = np.random.default_rng([base, 1, b]) if self.negatives else None
+            yield self.build(order[b * batch_size : (b + 1) * batch_size], rng)
+
+    @staticmethod
+    def num_batches(
+        n_rows: int, batch_size: int, drop_last: bool = False, world_size: int = 1
+    ) -> int:
+        """Batches each rank gets from ``n_rows`` rows (see ``iterate``).
+
+        >>> BatchBuilder.num_batches(10, 3), BatchBuilder.num_batches(10, 3, drop_last=True)
+        (4, 3)
+        >>> BatchBuilder.num_batches(10, 3, world_size=3), BatchBuilder.num_batches(10, 3, True, 2)
+        (2, 1)
+        """
+        if batch_size < 1 or world_size < 1:
+            raise DataError("batch_size and world_size must be >= 1")
+        total = n_rows // batch_size if drop_last else -(-n_rows // batch_size)
+        return total // world_size if drop_last else -(-total // world_size)
+
+
+def _gather(table: EntityFeatures, index: torch.Tensor) -> EntityFeatures:
+    """``table.gather(index)`` for a 1-D index, with ``index_select`` (3x faster than ``t[index]``
+    on CPU for (U, L) tables)."""
+
+    def take(t: torch.Tensor) -> torch.Tensor:
+        return t.index_select(0, index)
+
+    return EntityFeatures(
+        ids=take(table.ids),
+        categorical={k: take(v) for k, v in table.categorical.items()},
+        numeric=None if table.numeric is None else take(table.numeric),
+        multi_hot={k: take(v) for k, v in table.multi_hot.items()},
+        text=None if table.text is None else take(table.text),
+    )

@@ -1,0 +1,104 @@
+"""The multi-task recommender: two towers, a multi-task architecture, and one head per task.
+
+Parts are passed in by role (after torchrec's ``DLRM``): swapping MMoE for PLE is one argument.
+
+    items  = item_tower(distinct items of the batch)             (U, D)
+    user   = user_tower(user features, history item vectors)     (B, D)
+    x      = [user, item, user * item]                           (B, 3D)
+    reps   = architecture(x)                                     one (B, H) per ranking task
+    logits = task(rep | user, item, items)                       per task
+
+The history items are encoded by the item tower, so both towers share item knowledge. The model
+returns raw outputs (logits); ``Task.predict`` applies sigmoid / clipping at inference only.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import torch
+from torch import Tensor, nn
+
+from hydrarec.features.batch import Batch, EntityFeatures
+from hydrarec.tasks.base import Task, TaskInputs
+
+
+class MultiTaskRecommender(nn.Module):
+    def __init__(
+        self,
+        user_encoder: nn.Module,
+        item_encoder: nn.Module,
+        architecture: nn.Module,
+        tasks: list[Task],
+    ) -> None:
+        super().__init__()
+        self.user_encoder = user_encoder
+        self.item_encoder = item_encoder
+        self.architecture = architecture
+        self.tasks = nn.ModuleDict({t.name: t for t in tasks})
+        # the ranking tasks read one architecture output each, in this order
+        self.tower_tasks = [t.name for t in tasks if t.uses_tower]
+
+    # -- the two towers ---------------------------------------------------------------------
+    def encode_items(self, items: EntityFeatures) -> Tensor:
+        return self.item_encoder(items)  # (U, D)
+
+    def encode_users(self, users: EntityFeatures, history: Tensor, history_mask: Tensor) -> Tensor:
+        return self.user_encoder(users, history, history_mask)  # (B, D)
+
+    # -- training -------------------------------------------------------------------------
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        items = self.encode_items(batch.items)  # (U, D)
+        item = items[batch.item_pos]  # (B, D)
+        history = items[batch.history]  # (B, N, D)
+        user = self.encode_users(batch.users, history, batch.history_mask)  # (B, D)
+        return self.heads(user, item, items, batch)
+
+    def heads(
+        self, user: Tensor, item: Tensor, items: Tensor | None, batch: Batch | None
+    ) -> dict[str, Tensor]:
+        """Every task's raw output for (user, item) pairs given their vectors."""
+        reps = self.rank_representations(user, item)
+        out = {}
+        for name, task in self.task_items():
+            inputs = TaskInputs(rep=reps.get(name), user=user, item=item, items=items, batch=batch)
+            out[name] = task(inputs)
+        return out
+
+    def task_items(self) -> list[tuple[str, Task]]:
+        return [(name, cast(Task, task)) for name, task in self.tasks.items()]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The output layers of the two towers, which every task depends on (for GradNorm)."""
+        params: list[nn.Parameter] = []
+        for tower in (self.user_encoder, self.item_encoder):
+            linears = [m for m in tower.modules() if isinstance(m, nn.Linear)]
+            params += list(linears[-1].parameters()) if linears else []
+        return params
+
+    def rank_representations(self, user: Tensor, item: Tensor) -> dict[str, Tensor]:
+        if not self.tower_tasks:
+            return {}
+        x = torch.cat([user, item, user * item], dim=-1)  # (B, 3D)
+        reps = self.architecture(x)  # n_tasks x (B, H)
+        return dict(zip(self.tower_tasks, reps, strict=True))
+
+    def losses(self, batch: Batch) -> dict[str, Tensor]:
+        """One scalar loss per task; the trainer combines them with a ``JointLoss``."""
+        out = self(batch)
+        return {name: task.loss(out[name], batch) for name, task in self.task_items()}
+
+    # -- inference ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_pairs(self, user: Tensor, item: Tensor) -> dict[str, Tensor]:
+        """Predictions of the pointwise tasks and the retrieval score for (user, item) pairs:
+        ratings on their scale, probabilities for binary tasks, the dot product for retrieval."""
+        reps = self.rank_representations(user, item)
+        out: dict[str, Tensor] = {}
+        for name, task in self.task_items():
+            if task.kind == "retrieval":
+                out[name] = (user * item).sum(-1)  # (B,)
+            elif task.uses_tower:
+                inputs = TaskInputs(rep=reps[name], user=user, item=item, items=None, batch=None)
+                out[name] = task.predict(task(inputs))  # (B,)
+        return out

@@ -1,0 +1,24 @@
+"""Neural-network building blocks shared by the towers (encoders/) and the architectures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+
+def mlp(
+    in_dim: int, widths: Sequence[int], dropout: float, activate_last: bool = True
+) -> nn.Sequential:
+    """Linear -> ReLU -> Dropout per width; the last Linear is bare when ``activate_last`` is off.
+
+    No BatchNorm: it breaks batches of one in training and makes outputs depend on the batch.
+    An empty ``widths`` is the identity.
+    """
+    layers: list[nn.Module] = []
+    for i, width in enumerate(widths):
+        layers.append(nn.Linear(in_dim, width))
+        if activate_last or i < len(widths) - 1:
+            layers += [nn.ReLU(), nn.Dropout(dropout)]
+        in_dim = width
+    return nn.Sequential(*layers)

@@ -1,0 +1,116 @@
+"""The task contract (after tensorflow/recommenders ``tasks/``): each task owns head, loss, metrics.
+
+A task receives ``TaskInputs`` from the model and returns LOGITS or raw outputs from ``forward``;
+``loss`` turns them into a scalar; ``predict`` is the inference transform (sigmoid, clipping) and is
+applied only outside training; ``metrics`` scores pointwise predictions in numpy.
+
+Labels: ``batch.labels[task.name]`` (B,) float32 and ``batch.label_mask[task.name]`` (B,) bool,
+keyed by TASK NAME (rule-derived labels such as ``like = rating >= 4`` are computed upstream). A
+missing mask means every row is labelled.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from hydrarec.config import TaskConfig
+from hydrarec.features.batch import Batch, EntitySpec
+
+
+@dataclass
+class TaskInputs:
+    """What the model hands every task.
+
+    rep: (B, H) the task's own representation from the multi-task architecture (its tower output);
+         None for tasks with ``uses_tower = False``.
+    user: (B, D) user vectors; item: (B, D) vectors of the interactions' items;
+    items: (U, D) vectors of the batch's distinct items (rows of ``batch.items``); needed by
+           retrieval only, None when scoring bare (user, item) pairs;
+    batch: the batch itself, None when scoring bare pairs (no task's ``forward`` needs it today).
+    """
+
+    user: Tensor  # (B, D)
+    item: Tensor  # (B, D)
+    items: Tensor | None = None  # (U, D)
+    batch: Batch | None = None
+    rep: Tensor | None = None  # (B, H)
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """Sizes and train statistics a task needs to build itself from its config.
+
+    label_stats: task name (or label column) -> (min, max, mean) over train (rating scale, bias).
+    """
+
+    rep_dim: int  # H, width of the architecture's per-task representation
+    dim: int  # D, width of the user / item vectors
+    user_spec: EntitySpec
+    item_spec: EntitySpec
+    label_stats: dict[str, tuple[float, float, float]] | None
+    n_items: int  # catalogue size
+
+
+class Task(nn.Module, ABC):
+    """One objective of the multi-task model."""
+
+    kind: ClassVar[str]  # registry key, e.g. "rating"
+    uses_tower: ClassVar[bool] = True  # whether the architecture must give this task a ``rep``
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, cfg: TaskConfig, ctx: TaskContext) -> Task:
+        """Build the task from its config entry (``hydrarec.tasks.build_task`` calls this)."""
+
+    @abstractmethod
+    def forward(self, inputs: TaskInputs) -> Tensor:
+        """Logits or raw outputs; (B,) for pointwise tasks."""
+
+    @abstractmethod
+    def loss(self, output: Tensor, batch: Batch) -> Tensor:
+        """Scalar training loss of ``forward``'s output."""
+
+    def predict(self, output: Tensor) -> Tensor:
+        """Inference transform of ``forward``'s output (identity unless a task says otherwise)."""
+        return output
+
+    def metrics(self, pred: np.ndarray, label: np.ndarray, user: np.ndarray) -> dict[str, float]:
+        """Pointwise metrics of ``predict`` outputs, keys without the task prefix ({} if none)."""
+        return {}
+
+    def _rep(self, inputs: TaskInputs) -> Tensor:
+        if inputs.rep is None:
+            raise ValueError(f"task {self.name!r} ({self.kind}) needs a tower representation")
+        return inputs.rep
+
+    def labels(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """This task's (B,) labels and (B,) bool mask; unlabelled rows hold 0, not NaN."""
+        if self.name not in batch.labels:
+            have = ", ".join(sorted(batch.labels)) or "none"
+            raise KeyError(f"batch has no labels for task {self.name!r} (labels: {have})")
+        label = batch.labels[self.name]
+        mask = batch.label_mask.get(self.name)
+        if mask is None:
+            mask = torch.ones_like(label, dtype=torch.bool)
+        # zero the unlabelled rows so a NaN placeholder cannot leak into the loss or its gradient
+        return torch.where(mask, label, torch.zeros_like(label)), mask
+
+
+def masked_mean(per_row: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``per_row`` (B,) over rows where ``mask`` (B,) is True.
+
+    With no True row it is 0, still connected to the graph (gradient 0), so a batch without a
+    task's labels needs no special case in the trainer.
+    """
+    kept = torch.where(mask, per_row, torch.zeros_like(per_row))
+    return kept.sum() / mask.sum().clamp(min=1).to(per_row.dtype)

@@ -1,0 +1,53 @@
+"""Binary feedback (click, like = rating >= 4, ...): a linear head on the task's representation.
+
+Returns logits; the loss is ``BCEWithLogits`` (log-sum-exp stable, unlike sigmoid + BCELoss) over
+labelled rows; ``predict`` applies the sigmoid. Metrics: AUC, GAUC (per-user AUC weighted by
+impressions, Zhou et al. KDD 2018) and log loss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hydrarec.config import TaskConfig
+from hydrarec.features.batch import Batch
+from hydrarec.tasks.base import Task, TaskContext, TaskInputs, masked_mean
+
+
+class BinaryTask(Task):
+    """Probability that the label is 1; forward gives its logit."""
+
+    kind = "binary"
+
+    def __init__(self, name: str, in_dim: int) -> None:
+        super().__init__(name)
+        self.head = nn.Linear(in_dim, 1)
+
+    @classmethod
+    def from_config(cls, cfg: TaskConfig, ctx: TaskContext) -> BinaryTask:
+        return cls(cfg.name, ctx.rep_dim)
+
+    def forward(self, inputs: TaskInputs) -> Tensor:
+        return self.head(self._rep(inputs)).squeeze(-1)  # (B, H) -> (B,) logits
+
+    def loss(self, output: Tensor, batch: Batch) -> Tensor:
+        label, mask = self.labels(batch)
+        per_row = F.binary_cross_entropy_with_logits(
+            output, label.to(output.dtype), reduction="none"
+        )
+        return masked_mean(per_row, mask)
+
+    def predict(self, output: Tensor) -> Tensor:
+        return output.sigmoid()
+
+    def metrics(self, pred: np.ndarray, label: np.ndarray, user: np.ndarray) -> dict[str, float]:
+        # lazy import: see RatingTask.metrics
+        from hydrarec.evaluation import metrics as m
+
+        return {
+            "auc": m.auc(pred, label),
+            "gauc": m.gauc(pred, label, user),
+            "logloss": m.logloss(pred, label),
+        }

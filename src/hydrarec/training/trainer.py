@@ -1,0 +1,248 @@
+"""One readable training loop. It knows no task and no architecture.
+
+The model gives ``losses(batch) -> {name: scalar}``; a joint-loss module turns them into one
+scalar and reports each weight. Early stopping and the best checkpoint follow a VALIDATION metric
+(never test). Every epoch ends with an atomic checkpoint, so Ctrl-C or a crash leaves the last good
+one, and ``resume=True`` continues to the same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from hydrarec.config import TrainConfig
+from hydrarec.features.batch import Batch
+from hydrarec.training import checkpoint
+from hydrarec.training.progress import Progress
+from hydrarec.training.schedule import warmup_cosine
+
+
+class Objective(Protocol):
+    """Combines per-task losses (``JointLoss``)."""
+
+    def __call__(self, losses: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]: ...
+    def parameters(self) -> Iterable[nn.Parameter]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
+
+@dataclass
+class LoopState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    best: float | None = None  # best validation value of the monitored metric
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the last improvement
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    best: float | None
+    best_epoch: int
+    epochs: int
+    history: list[dict[str, Any]]
+    stopped_early: bool
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device = 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Objective,
+        cfg: TrainConfig,
+        *,
+        device: torch.device,
+        checkpoint_dir: Path | None = None,
+        on_best: Callable[[nn.Module, int], None] | None = None,
+        on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.model = model.to(device)
+        self.objective = objective
+        if isinstance(objective, nn.Module):
+            objective.to(device)
+        self.cfg = cfg
+        self.device = device
+        self.checkpoint_dir = checkpoint_dir
+        self.on_best = on_best
+        self.on_epoch_end = on_epoch_end
+        self.progress = progress or Progress(enabled=False)
+        # loss-weighting parameters (log-variances, GradNorm weights) get no weight decay
+        groups = [{"params": list(model.parameters()), "weight_decay": cfg.weight_decay}]
+        if list(objective.parameters()):
+            groups.append({"params": list(objective.parameters()), "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+        self.state = LoopState()
+
+    def _autocast(self) -> Any:
+        if self.device.type == "cuda" and self.cfg.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def fit(
+        self,
+        batches: Callable[[int], Iterable[Batch]],
+        steps_per_epoch: int,
+        validate: Callable[[nn.Module], dict[str, float]],
+        monitor: str,
+        mode: str,
+        *,
+        resume: bool = False,
+    ) -> TrainResult:
+        """Train up to ``cfg.epochs`` epochs; ``batches(epoch)`` yields that epoch's batches."""
+        total = self.cfg.epochs * max(1, steps_per_epoch)
+        self.scheduler = warmup_cosine(self.optimizer, total, self.cfg.warmup)
+        if resume and self._can_resume():
+            self._load_checkpoint()
+        else:
+            torch.manual_seed(self.cfg.seed)
+        stopped = False
+        while self.state.epoch < self.cfg.epochs:
+            epoch = self.state.epoch + 1
+            record = self._train_epoch(epoch, batches(epoch), steps_per_epoch)
+            if epoch % self.cfg.eval_every == 0 or epoch == self.cfg.epochs:
+                stopped = self._validate(record, validate, monitor, mode)
+            self.state.epoch = epoch
+            self.state.history.append(record)
+            self._save_checkpoint()
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(record)
+            if stopped:
+                break
+        return TrainResult(
+            self.state.best, self.state.best_epoch, self.state.epoch, self.state.history, stopped
+        )
+
+    def _train_epoch(self, epoch: int, batches: Iterable[Batch], steps: int) -> dict[str, Any]:
+        self.model.train()
+        sums: dict[str, float] = {}
+        weights: dict[str, float] = {}
+        n = 0
+        start = time.perf_counter()
+        with self.progress.task(f"epoch {epoch}/{self.cfg.epochs}", total=steps) as bar:
+            for batch in batches:
+                losses, weights = self._step(batch.to(self.device))
+                n += 1
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                bar.advance({k: v / n for k, v in sums.items()})
+        mean = {k: v / max(n, 1) for k, v in sums.items()}
+        epoch_end = getattr(self.objective, "epoch_end", None)
+        if callable(epoch_end):
+            epoch_end({k: v for k, v in mean.items() if k != "total"})
+        return {
+            "epoch": epoch,
+            "seconds": round(time.perf_counter() - start, 3),
+            "lr": self.scheduler.get_last_lr()[0],
+            "train_loss": mean,
+            "weights": weights,
+        }
+
+    def _step(self, batch: Batch) -> tuple[dict[str, float], dict[str, float]]:
+        with self._autocast():
+            losses = self.model.losses(batch)  # type: ignore[operator]
+            total, weights = self.objective(losses)
+        if not torch.isfinite(total):
+            raise FloatingPointError(
+                f"loss is {total.item()} at step {self.state.step}: "
+                + ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+                + " (lower train.lr, or check the labels)"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        if getattr(self.objective, "needs_shared_grads", False):  # GradNorm balances gradients
+            self.objective.gradnorm_step(losses, self.model.shared_parameters())  # type: ignore[attr-defined,operator]
+        total.backward()
+        if self.cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.state.step += 1
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out["total"] = float(total.detach())
+        return out, weights
+
+    def _validate(
+        self,
+        record: dict[str, Any],
+        validate: Callable[[nn.Module], dict[str, float]],
+        monitor: str,
+        mode: str,
+    ) -> bool:
+        """Record validation metrics; keep the best model; True when patience ran out."""
+        self.model.eval()
+        metrics = validate(self.model)
+        record["valid"] = metrics
+        if monitor not in metrics:
+            raise KeyError(f"monitored metric {monitor!r} not among {sorted(metrics)}")
+        value = metrics[monitor]
+        better = self.state.best is None or (
+            value > self.state.best if mode == "max" else value < self.state.best
+        )
+        if better and not math.isnan(value):
+            self.state.best, self.state.best_epoch, self.state.bad_epochs = value, record["epoch"], 0
+            if self.on_best is not None:
+                self.on_best(self.model, record["epoch"])
+        else:
+            self.state.bad_epochs += 1
+        return self.state.bad_epochs >= self.cfg.patience
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _stem(self) -> Path | None:
+        return None if self.checkpoint_dir is None else self.checkpoint_dir / "last"
+
+    def _can_resume(self) -> bool:
+        stem = self._stem()
+        return stem is not None and checkpoint.exists(stem)
+
+    def _save_checkpoint(self) -> None:
+        stem = self._stem()
+        if stem is None:
+            return
+        s = self.state
+        checkpoint.save_state(
+            stem,
+            {
+                "model": self.model.state_dict(),
+                "objective": self.objective.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": {"last_epoch": self.scheduler.last_epoch},
+                "rng": torch.get_rng_state(),
+                "loop": {"epoch": s.epoch, "step": s.step, "best": s.best,
+                         "best_epoch": s.best_epoch, "bad_epochs": s.bad_epochs,
+                         "history": s.history},
+            },
+        )
+
+    def _load_checkpoint(self) -> None:
+        stem = self._stem()
+        assert stem is not None
+        st = checkpoint.load_state(stem)
+        self.model.load_state_dict(st["model"])
+        self.objective.load_state_dict(st["objective"])
+        self.optimizer.load_state_dict(st["optimizer"])
+        # the optimizer's param groups carry the current lr; the scheduler only needs its count
+        self.scheduler.last_epoch = int(st["scheduler"]["last_epoch"])
+        torch.set_rng_state(st["rng"])
+        loop = st["loop"]
+        self.state = LoopState(
+            loop["epoch"], loop["step"], loop["best"], loop["best_epoch"], loop["bad_epochs"],
+            list(loop["history"]),
+        )
