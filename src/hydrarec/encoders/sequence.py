@@ -32,15 +32,18 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.resid_drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
+    def forward(self, x: Tensor, allowed: Tensor, last_only: bool = False) -> Tensor:
+        """``last_only``: only the last position queries (its output is (B, 1, D))."""
         B, N, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=-1)  # 3 x (B, N, D)
-        q = q.view(B, N, self.heads, D // self.heads).transpose(1, 2)  # (B, H, N, D/H)
+        if last_only:
+            q, allowed = q[:, -1:], allowed[..., -1:, :]  # (B, 1, D), (B, 1, 1, N)
+        q = q.view(B, q.shape[1], self.heads, D // self.heads).transpose(1, 2)  # (B, H, Nq, D/H)
         k = k.view(B, N, self.heads, D // self.heads).transpose(1, 2)  # (B, H, N, D/H)
         v = v.view(B, N, self.heads, D // self.heads).transpose(1, 2)  # (B, H, N, D/H)
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, allowed, dropout_p=p)  # (B, H, N, D/H)
-        y = y.transpose(1, 2).reshape(B, N, D)  # (B, N, D)
+        y = y.transpose(1, 2).reshape(B, q.shape[2], D)  # (B, Nq, D)
         return self.resid_drop(self.proj(y))
 
 
@@ -63,8 +66,9 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(dim)
         self.ff = FeedForward(dim, dropout)
 
-    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
-        x = x + self.attn(self.ln1(x), allowed)
+    def forward(self, x: Tensor, allowed: Tensor, last_only: bool = False) -> Tensor:
+        y = self.attn(self.ln1(x), allowed, last_only)  # (B, Nq, D)
+        x = (x[:, -1:] if last_only else x) + y  # (B, Nq, D)
         return x + self.ff(self.ln2(x))
 
 
@@ -79,8 +83,13 @@ class TransformerSequenceEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(dim, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(dim)
 
-    def states(self, seq: Tensor, mask: Tensor) -> Tensor:
-        """Every position's state ``(B, N, D)``; position i reads only real items at j <= i."""
+    def states(self, seq: Tensor, mask: Tensor, last_only: bool = False) -> Tensor:
+        """Every position's state ``(B, N, D)``; position i reads only real items at j <= i.
+
+        ``last_only``: the last block computes only the last position, (B, 1, D): the same
+        values as ``states(...)[:, -1:]`` at a fraction of the cost (the lower blocks still
+        compute every position, whose states the last one reads).
+        """
         n = seq.shape[1]
         if n > self.max_len:
             raise ValueError(f"history of length {n} > model.sequence.max_len {self.max_len}")
@@ -95,12 +104,12 @@ class TransformerSequenceEncoder(nn.Module):
         # softmax has no all -inf row (NaN). Real queries still read no padded key.
         allowed = allowed | torch.eye(n, dtype=torch.bool, device=seq.device)  # (B, N, N)
         allowed = allowed.unsqueeze(1)  # (B, 1, N, N), broadcast over heads
-        for block in self.blocks:
-            x = block(x, allowed)  # (B, N, D)
+        for i, block in enumerate(self.blocks):
+            x = block(x, allowed, last_only and i == len(self.blocks) - 1)  # (B, N or 1, D)
         return self.norm(x)
 
     def forward(self, seq: Tensor, mask: Tensor) -> Tensor:
-        last = self.states(seq, mask)[:, -1]  # (B, D)
+        last = self.states(seq, mask, last_only=True)[:, -1]  # (B, D)
         return last * mask.any(dim=1, keepdim=True).to(last.dtype)  # empty history -> zeros
 
 

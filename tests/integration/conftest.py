@@ -1,0 +1,19 @@
+"""Session fixtures of the integration tests: one tiny trained run, shared read-only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hydrarec.experiment import train
+from hydrarec.training.progress import Progress
+from tests.integration.tiny import tiny_config
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained run of the tiny synthetic config (tests must not modify it)."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train(tiny_config(), out, progress=Progress(enabled=False))
+    return out
