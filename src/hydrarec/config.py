@@ -25,8 +25,8 @@ class Section(BaseModel):
 
 class SplitConfig(Section):
     kind: Literal["random", "leave_last_out", "temporal", "cold_item", "cold_user", "given"] = (
-        "leave_last_out"
-    )  # how interactions are divided into train / valid / test
+        "leave_last_out"  # how interactions are divided into train / valid / test
+    )
     valid_ratio: float = Field(0.1, ge=0.0, lt=1.0)  # random / temporal / cold: share for valid
     test_ratio: float = Field(0.1, ge=0.0, lt=1.0)  # random / temporal / cold: share for test
     given: str | None = None  # kind="given": a split shipped with the data, e.g. "u1" (MovieLens)

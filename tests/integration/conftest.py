@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.integration.tiny import tiny_config
 
 from hydrarec.experiment import train
 from hydrarec.training.progress import Progress
-from tests.integration.tiny import tiny_config
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import tomllib
+from tests.integration.tiny import tiny_raw
 from typer.testing import CliRunner
 
 from hydrarec import __version__
 from hydrarec.cli import app, main
-from tests.integration.tiny import tiny_raw
 
 runner = CliRunner()
 
@@ -64,8 +64,18 @@ def test_datasets_info_movielens_100k() -> None:
 
 def test_train_with_set_then_evaluate(tmp_path: Path) -> None:
     cfg = write_toml(tmp_path / "c.toml", tiny_raw(epochs=2))
-    out = invoke("train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--quiet",
-                 "--set", "train.epochs=1", "--set", "tasks.rating.weight=0.5")
+    out = invoke(
+        "train",
+        "--config",
+        str(cfg),
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "tasks.rating.weight=0.5",
+    )
     assert "retrieval/ndcg@10" in out and "rating/rmse" in out
     resolved = tomllib.loads((tmp_path / "run/config.toml").read_text())
     assert resolved["train"]["epochs"] == 1
@@ -89,19 +99,32 @@ def test_recommend_one_user_many_and_all(tiny_run: Path, tmp_path: Path) -> None
     assert "rank" in out
     users = tmp_path / "users.csv"
     pd.DataFrame({"user_id": [1, 2]}).to_csv(users, index=False)
-    invoke("recommend", str(tiny_run), "--users", str(users), "-k", "4", "--out",
-           str(tmp_path / "r.csv"))
+    invoke(
+        "recommend",
+        str(tiny_run),
+        "--users",
+        str(users),
+        "-k",
+        "4",
+        "--out",
+        str(tmp_path / "r.csv"),
+    )
     recs = pd.read_csv(tmp_path / "r.csv")
     assert list(recs.columns) == ["user_id", "rank", "item_id", "score"]
-    assert recs.groupby("user_id")["rank"].apply(list).to_dict() == {1: [1, 2, 3, 4],
-                                                                      2: [1, 2, 3, 4]}
-    invoke("recommend", str(tiny_run), "--all-users", "-k", "3", "--out",
-           str(tmp_path / "all.parquet"))
+    assert recs.groupby("user_id")["rank"].apply(list).to_dict() == {
+        1: [1, 2, 3, 4],
+        2: [1, 2, 3, 4],
+    }
+    invoke(
+        "recommend", str(tiny_run), "--all-users", "-k", "3", "--out", str(tmp_path / "all.parquet")
+    )
     everyone = pd.read_parquet(tmp_path / "all.parquet")
     assert everyone["user_id"].nunique() == 60 and len(everyone) == 180
 
 
-def test_errors_are_clear(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_errors_are_clear(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = write_toml(tmp_path / "c.toml", tiny_raw(epochs=1))
     assert "unknown key 'lrr'" in fails(
         capsys, "train", "--config", str(cfg), "--out", str(tmp_path / "r"), "--set", "train.lrr=1"

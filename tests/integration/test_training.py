@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.integration.tiny import tiny_config, tiny_raw
 
 from hydrarec.config import config_from_dict
 from hydrarec.data.registry import load_dataset
@@ -17,14 +18,20 @@ from hydrarec.experiment import evaluate, train
 from hydrarec.io import read_tensors
 from hydrarec.rundir import load_run
 from hydrarec.training.progress import Progress
-from tests.integration.tiny import tiny_config, tiny_raw
 
 QUIET = Progress(enabled=False)
 
 
 def test_run_directory_has_every_artefact(tiny_run: Path) -> None:
-    for name in ("config.toml", "model.safetensors", "model.json", "metrics.json",
-                 "history.jsonl", "features/features.json", "checkpoints/last.json"):
+    for name in (
+        "config.toml",
+        "model.safetensors",
+        "model.json",
+        "metrics.json",
+        "history.jsonl",
+        "features/features.json",
+        "checkpoints/last.json",
+    ):
         assert (tiny_run / name).is_file(), name
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     for split in ("valid", "test"):
@@ -39,8 +46,20 @@ def test_run_directory_has_every_artefact(tiny_run: Path) -> None:
 
 def test_no_pickle_in_run(tiny_run: Path) -> None:
     """Every file of a run is plain data: JSON, TOML, safetensors, Parquet, text."""
-    allowed = {".json", ".toml", ".safetensors", ".parquet", ".jsonl", ".txt", ".html", ".png",
-               ".md", ".npy", ".faiss", ".index"}
+    allowed = {
+        ".json",
+        ".toml",
+        ".safetensors",
+        ".parquet",
+        ".jsonl",
+        ".txt",
+        ".html",
+        ".png",
+        ".md",
+        ".npy",
+        ".faiss",
+        ".index",
+    }
     for p in tiny_run.rglob("*"):
         if p.is_file():
             assert p.suffix in allowed, p
@@ -86,8 +105,9 @@ def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
     finally:
         experiment.Trainer._save_checkpoint = original  # type: ignore[method-assign]
     assert json.loads((tmp_path / "cut/checkpoints/last.json").read_text())  # last good one
-    resumed = train(tiny_config(epochs=3, patience=10), tmp_path / "cut", resume=True,
-                    progress=QUIET)
+    resumed = train(
+        tiny_config(epochs=3, patience=10), tmp_path / "cut", resume=True, progress=QUIET
+    )
     wf = read_tensors(full.path / "model.safetensors")
     wr = read_tensors(resumed.path / "model.safetensors")
     for k in wf:

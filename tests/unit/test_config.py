@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from hydrarec.config import apply_override, config_from_dict, dump_config, load_config
 from hydrarec.errors import ConfigError
@@ -15,8 +15,14 @@ CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.toml"))
 
 def test_configs_exist() -> None:
     names = {p.stem for p in CONFIGS}
-    assert {"ml100k_single_rating", "ml100k_single_retrieval", "ml100k_shared_bottom",
-            "ml100k_mmoe", "ml100k_ple", "ml100k_u1_rating"} <= names
+    assert {
+        "ml100k_single_rating",
+        "ml100k_single_retrieval",
+        "ml100k_shared_bottom",
+        "ml100k_mmoe",
+        "ml100k_ple",
+        "ml100k_u1_rating",
+    } <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)

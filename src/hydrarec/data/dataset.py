@@ -57,8 +57,9 @@ class IdMap:
 
     def extended(self, new_raw: Sequence[Any] | np.ndarray) -> IdMap:
         """A new map with ``new_raw`` appended (indices of existing ids unchanged)."""
-        return IdMap(np.concatenate([self.raw_ids, np.asarray(new_raw, dtype=self.raw_ids.dtype)]),
-                     self.kind)
+        return IdMap(
+            np.concatenate([self.raw_ids, np.asarray(new_raw, dtype=self.raw_ids.dtype)]), self.kind
+        )
 
 
 @dataclass

@@ -83,18 +83,20 @@ def evaluate_model(
         )
     out: dict[str, float] = {}
     preds = _pairwise_predictions(model, user_vecs, item_vecs, inverse, rows_item, batch_size)
-    for name, task in model.tasks.items():
+    for name, task in model.task_items():
         if task.kind in ("rating", "binary"):
             lab = labels[name]
             ok = ~np.isnan(lab)
             res = task.metrics(preds[name][ok], lab[ok], rows_user[ok])
         elif task.kind == "retrieval":
-            ranks = full_ranking_ranks(user_vecs, item_vecs, uniq, inverse, rows_item, known,
-                                       batch_size)
+            ranks = full_ranking_ranks(
+                user_vecs, item_vecs, uniq, inverse, rows_item, known, batch_size
+            )
             res = ranking_metrics(ranks, ks)
         else:
-            res = _reconstruction_metrics(task, user_vecs, item_vecs, uniq, rows_item,
-                                          users_table, items_table)
+            res = _reconstruction_metrics(
+                task, user_vecs, item_vecs, uniq, rows_item, users_table, items_table
+            )
         # an undefined metric (e.g. GAUC with one held-out item per user) is left out, not NaN
         out.update({f"{name}/{k}": float(v) for k, v in res.items() if not np.isnan(v)})
     return out

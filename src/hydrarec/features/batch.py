@@ -8,6 +8,7 @@ model's ``forward`` receives. The device move happens once, in the training loop
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -58,7 +59,9 @@ class EntityFeatures:
         first = parts[0]
         return EntityFeatures(
             ids=torch.cat([p.ids for p in parts]),
-            categorical={k: torch.cat([p.categorical[k] for p in parts]) for k in first.categorical},
+            categorical={
+                k: torch.cat([p.categorical[k] for p in parts]) for k in first.categorical
+            },
             numeric=None if first.numeric is None else torch.cat([p.numeric for p in parts]),  # type: ignore[misc]
             multi_hot={k: _cat_padded([p.multi_hot[k] for p in parts]) for k in first.multi_hot},
             text=None if first.text is None else torch.cat([p.text for p in parts]),  # type: ignore[misc]
@@ -85,7 +88,9 @@ class Batch:
     items: EntityFeatures  # (U,) item features
     item_logq: Tensor  # (U,) float, log probability that each item is a sampled candidate
     item_pos: Tensor  # (B,) long, row in ``items`` of each interaction's item
-    history: Tensor  # (B, N) long, rows in ``items`` of the user's N previous items (0 where padded)
+    history: (
+        Tensor  # (B, N) long, rows in ``items`` of the user's N previous items (0 where padded)
+    )
     history_mask: Tensor  # (B, N) bool, True where ``history`` holds a real item
     labels: dict[str, Tensor] = field(default_factory=dict)  # label column -> (B,) float32
     label_mask: dict[str, Tensor] = field(default_factory=dict)  # label column -> (B,) bool
@@ -94,7 +99,7 @@ class Batch:
         return int(self.user_index.shape[0])
 
     def to(self, device: torch.device | str) -> Batch:
-        moved = {}
+        moved: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, dict):
@@ -134,7 +139,7 @@ class EntitySpec:
             n_ids=int(d["n_ids"]),  # type: ignore[call-overload]
             categorical={str(k): int(v) for k, v in dict(d["categorical"]).items()},  # type: ignore[call-overload]
             n_numeric=int(d["n_numeric"]),  # type: ignore[call-overload]
-            numeric_names=tuple(d.get("numeric_names", ())),  # type: ignore[call-overload]
+            numeric_names=tuple(str(x) for x in d.get("numeric_names", ())),  # type: ignore[attr-defined]
             multi_hot={str(k): int(v) for k, v in dict(d["multi_hot"]).items()},  # type: ignore[call-overload]
             text_dim=int(d.get("text_dim", 0)),  # type: ignore[call-overload]
         )

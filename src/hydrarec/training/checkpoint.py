@@ -21,9 +21,9 @@ def _flatten(prefix: str, state: dict[str, Any], tensors: dict[str, torch.Tensor
         tensors[prefix] = state
         return {"__tensor__": prefix}
     if isinstance(state, dict):
-        return {
-            str(k): _flatten(f"{prefix}.{k}", v, tensors) for k, v in state.items()
-        } | {"__keys__": [[type(k).__name__, k] for k in state]}
+        return {str(k): _flatten(f"{prefix}.{k}", v, tensors) for k, v in state.items()} | {
+            "__keys__": [[type(k).__name__, k] for k in state]
+        }
     if isinstance(state, (list, tuple)):
         return [_flatten(f"{prefix}.{i}", v, tensors) for i, v in enumerate(state)]
     return state
@@ -64,6 +64,6 @@ def load_state(path_stem: Path) -> dict[str, Any]:
 
 
 def exists(path_stem: Path) -> bool:
-    return path_stem.with_suffix(".json").is_file() and path_stem.with_suffix(
-        ".safetensors"
-    ).is_file()
+    return (
+        path_stem.with_suffix(".json").is_file() and path_stem.with_suffix(".safetensors").is_file()
+    )

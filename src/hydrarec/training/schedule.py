@@ -17,7 +17,7 @@ def warmup_cosine(
     >>> [round(s.lr_lambdas[0](i), 3) for i in (0, 1, 2, 10)]
     [0.5, 1.0, 1.0, 0.1]
     """
-    warmup = max(1, int(round(total_steps * warmup_share))) if warmup_share > 0 else 0
+    warmup = max(1, round(total_steps * warmup_share)) if warmup_share > 0 else 0
     decay = max(1, total_steps - warmup)
 
     def factor(step: int) -> float:
