@@ -165,3 +165,28 @@ def test_not_a_run(tmp_path: Path) -> None:
         load_run(tmp_path)
     with pytest.raises(RunError, match="not found"):
         load_run(tmp_path / "missing")
+
+
+def test_ctrl_c_mid_epoch_keeps_last_good_checkpoint(tmp_path: Path) -> None:
+    import hydrarec.experiment as experiment
+    from hydrarec.training import checkpoint
+
+    original = experiment.Trainer._step
+    calls = {"n": 0}
+
+    def step_then_interrupt(self, batch):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if self.state.epoch == 1 and calls["n"] > 3:  # in the middle of epoch 2
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    experiment.Trainer._step = step_then_interrupt  # type: ignore[method-assign]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_config(epochs=3), tmp_path / "r", progress=QUIET)
+    finally:
+        experiment.Trainer._step = original  # type: ignore[method-assign]
+    state = checkpoint.load_state(tmp_path / "r/checkpoints/last")
+    assert state["loop"]["epoch"] == 1
+    assert not list((tmp_path / "r").rglob("*.tmp")), "no half-written file is left"
+    assert read_tensors(tmp_path / "r/model.safetensors")  # the best model so far is intact
