@@ -1,41 +1,62 @@
-"""``hydrarec demo`` / ``make demo``: train the default multi-task model on MovieLens-100K,
-print its metrics, and show one user's top-10 with titles. Without MovieLens on disk (and no
-network to fetch it) it says so and runs the same pipeline on the synthetic dataset."""
+"""``hydrarec demo`` / ``make demo`` (issue 6): the first thing a new user sees.
+
+Finds MovieLens-100K (``$HYDRAREC_DATA_DIR``, the cache, or a download when online), trains the
+default multi-task model with a progress bar, prints the metrics table and one user's top-10 with
+titles, writes the HTML report and prints its path. Offline with no data it says so and runs the
+same pipeline on the synthetic dataset instead. Everything printed also goes to ``RUN/log.txt``.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from hydrarec.config import Config, config_from_dict, load_config
-from hydrarec.errors import DataError
+from hydrarec.config import Config, load_config
+from hydrarec.errors import HydrarecError
 
 DEFAULT_CONFIG = "ml100k_mmoe.toml"
+FALLBACK_CONFIG = "synthetic_tiny.toml"
+FALLBACK_EPOCHS = 10  # the synthetic data learns in seconds an epoch; give it a few more
 
 
-def demo_config() -> tuple[Config, str]:
-    """The default MovieLens config when the data can be found, else the synthetic one."""
+@dataclass
+class DemoData:
+    config: Config
+    source: str  # what the demo trains on, in words
+    fallback_reason: str | None = None  # why it is not MovieLens-100K, when it is not
+
+
+def demo_config(overrides: list[str] | None = None, *, quiet: bool = False) -> DemoData:
+    """The default MovieLens config when the data can be found or fetched, else synthetic.
+
+    ``overrides`` (``section.key=value``) apply to either config, after the demo's own.
+    """
+    from hydrarec.data.fetch import fetch
     from hydrarec.data.registry import locate
 
-    path = _config_path(DEFAULT_CONFIG)
+    extra = list(overrides or [])
     try:
-        locate("movielens-100k")
-        return load_config(path), "MovieLens-100K"
-    except DataError as e:
+        where = locate("movielens-100k")
+        return DemoData(
+            load_config(_config_path(DEFAULT_CONFIG), extra), f"MovieLens-100K ({where})"
+        )
+    except HydrarecError as missing:
         try:
-            from hydrarec.data.fetch import fetch
-
-            fetch("movielens-100k", None)
-            return load_config(path), "MovieLens-100K (downloaded)"
-        except Exception as fetch_error:  # offline: say so, then run on synthetic data
-            reason = f"{e}\nfetch failed: {fetch_error}"
-    cfg = load_config(_config_path("synthetic_tiny.toml"))
-    raw = cfg.model_dump()
-    raw["train"]["epochs"] = 10
-    return config_from_dict(raw), f"synthetic data (MovieLens-100K unavailable: {reason})"
+            where = fetch("movielens-100k", None, progress=not quiet, timeout=20.0)
+        except (HydrarecError, OSError) as offline:
+            reason = f"{missing}\nand the download failed: {offline}"
+            synthetic = load_config(
+                _config_path(FALLBACK_CONFIG), [f"train.epochs={FALLBACK_EPOCHS}", *extra]
+            )
+            return DemoData(synthetic, "the synthetic dataset", reason)
+    return DemoData(
+        load_config(_config_path(DEFAULT_CONFIG), extra), f"MovieLens-100K (downloaded to {where})"
+    )
 
 
 def _config_path(name: str) -> Path:
@@ -49,40 +70,81 @@ def _config_path(name: str) -> Path:
     return Path(str(packaged))
 
 
-def run_demo(out: Path, *, quiet: bool = False, console: Console | None = None) -> None:
-    from hydrarec.experiment import train
-    from hydrarec.recommender import Recommender
-    from hydrarec.training.progress import Progress
+def run_demo(
+    out: Path,
+    *,
+    quiet: bool = False,
+    console: Console | None = None,
+    overrides: list[str] | None = None,
+) -> Path | None:
+    """Train, show metrics and recommendations, write the report; returns the report's path."""
+    from hydrarec.runlog import log_to
 
     console = console or Console()
-    cfg, what = demo_config()
-    console.print(f"[bold]hydrarec demo[/bold] on {what}")
+    with log_to(Path(out) / "log.txt"):
+        demo = demo_config(overrides, quiet=quiet)
+        _announce(console, demo)
+        _train(out, demo.config, quiet, console)
+        _show_recommendations(out, console)
+        report = _write_report(out, console)
+        console.print(f"\nrun directory: {out}")
+        if report is not None:
+            console.print(f"[bold]report:[/bold] {report}")
+        return report
+
+
+def _announce(console: Console, demo: DemoData) -> None:
+    if demo.fallback_reason is not None:
+        console.print(
+            "[yellow]MovieLens-100K could not be found or downloaded:[/yellow]\n"
+            f"{demo.fallback_reason}\n"
+            "[yellow]Running the same pipeline on the synthetic dataset instead.[/yellow]"
+        )
+    cfg = demo.config
+    console.print(f"[bold]hydrarec demo[/bold] on {demo.source}")
     console.print(
         f"tasks: {', '.join(f'{t.name} ({t.kind})' for t in cfg.tasks)}; "
-        f"architecture: {cfg.model.architecture.name}"
+        f"architecture: {cfg.model.architecture.name}; up to {cfg.train.epochs} epochs"
     )
+
+
+def _train(out: Path, cfg: Config, quiet: bool, console: Console) -> None:
+    from hydrarec.experiment import train
+    from hydrarec.training.progress import Progress
+
     run = train(cfg, out, progress=Progress(enabled=False if quiet else None))
     table = Table("metric", "valid", "test", title="metrics (model chosen on valid)")
     for k in sorted(run.metrics["test"]):
-        table.add_row(k, f"{run.metrics['valid'].get(k, float('nan')):.4f}",
-                      f"{run.metrics['test'][k]:.4f}")
+        valid = run.metrics["valid"].get(k, float("nan"))
+        table.add_row(k, f"{valid:.4f}", f"{run.metrics['test'][k]:.4f}")
     console.print(table)
+
+
+def _show_recommendations(out: Path, console: Console) -> None:
+    """The top-10 of the most active user, beside what that user watched last."""
+    from hydrarec.recommender import Recommender
+
     rec = Recommender.load(out)
-    user = rec.run.user_ids.raw_ids[0]
-    ids, scores = rec.recommend([user], k=10)
+    inter = rec.run.interactions
+    counts = np.bincount(inter["user_idx"].to_numpy(), minlength=len(rec.run.user_ids))
+    user = rec.run.user_ids.raw([int(np.argmax(counts))])[0]
+    recent = inter[inter["user_idx"] == int(np.argmax(counts))].nlargest(5, "order")
+    seen = rec.title(recent["item_idx"].to_numpy())
+    console.print(f"\nuser {user} recently: " + "; ".join(seen))
+    index, scores = rec.recommend_index(rec.user_index([user]), 10)
+    items, score = index[0][index[0] >= 0], scores[0][index[0] >= 0]  # -1: no item left
     top = Table("rank", "item", "title", "score", title=f"top-10 for user {user}")
-    for r, (i, s, t) in enumerate(
-        zip(ids[0], scores[0], rec.title(rec.item_index(list(ids[0]))), strict=True), 1
-    ):
+    rows = zip(rec.run.item_ids.raw(items), rec.title(items), score, strict=True)
+    for r, (i, t, s) in enumerate(rows, 1):
         top.add_row(str(r), str(i), t, f"{s:.4f}")
     console.print(top)
-    report = _write_report(out)
-    console.print(f"run directory: {out}" + (f"; report: {report}" if report else ""))
 
 
-def _write_report(out: Path) -> Path | None:
+def _write_report(out: Path, console: Console) -> Path | None:
+    from hydrarec.report import ReportUnavailable, write_report
+
     try:
-        from hydrarec.report.html import write_report
-    except ImportError:
+        return write_report(out)
+    except ReportUnavailable as e:  # the report extra is missing: say so, the run is fine
+        console.print(f"[yellow]report not written:[/yellow] {e}")
         return None
-    return write_report(out)
