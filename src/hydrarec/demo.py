@@ -22,6 +22,9 @@ from hydrarec.errors import HydrarecError
 DEFAULT_CONFIG = "ml100k_mmoe.toml"
 FALLBACK_CONFIG = "synthetic_tiny.toml"
 FALLBACK_EPOCHS = 10  # the synthetic data learns in seconds an epoch; give it a few more
+# The shipped config allows 30 epochs with early stopping; the demo caps it so that a CPU run
+# takes minutes, not tens of minutes (most of the quality comes in the first epochs).
+DEMO_EPOCHS = 8
 
 
 @dataclass
@@ -39,7 +42,7 @@ def demo_config(overrides: list[str] | None = None, *, quiet: bool = False) -> D
     from hydrarec.data.fetch import fetch
     from hydrarec.data.registry import locate
 
-    extra = list(overrides or [])
+    extra = [f"train.epochs={DEMO_EPOCHS}", *(overrides or [])]
     try:
         where = locate("movielens-100k")
         return DemoData(
@@ -51,7 +54,7 @@ def demo_config(overrides: list[str] | None = None, *, quiet: bool = False) -> D
         except (HydrarecError, OSError) as offline:
             reason = f"{missing}\nand the download failed: {offline}"
             synthetic = load_config(
-                _config_path(FALLBACK_CONFIG), [f"train.epochs={FALLBACK_EPOCHS}", *extra]
+                _config_path(FALLBACK_CONFIG), [f"train.epochs={FALLBACK_EPOCHS}", *extra[1:]]
             )
             return DemoData(synthetic, "the synthetic dataset", reason)
     return DemoData(
