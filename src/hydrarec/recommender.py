@@ -3,41 +3,121 @@ offline use. One small API, the same shape for one user or many (after benfred/i
 
     ids, scores = rec.recommend([42, 7], k=10)      # (2, 10) raw item ids, (2, 10) scores
     preds = rec.predict(users=[42], items=[50])      # {"rating": array([...]), "like": ...}
+    out = rec.recommend_for([UserQuery(history=[50, 172])], k=10, explain=True)  # a cold user
 
-Recommendation has two stages: retrieve the top ``recommend.candidates`` items by the dot product
-of user and item vectors, then (when ``recommend.blend`` is set) re-rank them by a product of the
-ranking tasks' predictions, e.g. ``{like = 1, rating = 0.5}`` -> ``like^1 * (rating/max)^0.5``.
+Recommendation has two stages (Covington et al., "Deep Neural Networks for YouTube
+Recommendations", RecSys 2016): retrieve the top ``recommend.candidates`` items by the dot product
+of user and item vectors through the run's ``ItemIndex`` (exact or FAISS), then, when
+``recommend.blend`` is set, re-rank them by a product of the ranking tasks' predictions, e.g.
+``{like = 1, rating = 0.5}`` -> ``like^1 * (rating/max)^0.5``. Seen items (the user's history) are
+excluded unless asked; ``allow`` restricts the candidates to a list (scored exactly), ``deny``
+removes items. Slots no item can fill hold index -1 and score ``-inf`` (see ``Recommendations``).
+
+Users are known ids, or ``UserQuery``s: a history of raw item ids and / or raw user features, for
+users the run does not know (``retrieval/queries.py``). Every path ends in ``rank``, vectorised
+over users: the CLI (``--all-users``), the HTTP service and offline use share it.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 
 from hydrarec.errors import ConfigError
-from hydrarec.evaluation.evaluate import encode_items, encode_users, known_pairs
+from hydrarec.evaluation.evaluate import encode_items
+from hydrarec.retrieval.base import Exclusion, ItemIndex
+from hydrarec.retrieval.build import INDEX_DIR, index_from_vectors, saved_index, saved_kind
+from hydrarec.retrieval.exact import ExactIndex
+from hydrarec.retrieval.explain import supporting_items
+from hydrarec.retrieval.queries import QueryEncoder, UserQuery, Users, match_id_type
 from hydrarec.rundir import LoadedRun, load_run
 
 
+@dataclass
+class Recommendations:
+    """Top-k per user. Empty slots (fewer than k eligible items): index -1, score -inf."""
+
+    items: np.ndarray  # (B, k) int64 catalogue indices
+    ids: np.ndarray  # (B, k) raw item ids (object array with None in empty slots, if any)
+    scores: np.ndarray  # (B, k) float32: the blend score, or the dot product without a blend
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)  # task -> (B, k), NaN if empty
+    support: np.ndarray | None = None  # (B, k, n) catalogue indices of supporting history items
+    support_ids: np.ndarray | None = None  # (B, k, n) their raw ids (None where absent)
+    support_scores: np.ndarray | None = None  # (B, k, n) cosine similarity, NaN where absent
+
+    def row(self, r: int) -> Recommendations:
+        """User ``r`` alone, as a one-row ``Recommendations``."""
+
+        def take(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[r : r + 1]
+
+        return Recommendations(
+            self.items[r : r + 1],
+            self.ids[r : r + 1],
+            self.scores[r : r + 1],
+            {t: p[r : r + 1] for t, p in self.predictions.items()},
+            take(self.support),
+            take(self.support_ids),
+            take(self.support_scores),
+        )
+
+
 class Recommender:
-    def __init__(self, run: LoadedRun, device: torch.device | None = None) -> None:
+    """A loaded run: item vectors, the item index, the query encoder and the two stages.
+
+    ``index`` names the item index to use ("exact", "faiss_hnsw", "faiss_ivf"; default: the run's
+    ``recommend.index``). The run's saved ``RUN/index/`` is used when it is of that kind and was
+    built from these weights; otherwise one is built in memory. Nothing is written to the run.
+    """
+
+    def __init__(
+        self, run: LoadedRun, device: torch.device | None = None, index: str | None = None
+    ) -> None:
         self.run = run
         self.device = device or torch.device("cpu")
         self.model = run.model.to(self.device).eval()
         self.config = run.config
         self.known = run.known(("train", "valid", "test"))
         self.item_vectors = encode_items(self.model, run.items, self.device)  # (I, D)
+        self.index = self._load_index(index or self.config.recommend.index)
+        self.queries = QueryEncoder(run, self.known, self.item_vectors, self.device)
         self._check_blend()
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = None) -> Recommender:
+    def load(
+        cls, path: str | Path, device: str | torch.device | None = None, index: str | None = None
+    ) -> Recommender:
+        """Load a run; ``index`` overrides ``recommend.index`` ("exact", "faiss_hnsw", ...)."""
         dev = torch.device(device) if device is not None else torch.device("cpu")
-        return cls(load_run(path, dev), dev)
+        return cls(load_run(path, dev), dev, index)
+
+    def _load_index(self, kind: str) -> ItemIndex:
+        """The run's saved index when it is of ``kind`` and current, else one built in memory
+        (the run stays read-only). Items added since it was built are added to it."""
+        found = saved_index(self.run.run, kind)
+        if found is None:
+            if saved_kind(self.run.run) == kind:
+                where = self.run.run.path / INDEX_DIR
+                warnings.warn(
+                    f"{where} was not built from these weights; building the index in memory",
+                    stacklevel=3,
+                )
+            return index_from_vectors(kind, self.item_vectors.cpu())
+        index, _ = found
+        if len(index) > self.n_items:
+            return index_from_vectors(kind, self.item_vectors.cpu())
+        if len(index) < self.n_items:
+            new = np.arange(len(index), self.n_items)
+            index.add(self.item_vectors[torch.from_numpy(new)].cpu(), new)
+        return index
 
     # -- ids ----------------------------------------------------------------------------------
     @property
@@ -46,7 +126,7 @@ class Recommender:
 
     @property
     def tasks(self) -> dict[str, str]:
-        return {n: t.kind for n, t in self.model.tasks.items()}
+        return {n: t.kind for n, t in self.model.task_items()}
 
     def user_index(self, users: Sequence[Any]) -> np.ndarray:
         return self.run.user_ids.index(np.asarray(users))
@@ -54,17 +134,37 @@ class Recommender:
     def item_index(self, items: Sequence[Any]) -> np.ndarray:
         return self.run.item_ids.index(np.asarray(items))
 
+    def user_key(self, raw: Any) -> Any:
+        """``raw`` as the run's user id type ("42" -> 42 for integer ids, 42 -> "42" for text)."""
+        return match_id_type(raw, self.run.user_ids.raw_ids)
+
+    def item_key(self, raw: Any) -> Any:
+        """``raw`` as the run's item id type (see ``user_key``)."""
+        return match_id_type(raw, self.run.item_ids.raw_ids)
+
+    def raw_items(self, index: np.ndarray) -> np.ndarray:
+        """Raw ids of catalogue indices of any shape; -1 -> None (in an object array)."""
+        flat = np.asarray(index).ravel()
+        empty = flat < 0
+        raw = self.run.item_ids.raw(np.where(empty, 0, flat))
+        if empty.any():
+            raw = raw.astype(object)
+            raw[empty] = None
+        return raw.reshape(np.shape(index))
+
     def title(self, item_index: np.ndarray) -> list[str]:
         raw = self.run.items_raw
         col = "title" if "title" in raw.columns else raw.columns[0]
         return [str(x) for x in raw[col].to_numpy()[item_index]]
 
-    # -- vectors ------------------------------------------------------------------------------
+    # -- users --------------------------------------------------------------------------------
     def user_vectors(self, user_index: np.ndarray) -> Tensor:
-        hist, mask = self.known.last_n(user_index, self.config.model.sequence.max_len)
-        return encode_users(
-            self.model, self.run.users, user_index, hist, mask, self.item_vectors, self.device
-        )
+        """Vectors of known users (catalogue indices) from their stored features and history."""
+        return self.queries.known_users(np.asarray(user_index, dtype=np.int64)).vectors
+
+    def resolve(self, queries: Sequence[UserQuery]) -> Users:
+        """Vectors and histories of users given by id, history and / or features (vectorised)."""
+        return self.queries.resolve(queries)
 
     # -- the API ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -78,7 +178,6 @@ class Recommender:
         preds = self.model.predict_pairs(uv, self.item_vectors[torch.as_tensor(i)])
         return {k: v.float().cpu().numpy() for k, v in preds.items()}
 
-    @torch.no_grad()
     def recommend(
         self,
         users: Sequence[Any],
@@ -88,13 +187,42 @@ class Recommender:
         allow: Sequence[Any] | None = None,
         deny: Sequence[Any] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` raw item ids and scores per user, shapes (len(users), k)."""
+        """Top-``k`` raw item ids and scores per known user, shapes (len(users), k)."""
         idx, scores = self.recommend_index(
             self.user_index(users), k, exclude_seen=exclude_seen, allow=allow, deny=deny
         )
-        return self.run.item_ids.raw(idx.ravel()).reshape(idx.shape), scores
+        return self.raw_items(idx), scores
 
-    @torch.no_grad()
+    def recommend_table(
+        self,
+        users: Sequence[Any],
+        k: int = 10,
+        *,
+        exclude_seen: bool | None = None,
+        batch_size: int = 1024,
+    ) -> pd.DataFrame:
+        """``user_id, rank, item_id, score`` rows for many known users, ``batch_size`` at a time
+        (what ``hydrarec recommend --all-users`` writes); empty slots are left out."""
+        frames = []
+        for s in range(0, len(users), batch_size):
+            chunk = list(users[s : s + batch_size])
+            idx, scores = self.recommend_index(self.user_index(chunk), k, exclude_seen=exclude_seen)
+            filled = idx >= 0
+            rows, ranks = np.nonzero(filled)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "user_id": np.asarray(chunk, dtype=object)[rows],
+                        "rank": ranks + 1,
+                        "item_id": self.run.item_ids.raw(idx[filled]),
+                        "score": scores[filled],
+                    }
+                )
+            )
+        if not frames:
+            return pd.DataFrame(columns=["user_id", "rank", "item_id", "score"])
+        return pd.concat(frames, ignore_index=True)
+
     def recommend_index(
         self,
         user_index: np.ndarray,
@@ -104,30 +232,93 @@ class Recommender:
         allow: Sequence[Any] | None = None,
         deny: Sequence[Any] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` catalogue indices and scores of known users given by catalogue index."""
+        users = self.queries.known_users(np.asarray(user_index, dtype=np.int64))
+        out = self.rank(users, k, exclude_seen=exclude_seen, allow=allow, deny=deny)
+        return out.items, out.scores
+
+    def recommend_for(
+        self,
+        queries: Sequence[UserQuery],
+        k: int = 10,
+        *,
+        exclude_seen: bool | None = None,
+        allow: Sequence[Any] | None = None,
+        deny: Sequence[Any] | None = None,
+        explain: bool = False,
+        predictions: bool = False,
+    ) -> Recommendations:
+        """Top-``k`` for users given by id, history and / or features; with ``explain``, each item's
+        supporting history items; with ``predictions``, every task's prediction of each item."""
+        users = self.resolve(queries)
+        return self.rank(
+            users,
+            k,
+            exclude_seen=exclude_seen,
+            allow=allow,
+            deny=deny,
+            explain=explain,
+            predictions=predictions,
+        )
+
+    @torch.no_grad()
+    def rank(
+        self,
+        users: Users,
+        k: int,
+        *,
+        exclude_seen: bool | None = None,
+        allow: Sequence[Any] | None = None,
+        deny: Sequence[Any] | None = None,
+        explain: bool = False,
+        predictions: bool = False,
+        explain_items: int = 3,
+    ) -> Recommendations:
+        """The two stages for resolved users (every public recommend path ends here)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        exclude = self._exclusion(users, exclude_seen, deny)
+        n = min(self.n_items, max(k, self.config.recommend.candidates)) if self.blend else k
+        cand, scores = self._retrieve(users.vectors, n, exclude, allow)  # stage one: (B, n)
+        preds: dict[str, Tensor] = {}
+        if self.blend or predictions:
+            cand, scores, preds = self._rerank(users.vectors, cand, scores)  # stage two
+        cand, scores = cand[:, :k], scores[:, :k]
+        out = Recommendations(cand.numpy(), self.raw_items(cand.numpy()), scores.numpy())
+        if predictions:
+            out.predictions = {t: p[:, :k].numpy() for t, p in preds.items()}
+        if explain:
+            self._explain(out, users, explain_items)
+        return out
+
+    def _exclusion(
+        self, users: Users, exclude_seen: bool | None, deny: Sequence[Any] | None
+    ) -> Exclusion:
         exclude = self.config.recommend.exclude_seen if exclude_seen is None else exclude_seen
-        uv = self.user_vectors(user_index)  # (B, D)
-        scores = uv @ self.item_vectors.T  # (B, I)
-        banned = torch.zeros_like(scores, dtype=torch.bool)
-        if exclude:
-            r, it = known_pairs(self.known, user_index)
-            banned[torch.as_tensor(r), torch.as_tensor(it)] = True
-        if allow is not None:
-            keep = torch.zeros(self.n_items, dtype=torch.bool, device=scores.device)
-            keep[torch.as_tensor(self.item_index(allow))] = True
-            banned |= ~keep
+        b = len(users.vectors)
+        rows, ids = (
+            (np.nonzero(users.mask)[0], users.history[users.mask])
+            if exclude
+            else (np.empty(0, np.int64), np.empty(0, np.int64))
+        )
         if deny is not None and len(deny):
-            banned[:, torch.as_tensor(self.item_index(deny))] = True
-        scores = scores.masked_fill(banned, float("-inf"))
-        n = min(self.n_items, max(k, self.config.recommend.candidates if self.blend else k))
-        top_s, top_i = torch.topk(scores, n, dim=1)  # stage one: (B, n)
-        if self.blend:
-            top_s = self._rerank(uv, top_i).masked_fill(torch.isinf(top_s), float("-inf"))
-            top_s, order = torch.sort(top_s, dim=1, descending=True)
-            top_i = torch.gather(top_i, 1, order)
-        k = min(k, n)
-        return top_i[:, :k].cpu().numpy(), top_s[:, :k].float().cpu().numpy()
+            d = self.item_index([self.item_key(i) for i in deny])
+            rows = np.concatenate([rows, np.repeat(np.arange(b), len(d))])
+            ids = np.concatenate([ids, np.tile(d, b)])
+        return Exclusion(rows.astype(np.int64), ids.astype(np.int64))
+
+    def _retrieve(
+        self, uv: Tensor, n: int, exclude: Exclusion, allow: Sequence[Any] | None
+    ) -> tuple[Tensor, Tensor]:
+        """Stage one: the top ``n`` by dot product, through the index or exactly over ``allow``."""
+        q = uv.cpu()
+        if allow is None:
+            ids, scores = self.index.search(q, n, exclude)
+        else:
+            a = np.unique(self.item_index([self.item_key(i) for i in allow]))
+            sub = ExactIndex().build(self.item_vectors[torch.from_numpy(a)].cpu(), a)
+            ids, scores = sub.search(q, n, exclude)
+        return torch.from_numpy(ids), torch.from_numpy(scores)
 
     @property
     def blend(self) -> dict[str, float]:
@@ -143,19 +334,43 @@ class Recommender:
                     f"(allowed: {allowed})"
                 )
 
-    def _rerank(self, uv: Tensor, cand: Tensor) -> Tensor:
-        """Stage two: product of task predictions raised to the blend exponents, (B, n)."""
+    def _rerank(
+        self, uv: Tensor, cand: Tensor, dots: Tensor
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Stage two: the candidates sorted by the blend (product of task predictions raised to
+        the blend exponents), their blend scores, and every task's prediction, (B, n) each.
+        Without a blend the order (by dot product) is kept. Empty slots stay last, at -inf."""
         b, n = cand.shape
         user = uv[:, None, :].expand(b, n, uv.shape[1]).reshape(b * n, -1)
-        item = self.item_vectors[cand.reshape(-1)]
-        preds = self.model.predict_pairs(user, item)
-        score = torch.ones(b * n, device=uv.device)
+        item = self.item_vectors[cand.clamp(min=0).reshape(-1).to(self.item_vectors.device)]
+        preds = {
+            t: p.float().reshape(b, n).cpu()
+            for t, p in self.model.predict_pairs(user, item).items()
+        }
+        empty = cand < 0
+        score = torch.ones(b, n) if self.blend else dots.clone()
         for name, w in self.blend.items():
-            p = preds[name].float()
+            p = preds[name]
             if self.tasks[name] == "rating":
                 p = p / float(self.run.meta["label_stats"][name][1])  # rating / max of the scale
             score = score * p.clamp(min=1e-9) ** w
-        return score.reshape(b, n)
+        score = score.masked_fill(empty, float("-inf"))
+        order = torch.sort(score, dim=1, descending=True, stable=True).indices
+        preds = {
+            t: torch.gather(p.masked_fill(empty, float("nan")), 1, order) for t, p in preds.items()
+        }
+        return torch.gather(cand, 1, order), torch.gather(score, 1, order), preds
+
+    def _explain(self, out: Recommendations, users: Users, n: int) -> None:
+        idx, sims = supporting_items(
+            self.item_vectors.cpu(),
+            torch.from_numpy(out.items),
+            torch.from_numpy(users.history),
+            torch.from_numpy(users.mask),
+            n,
+        )
+        out.support, out.support_scores = idx.numpy(), sims.numpy()
+        out.support_ids = self.raw_items(out.support)
 
     @torch.no_grad()
     def similar_items(self, items: Sequence[Any], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -164,6 +379,9 @@ class Recommender:
         v = torch.nn.functional.normalize(self.item_vectors, dim=1)
         sims = v[torch.as_tensor(idx)] @ v.T  # (B, I)
         sims[torch.arange(len(idx)), torch.as_tensor(idx)] = float("-inf")
-        s, i = torch.topk(sims, min(k, self.n_items - 1), dim=1)
+        s, i = torch.topk(sims, max(1, min(k, self.n_items - 1)), dim=1)
         ids = i.cpu().numpy()
         return self.run.item_ids.raw(ids.ravel()).reshape(ids.shape), s.cpu().numpy()
+
+
+__all__ = ["Recommendations", "Recommender", "UserQuery", "Users"]

@@ -1,0 +1,254 @@
+"""Serving speed on a MovieLens-100K multi-task run (issue 5).
+
+A uvicorn server (``hydrarec serve``) on loopback is driven with ``POST /recommend`` (k = 10, a
+random known user per request) by an httpx async client at each concurrency for ``--duration``
+seconds, once with each index. Reported: throughput, p50 / p95 / p99 latency, errors (any non-200
+or transport error). Then the batch path: users per second of ``recommend --all-users`` (the
+library call behind it, ``Recommender.recommend_table``, k = 100, model already loaded).
+
+The client shares the machine with the server: on a 2-core box it takes a good part of one core,
+so these are lower bounds of what the server alone could do. The server's CPU time per request
+(from /proc) is also reported: unlike requests/s it barely depends on what else the machine runs.
+A ``GET /healthz`` row shows what the HTTP stack alone (uvicorn + FastAPI) allows.
+
+    HYDRAREC_DATA_DIR=/work/shared/data python benchmarks/bench_serving.py runs/ml100k --duration 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "ml100k_mmoe.toml"
+
+
+@dataclass
+class Load:
+    index: str
+    endpoint: str
+    concurrency: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: int
+    server_cpu_s: float  # CPU seconds the server process used meanwhile (nan if unknown)
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return 1000 * self.server_cpu_s / max(len(self.latencies_ms), 1)
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies_ms) / self.seconds
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+
+def ensure_run(run: Path) -> None:
+    """Train the MovieLens-100K multi-task run into ``run`` unless it is there already."""
+    if (run / "model.safetensors").is_file():
+        return
+    print(f"training {CONFIG.name} into {run} (no run there yet) ...", flush=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "hydrarec",
+        "train",
+        "--config",
+        str(CONFIG),
+        "--out",
+        str(run),
+        "-q",
+    ]
+    subprocess.run(cmd, check=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(run: Path, index: str, port: int, threads: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "hydrarec",
+        "serve",
+        str(run),
+        "--port",
+        str(port),
+        "--index",
+        index,
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.3)
+    stop(proc)
+    raise RuntimeError("server not ready after 120 s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=15)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; nan elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def drive(
+    url: str, users: list[int], concurrency: int, seconds: float, endpoint: str = "/recommend"
+) -> tuple[list[float], int, float]:
+    """``concurrency`` workers each sending one request after another until time is up:
+    ``POST /recommend`` for a random known user, or ``GET endpoint`` (the framework floor)."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as client:
+
+        async def worker(seed: int) -> None:
+            nonlocal errors
+            rng = random.Random(seed)
+            while time.perf_counter() < end:
+                body = {"user_id": rng.choice(users), "k": 10}
+                t0 = time.perf_counter()
+                try:
+                    if endpoint == "/recommend":
+                        r = await client.post(endpoint, json=body)
+                    else:
+                        r = await client.get(endpoint)
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append((time.perf_counter() - t0) * 1000)
+                else:
+                    errors += 1
+
+        start = time.perf_counter()
+        end = start + seconds
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        return latencies, errors, time.perf_counter() - start
+
+
+def known_users(run: Path) -> list[int]:
+    import json
+
+    return [int(u) for u in json.loads((run / "data" / "ids.json").read_text())["users"]]
+
+
+def serve_and_drive(
+    run: Path, index: str, levels: list[int], seconds: float, threads: int, floor: bool
+) -> list[Load]:
+    """Start a server with ``index``, warm it up, drive each load level; with ``floor``, also
+    ``GET /healthz`` at the first level (what the HTTP stack alone allows)."""
+    port = free_port()
+    proc = start_server(run, index, port, threads)
+    url = f"http://127.0.0.1:{port}"
+    users = known_users(run)
+    plan = [("/recommend", c) for c in levels] + ([("/healthz", levels[0])] if floor else [])
+    try:
+        asyncio.run(drive(url, users, 4, min(3.0, seconds)))  # warm up
+        out = []
+        for endpoint, c in plan:
+            cpu0 = cpu_seconds(proc.pid)
+            lat, err, took = asyncio.run(drive(url, users, c, seconds, endpoint))
+            ld = Load(index, endpoint, c, took, lat, err, cpu_seconds(proc.pid) - cpu0)
+            out.append(ld)
+            print(f"  {index} {endpoint} c={c}: {ld.throughput:.0f} req/s", flush=True)
+        return out
+    finally:
+        stop(proc)
+
+
+def batch_users_per_second(run: Path, index: str, k: int = 100) -> tuple[float, float]:
+    """(users/s, seconds) of the ``--all-users`` path, model loaded, k = 100."""
+    from hydrarec.recommender import Recommender
+
+    rec = Recommender.load(run, index=index)
+    users = list(rec.run.user_ids.raw_ids)
+    rec.recommend_table(users[:64], k)  # warm up
+    t0 = time.perf_counter()
+    rec.recommend_table(users, k)
+    took = time.perf_counter() - t0
+    return len(users) / took, took
+
+
+def table(loads: list[Load], batch: dict[str, tuple[float, float]]) -> str:
+    lines = [
+        "| index | request | concurrency | requests/s | p50 ms | p95 ms | p99 ms | errors "
+        "| server cores used | server CPU ms / request |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for ld in loads:
+        lines.append(
+            f"| {ld.index} | {ld.endpoint} | {ld.concurrency} | {ld.throughput:.0f} "
+            f"| {ld.percentile(50):.1f} | {ld.percentile(95):.1f} | {ld.percentile(99):.1f} "
+            f"| {ld.errors} | {ld.server_cpu_s / ld.seconds:.2f} | {ld.cpu_ms_per_request:.2f} |"
+        )
+    lines += ["", "| index | batch `--all-users` users/s (k = 100) | seconds |", "|---|---:|---:|"]
+    lines += [f"| {kind} | {ups:.0f} | {s:.2f} |" for kind, (ups, s) in batch.items()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("run", type=Path, help="MovieLens-100K run (trained here if missing)")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds per load level")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
+    p.add_argument("--indexes", nargs="+", default=["exact", "faiss_hnsw"])
+    p.add_argument("--server-threads", type=int, default=1, help="OMP_NUM_THREADS of the server")
+    p.add_argument("--no-floor", action="store_true", help="skip the GET /healthz floor row")
+    args = p.parse_args()
+    ensure_run(args.run)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"cores: {os.cpu_count()}; load average {load:.1f}; {args.duration:.0f} s per level",
+        flush=True,
+    )
+    loads: list[Load] = []
+    for index in args.indexes:
+        loads += serve_and_drive(
+            args.run,
+            index,
+            args.concurrency,
+            args.duration,
+            args.server_threads,
+            floor=not args.no_floor and index == args.indexes[0],
+        )
+    batch = {index: batch_users_per_second(args.run, index) for index in args.indexes}
+    print(table(loads, batch))
+
+
+if __name__ == "__main__":
+    main()

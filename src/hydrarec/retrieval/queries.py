@@ -1,0 +1,193 @@
+"""The query side of retrieval: users -> vectors, for known users and for users described by a
+history of raw item ids and / or raw user features.
+
+A known user is their stored features and their full history (every split), as in evaluation. A
+given history extends a known user's stored one (most recent last); a user the run does not know
+gets the out-of-vocabulary id and is described by history and features alone, encoded by the run's
+fitted feature pipeline (``RUN/features/features.json``): the path the user tower learned for
+users it never saw (``encoders/towers.py``). Vectorised: one tower call for the whole batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from hydrarec.errors import DataError, UnknownIdError
+from hydrarec.features.batch import EntityFeatures
+from hydrarec.features.batching import UserHistories
+from hydrarec.features.pipeline import FeaturePipeline
+from hydrarec.rundir import LoadedRun
+
+
+@dataclass
+class UserQuery:
+    """Whom to recommend for: a known ``user_id``, and / or a ``history`` of raw item ids (most
+    recent last), and / or raw user ``features`` (column -> value, as in the users table)."""
+
+    user_id: Any = None
+    history: Sequence[Any] | None = None
+    features: Mapping[str, Any] | None = None
+
+
+@dataclass
+class Users:
+    """Resolved users: their vectors and full histories (what is excluded as seen)."""
+
+    vectors: Tensor  # (B, D)
+    history: np.ndarray  # (B, L) catalogue indices, right-aligned, 0 where padded
+    mask: np.ndarray  # (B, L) True where ``history`` holds an item
+
+
+def match_id_type(raw: Any, known: np.ndarray) -> Any:
+    """Ids from JSON or a CSV come as ints or strings; match the run's id type.
+
+    >>> match_id_type("42", np.array([1, 42])), match_id_type(7, np.array(["7"], dtype=object))
+    (42, '7')
+    """
+    if known.dtype.kind in "iu" and isinstance(raw, str):
+        try:
+            return int(raw)
+        except ValueError:
+            return raw  # not a number: left as is, so it is reported as unknown
+    if known.dtype.kind in "OUS" and isinstance(raw, (int, np.integer)):
+        return str(raw)
+    return raw
+
+
+class QueryEncoder:
+    """User vectors of a loaded run (``item_vectors`` (I, D): the item tower's, catalogue order)."""
+
+    def __init__(
+        self, run: LoadedRun, known: UserHistories, item_vectors: Tensor, device: torch.device
+    ) -> None:
+        self.run = run
+        self.known = known
+        self.item_vectors = item_vectors
+        self.device = device
+        self.max_len = int(run.config.model.sequence.max_len)
+        self._pipeline: FeaturePipeline | None = None
+
+    def known_users(self, user_index: np.ndarray) -> Users:
+        """Known users (catalogue indices) from their stored features and history."""
+        none = [np.empty(0, np.int64)] * len(user_index)
+        hist, mask = padded_histories(self.known, user_index, none, self.max_len)
+        feats = self.run.users.gather(torch.from_numpy(user_index))
+        return Users(self._encode(feats, hist, mask), hist, mask)
+
+    def resolve(self, queries: Sequence[UserQuery]) -> Users:
+        """Users given by id, history and / or features."""
+        uid = self._user_index(queries)
+        extra = [self._item_index(q.history) for q in queries]
+        hist, mask = padded_histories(self.known, uid, extra, self.max_len)
+        # encoded from the request: given features, or an unknown user (OOV id, no stored row)
+        custom = np.array([q.features is not None for q in queries], bool) | (uid < 0)
+        feats = self.run.users.gather(torch.from_numpy(np.where(custom, 0, uid)))
+        if custom.any():
+            rows = [q for q, c in zip(queries, custom, strict=True) if c]
+            feats = _with_rows(feats, np.flatnonzero(custom), self._encode_features(rows))
+        return Users(self._encode(feats, hist, mask), hist, mask)
+
+    def _item_index(self, items: Sequence[Any] | None) -> np.ndarray:
+        if not items:
+            return np.empty(0, np.int64)
+        raw = self.run.item_ids.raw_ids
+        return self.run.item_ids.index([match_id_type(i, raw) for i in items])
+
+    def _user_index(self, queries: Sequence[UserQuery]) -> np.ndarray:
+        """Catalogue index of each query's user (-1: none or unknown); an unknown id with nothing
+        else to go on raises ``UnknownIdError`` naming it."""
+        raw = self.run.user_ids.raw_ids
+        keys = [None if q.user_id is None else match_id_type(q.user_id, raw) for q in queries]
+        given = [i for i, key in enumerate(keys) if key is not None]
+        uid = np.full(len(queries), -1, np.int64)
+        if given:
+            uid[given] = self.run.user_ids.index([keys[i] for i in given], missing="minus_one")
+        bare = [not q.history and q.features is None for q in queries]
+        lost = [keys[i] for i in given if uid[i] < 0 and bare[i]]
+        if lost:
+            raise UnknownIdError("user", lost)
+        nothing = [i for i, q in enumerate(queries) if q.user_id is None and bare[i]]
+        if nothing:
+            raise DataError(f"query {nothing[0]} gives no user_id, history or features")
+        return uid
+
+    def _encode_features(self, queries: list[UserQuery]) -> EntityFeatures:
+        """Raw user features through the run's fitted feature pipeline (unknown ids -> OOV)."""
+        if self._pipeline is None:
+            self._pipeline = FeaturePipeline.load(self.run.run.features)
+        enc = self._pipeline.user_
+        columns = [f.name for f in enc.features]
+        for q in queries:
+            unknown = sorted(set(q.features or {}) - set(columns))
+            if unknown:
+                raise DataError(
+                    f"unknown user feature(s) {unknown}",
+                    field=unknown[0],
+                    expected=f"one of {columns}",
+                )
+        rows = [
+            {enc.id_column: q.user_id, **{c: (q.features or {}).get(c) for c in columns}}
+            for q in queries
+        ]
+        return enc.transform(pd.DataFrame(rows, columns=[enc.id_column, *columns]))
+
+    @torch.no_grad()
+    def _encode(self, feats: EntityFeatures, hist: np.ndarray, mask: np.ndarray) -> Tensor:
+        """The user tower over features and the last ``max_len`` history items, (B, D)."""
+        n = self.max_len
+        tail, tmask = (hist[:, -n:], mask[:, -n:]) if n else (hist[:, :0], mask[:, :0])
+        vecs = self.item_vectors[torch.from_numpy(tail).to(self.item_vectors.device)]  # (B, N, D)
+        m = torch.from_numpy(np.ascontiguousarray(tmask)).to(self.device)
+        return self.run.model.encode_users(feats.to(self.device), vecs, m).float()  # (B, D)
+
+
+def padded_histories(
+    known: UserHistories, users: np.ndarray, extra: list[np.ndarray], min_len: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(B, L) right-aligned histories: each user's stored items (none for index -1) followed by
+    ``extra[b]``, and the mask; L = the longest, at least ``min_len`` (what the model was fed).
+    Vectorised over users (CSR slices gathered by one fancy index).
+
+    >>> h = UserHistories(np.array([0, 0, 1]), np.array([5, 6, 7]))
+    >>> hist, mask = padded_histories(h, np.array([0, -1]), [np.array([9]), np.array([3])], 2)
+    >>> hist.tolist(), mask.tolist()
+    ([[5, 6, 9], [0, 0, 3]], [[True, True, True], [False, False, True]])
+    """
+    u = np.where(users >= 0, users, 0)
+    stored = np.where(users >= 0, known.indptr[u + 1] - known.indptr[u], 0)  # (B,)
+    n_extra = np.array([len(e) for e in extra], dtype=np.int64)
+    lengths = stored + n_extra
+    width = max(int(lengths.max(initial=0)), min_len)
+    hist = np.zeros((len(users), width), np.int64)
+    mask = np.zeros((len(users), width), bool)
+    rows = np.repeat(np.arange(len(users)), stored)
+    offsets = _offsets(stored)
+    cols = width - lengths[rows] + offsets
+    hist[rows, cols] = known.items[known.indptr[u][rows] + offsets]
+    mask[rows, cols] = True
+    if n_extra.any():
+        rows = np.repeat(np.arange(len(users)), n_extra)
+        cols = width - np.repeat(n_extra, n_extra) + _offsets(n_extra)
+        hist[rows, cols] = np.concatenate(extra).astype(np.int64)
+        mask[rows, cols] = True
+    return hist, mask
+
+
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    """0..c-1 for each count c, concatenated: ``[2, 3] -> [0, 1, 0, 1, 2]``."""
+    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _with_rows(base: EntityFeatures, rows: np.ndarray, new: EntityFeatures) -> EntityFeatures:
+    """``base`` with rows ``rows`` replaced by the rows of ``new`` (multi-hot widths padded)."""
+    both = EntityFeatures.concat([base, new])
+    order = np.arange(len(base))
+    order[rows] = len(base) + np.arange(len(new))
+    return both.gather(torch.from_numpy(order))

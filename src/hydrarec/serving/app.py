@@ -1,0 +1,89 @@
+"""``create_app``: the FastAPI service over one ``Recommender`` (OpenAPI at ``/docs``).
+
+    POST /recommend                 top-k for a user id, a history and / or features
+    POST /predict                   every task's prediction per (user, item) pair
+    GET  /items/{item_id}/similar   nearest items in representation space
+    GET  /metadata                  model, tasks, counts, training date, metrics
+    GET  /healthz, /readyz          liveness (the process answers) and readiness (index complete)
+
+Errors: an unknown id -> 404 naming it; invalid bodies or parameters -> 422 naming the field;
+a body over ``max_body_bytes`` -> 413; with ``api_key``, a missing or wrong ``X-API-Key`` -> 401
+on every endpoint but ``/healthz``, ``/readyz`` and the docs (probes must not need the secret).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+
+from hydrarec import __version__
+from hydrarec.errors import DataError, UnknownIdError
+from hydrarec.recommender import Recommender
+from hydrarec.serving.batcher import MicroBatcher
+from hydrarec.serving.limits import BodyLimit
+from hydrarec.serving.routes import api_router, probe_router
+
+DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: ~10,000 ids with room to spare
+
+
+def create_app(
+    run: str | Path | Recommender,
+    api_key: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    index: str | None = None,
+    max_batch: int = 64,
+) -> FastAPI:
+    """The HTTP service of a run (a path, loaded read-only, or a loaded ``Recommender``).
+
+    ``index`` overrides the run's ``recommend.index`` when a path is given; ``max_batch`` caps
+    how many concurrent ``/recommend`` requests share one model call (1: no batching).
+    """
+    rec = run if isinstance(run, Recommender) else Recommender.load(run, index=index)
+    batcher = MicroBatcher(rec, max_batch)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        batcher.close()
+
+    app = FastAPI(
+        title="hydrarec",
+        version=__version__,
+        description="Multi-task recommendations from a trained hydrarec run.",
+        lifespan=lifespan,
+    )
+    app.state.recommender = rec
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # type: ignore[arg-type]
+    guard = [Depends(_key_guard(api_key))] if api_key else []
+    app.include_router(api_router(rec, batcher), dependencies=guard)
+    app.include_router(probe_router(rec))
+    app.add_exception_handler(UnknownIdError, _not_found)  # type: ignore[arg-type]
+    app.add_exception_handler(DataError, _invalid)  # type: ignore[arg-type]
+    return app
+
+
+_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def _key_guard(expected: str) -> Callable[..., Any]:
+    def check(key: str | None = Depends(_KEY_HEADER)) -> None:
+        # constant-time comparison: the time taken does not reveal how much of the key matched
+        if key is None or not secrets.compare_digest(key.encode(), expected.encode()):
+            raise HTTPException(401, "missing or wrong X-API-Key", {"WWW-Authenticate": "APIKey"})
+
+    return check
+
+
+async def _not_found(request: Request, exc: UnknownIdError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=404)
+
+
+async def _invalid(request: Request, exc: DataError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=422)

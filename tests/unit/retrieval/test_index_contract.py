@@ -1,0 +1,157 @@
+"""The contract every ``ItemIndex`` passes; the exact index is the oracle (STYLE 6 and 7).
+
+Recall is measured on a fixed random set shaped like learned item embeddings: 3,000 items in 32
+dimensions drawn around 30 cluster centres with unequal norms (popular items have longer vectors),
+and queries drawn the same way. Approximate indexes must find >= 95 % of the exact top 10.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hydrarec.errors import ConfigError
+from hydrarec.retrieval import INDEXES, ExactIndex, Exclusion, ItemIndex, load_index, make_index
+
+KINDS = list(INDEXES)
+APPROXIMATE = [k for k in KINDS if k != "exact"]
+
+
+def clustered(n: int, seed: int, d: int = 32, centres: int = 30) -> np.ndarray:
+    rng = np.random.default_rng(1234)  # the same centres for items and queries
+    c = rng.standard_normal((centres, d))
+    rng = np.random.default_rng(seed)
+    x = c[rng.integers(0, centres, n)] + 0.6 * rng.standard_normal((n, d))
+    return (x * rng.uniform(0.5, 1.5, (n, 1))).astype(np.float32)  # (n, d)
+
+
+ITEMS = clustered(3000, seed=1)
+QUERIES = clustered(200, seed=2)
+IDS = np.arange(len(ITEMS), dtype=np.int64) + 7  # ids need not be positions
+
+
+def built(kind: str, vectors: np.ndarray = ITEMS, ids: np.ndarray = IDS) -> ItemIndex:
+    return make_index(kind).build(vectors, ids)
+
+
+@cache
+def shared(kind: str) -> ItemIndex:
+    """One index of ITEMS per kind, for the tests that only search it."""
+    return built(kind)
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    hits = [len(set(f) & set(t)) for f, t in zip(found.tolist(), truth.tolist(), strict=True)]
+    return sum(hits) / truth.size
+
+
+@pytest.fixture(scope="module")
+def oracle() -> ExactIndex:
+    return ExactIndex().build(ITEMS, IDS)
+
+
+def test_exact_index_matches_brute_force_numpy(oracle: ExactIndex) -> None:
+    ids, scores = oracle.search(QUERIES, 10)
+    dots = QUERIES @ ITEMS.T  # (200, 3000)
+    expected = np.argsort(-dots, axis=1, kind="stable")[:, :10] + 7
+    assert (ids == expected).all()
+    np.testing.assert_allclose(scores, np.take_along_axis(dots, expected - 7, 1), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", APPROXIMATE)
+def test_top10_recall_against_exact(kind: str, oracle: ExactIndex) -> None:
+    truth, _ = oracle.search(QUERIES, 10)
+    ids, scores = shared(kind).search(QUERIES, 10)
+    assert ids.shape == scores.shape == (200, 10)
+    assert recall(ids, truth) >= 0.95
+    assert (np.diff(scores, axis=1) <= 1e-5).all()  # best first
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_load_round_trip(kind: str, tmp_path: Path) -> None:
+    index = shared(kind)
+    index.save(tmp_path / "index")
+    again = load_index(tmp_path / "index")
+    assert type(again) is type(index) and again.kind == kind and len(again) == len(ITEMS)
+    for a, b in zip(index.search(QUERIES, 10), again.search(QUERIES, 10), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_add_then_search_equals_building_at_once(kind: str, oracle: ExactIndex) -> None:
+    index = built(kind, ITEMS[:2000], IDS[:2000])
+    index.add(ITEMS[2000:], IDS[2000:])
+    assert len(index) == len(ITEMS)
+    truth, _ = oracle.search(QUERIES, 10)
+    ids, _ = index.search(QUERIES, 10)
+    assert recall(ids, truth) >= (1.0 if kind == "exact" else 0.95)
+    assert (ids >= 2007).any()  # the added items are found
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_added_item_is_found(kind: str) -> None:
+    index = built(kind, ITEMS[:500], IDS[:500])
+    new = 50.0 * QUERIES[:1] / np.linalg.norm(QUERIES[0])  # far along the query's direction
+    index.add(new, np.array([99_999]))
+    assert index.search(QUERIES[:1], 3)[0][0, 0] == 99_999
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_exclusion_removes_pairs_and_keeps_the_rest(kind: str, oracle: ExactIndex) -> None:
+    truth, _ = oracle.search(QUERIES, 40)
+    # row r excludes its exact top 5 (and row 0 also excludes 30 more of its top 40)
+    rows = np.concatenate([np.repeat(np.arange(200), 5), np.zeros(30, np.int64)])
+    ids_ex = np.concatenate([truth[:, :5].ravel(), truth[0, 5:35]])
+    ex = Exclusion(rows, ids_ex)
+    ids, _ = shared(kind).search(QUERIES, 10, exclude=ex)
+    banned = set(zip(rows.tolist(), ids_ex.tolist(), strict=True))
+    assert not any((r, i) in banned for r in range(200) for i in ids[r].tolist())
+    exact_rest, _ = oracle.search(QUERIES, 10, exclude=ex)
+    assert recall(ids, exact_rest) >= (1.0 if kind == "exact" else 0.95)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_k_beyond_the_catalogue_pads_with_empty_slots(kind: str) -> None:
+    small = clustered(60, seed=3)
+    index = built(kind, small, np.arange(60))
+    ids, scores = index.search(QUERIES[:2], 70, exclude=Exclusion(np.array([1]), np.array([0])))
+    assert ids.shape == (2, 70)
+    # exact: every item is found; FAISS: at least most of them, and never an excluded one
+    filled = (ids >= 0).sum(axis=1)
+    assert filled[0] <= 60 and filled[1] <= 59 and filled.min() >= 50
+    assert (ids[ids < 0] == -1).all() and np.isneginf(scores[ids < 0]).all()
+    assert 0 not in ids[1].tolist()
+    if kind == "exact":
+        assert filled.tolist() == [60, 59]
+
+
+def test_exact_hand_worked_exclusion() -> None:
+    # vectors e0, e1, e2 with ids 10, 11, 12; query (0, 2, 1): scores 0, 2, 1
+    index = ExactIndex().build(np.eye(3, dtype=np.float32), np.array([10, 11, 12]))
+    ids, scores = index.search(
+        np.array([[0.0, 2.0, 1.0]]), 3, Exclusion(np.array([0]), np.array([12]))
+    )
+    assert ids.tolist() == [[11, 10, -1]]  # 12 excluded, its slot left empty at the end
+    assert scores.tolist() == [[2.0, 0.0, float("-inf")]]
+
+
+def test_registry_names_match_the_config_and_unknown_kind_is_an_error() -> None:
+    from typing import get_args
+
+    from hydrarec.config import RecommendConfig
+
+    assert set(INDEXES) == set(get_args(RecommendConfig.model_fields["index"].annotation))
+    with pytest.raises(ConfigError, match="unknown index 'annoy'"):
+        make_index("annoy")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bad_input_is_refused(kind: str) -> None:
+    index = built(kind, ITEMS[:100], IDS[:100])
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        index.search(QUERIES, 0)
+    with pytest.raises(ValueError, match="ids must have shape"):
+        index.add(ITEMS[:3], np.array([1, 2]))
