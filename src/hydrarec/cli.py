@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hydrarec import __version__
@@ -103,33 +104,64 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from the run's last checkpoint.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Train a model; writes the run directory and prints validation and test metrics."""
+    """Train a model; writes the run directory and prints validation and test metrics.
+
+    Data-parallel: ``torchrun --nproc-per-node N -m hydrarec train ...`` (docs/distributed.md).
+    """
     from hydrarec.config import load_config
     from hydrarec.experiment import train as run_train
+    from hydrarec.runlog import log_to
+    from hydrarec.training.distributed import is_main_process
     from hydrarec.training.progress import Progress
 
     cfg = load_config(config, set_ or [])
-    run = run_train(cfg, out, resume=resume, progress=Progress(enabled=False if quiet else None))
-    print_metrics({k: v for k, v in run.metrics.items() if k in ("valid", "test")})
-    console.print(f"run written to {run.path}")
+    if not is_main_process():  # a torchrun worker other than rank 0: trains, prints nothing
+        run_train(cfg, out, resume=resume, progress=Progress(enabled=False))
+        return
+    with log_to(out / "log.txt"):  # everything printed also goes to RUN/log.txt
+        progress = Progress(enabled=False if quiet else None)
+        run = run_train(cfg, out, resume=resume, progress=progress)
+        print_metrics({k: v for k, v in run.metrics.items() if k in ("valid", "test")})
+        console.print(f"run written to {run.path}")
 
 
 @app.command()
 def evaluate(
     run: Path,
     split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Per-task metrics of a trained run on a split; updates RUN/metrics.json."""
     from hydrarec.experiment import evaluate as run_evaluate
     from hydrarec.io import read_json, write_json
     from hydrarec.rundir import RunDir
+    from hydrarec.runlog import log_to
+    from hydrarec.training.progress import Progress
 
-    metrics = run_evaluate(run, split)
-    rd = RunDir(run)
-    all_metrics = read_json(rd.metrics) if rd.metrics.exists() else {}
-    all_metrics[split] = metrics
-    write_json(rd.metrics, all_metrics)
-    print_metrics({split: metrics})
+    rd = RunDir(run).require()
+    with log_to(rd.log):
+        with Progress(enabled=False if quiet else None).task(f"evaluating {split}", 1) as bar:
+            metrics = run_evaluate(run, split)
+            bar.advance()
+        all_metrics = read_json(rd.metrics) if rd.metrics.exists() else {}
+        all_metrics[split] = metrics
+        write_json(rd.metrics, all_metrics)
+        print_metrics({split: metrics})
+
+
+@app.command()
+def report(
+    run: Path,
+    format_: Annotated[str, typer.Option("--format", "-f", help="html or md.")] = "html",
+) -> None:
+    """Write RUN/report.html (or RUN/report.md) with the plots in RUN/plots/."""
+    from hydrarec.report import write_report
+    from hydrarec.rundir import RunDir
+    from hydrarec.runlog import log_to
+
+    rd = RunDir(run).require()
+    with log_to(rd.log):
+        console.print(f"report written to {write_report(run, format_)}")
 
 
 def print_metrics(metrics: dict[str, dict[str, float]]) -> None:
@@ -145,8 +177,13 @@ def print_metrics(metrics: dict[str, dict[str, float]]) -> None:
 def _read_ids(path: Path, column: str) -> pd.Series:
     df = pd.read_csv(path)
     if column not in df.columns:
-        raise DataError(f"missing column {column!r} (columns: {list(df.columns)})", file=path,
-                        line=1, field=column, expected=f"a header with {column!r}")
+        raise DataError(
+            f"missing column {column!r} (columns: {list(df.columns)})",
+            file=path,
+            line=1,
+            field=column,
+            expected=f"a header with {column!r}",
+        )
     return df[column]
 
 
@@ -184,8 +221,13 @@ def recommend(
     all_users: Annotated[bool, typer.Option("--all-users", help="Every known user.")] = False,
     k: Annotated[int, typer.Option("-k", help="Items per user.")] = 10,
     exclude_seen: Annotated[bool, typer.Option(help="Drop items the user has seen.")] = True,
-    out: Annotated[Path | None, typer.Option(help="CSV or Parquet: user_id,rank,item_id,score.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="CSV or Parquet: user_id,rank,item_id,score.")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Users scored at once.")] = 1024,
+    index: Annotated[
+        str | None, typer.Option(help="exact, faiss_hnsw or faiss_ivf (default: the run's).")
+    ] = None,
 ) -> None:
     """Top-k recommendations for one user, a file of users, or all users."""
     from hydrarec.io import write_with
@@ -193,7 +235,7 @@ def recommend(
 
     if sum([user is not None, users is not None, all_users]) != 1:
         raise typer.BadParameter("give exactly one of --user, --users, --all-users")
-    rec = Recommender.load(run)
+    rec = Recommender.load(run, index=index)
     known = rec.run.user_ids.raw_ids
     if user is not None:
         ids = _match_ids(pd.Series([user]), known)
@@ -201,53 +243,99 @@ def recommend(
         ids = _match_ids(_read_ids(users, "user_id"), known)
     else:
         ids = list(known)
-    frames = []
-    for s in range(0, len(ids), batch_size):
-        chunk = ids[s : s + batch_size]
-        items, scores = rec.recommend(chunk, k=k, exclude_seen=exclude_seen)
-        kk = items.shape[1]
-        frames.append(pd.DataFrame({
-            "user_id": np.repeat(np.asarray(chunk, dtype=object), kk),
-            "rank": np.tile(np.arange(1, kk + 1), len(chunk)),
-            "item_id": items.ravel(), "score": scores.ravel(),
-        }))
-    df = pd.concat(frames, ignore_index=True)
+    df = rec.recommend_table(ids, k, exclude_seen=exclude_seen, batch_size=batch_size)
     if out is None:
         titles = rec.title(rec.item_index(list(df["item_id"])))
         table = Table("user", "rank", "item", "title", "score")
         for row, title in zip(df.itertuples(), titles, strict=True):
-            table.add_row(str(row.user_id), str(row.rank), str(row.item_id), title,
-                          f"{row.score:.4f}")
+            table.add_row(
+                str(row.user_id), str(row.rank), str(row.item_id), title, f"{row.score:.4f}"
+            )
         console.print(table)
         return
     df["user_id"] = df["user_id"].astype(type(ids[0]) if ids else str)
-    writer = (lambda p: df.to_parquet(p, index=False)) if out.suffix == ".parquet" else (
-        lambda p: df.to_csv(p, index=False))
+    writer = (
+        (lambda p: df.to_parquet(p, index=False))
+        if out.suffix == ".parquet"
+        else (lambda p: df.to_csv(p, index=False))
+    )
     write_with(out, writer)
     console.print(f"{len(df):,} recommendations for {len(ids):,} users written to {out}")
+
+
+@app.command("add-items")
+def add_items(
+    run: Path,
+    items: Annotated[Path, typer.Argument(help="CSV / Parquet: item_id, features, text columns.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Add new items to a trained run without retraining (vectors from their text + features)."""
+    from hydrarec.catalogue import add_items_file
+
+    added = add_items_file(run, items, progress=False if quiet else None)
+    console.print(
+        f"added {len(added.ids):,} items to {run} (catalogue indices {added.first_index}.."
+        f"{added.n_items - 1}); the catalogue now has {added.n_items:,} items"
+    )
+
+
+@app.command()
+def serve(
+    run: Path,
+    host: Annotated[
+        str, typer.Option(help="Address to bind (loopback unless told).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the API key (X-API-Key).")
+    ] = None,
+    index: Annotated[
+        str | None, typer.Option(help="exact, faiss_hnsw or faiss_ivf (default: the run's).")
+    ] = None,
+    max_body_bytes: Annotated[int, typer.Option(help="Larger request bodies get 413.")] = 1 << 20,
+    max_batch: Annotated[
+        int, typer.Option(help="Concurrent /recommend requests scored together (1: none).")
+    ] = 64,
+) -> None:
+    """Serve the run over HTTP: /recommend, /predict, /items/{id}/similar, /docs."""
+    from hydrarec.serving.server import serve as run_serve
+
+    run_serve(
+        run,
+        host=host,
+        port=port,
+        workers=workers,
+        api_key_env=api_key_env,
+        index=index,
+        max_body_bytes=max_body_bytes,
+        max_batch=max_batch,
+    )
 
 
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")
+    ] = None,
 ) -> None:
     """Train the default multi-task model on MovieLens-100K and show what it learned."""
     from hydrarec.demo import run_demo
 
-    run_demo(out, quiet=quiet, console=console)
+    run_demo(out, quiet=quiet, console=console, overrides=set_ or [])
 
 
 def main() -> None:
     try:
         app()
     except HydrarecError as e:
-        err.print(f"[red]error:[/red] {e}")
+        err.print(f"[red]error:[/red] {escape(str(e))}")  # messages may hold [brackets]
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted: the last completed checkpoint is intact")
         sys.exit(130)
-
 
 
 if __name__ == "__main__":

@@ -134,6 +134,7 @@ class TaskConfig(Section):
     logq: bool = True  # logQ correction of sampled softmax
     full_softmax: bool | None = None  # None: full softmax when the catalogue <= 5000 items
     temperature: float = Field(0.1, gt=0.0)  # softmax temperature on dot products
+    gather_negatives: bool = False  # DDP: negatives from every rank's batch (all-gather)
     # reconstruction
     entity: Literal["user", "item"] = "item"  # reconstruction: whose features
     feature: str | None = None  # reconstruction: which feature column

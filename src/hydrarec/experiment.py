@@ -1,7 +1,7 @@
 """``train`` and ``evaluate``: the whole job from a config to a run directory.
 
-    data -> split -> features (fitted on train) -> model -> trainer (early stop on valid)
-         -> best weights -> metrics on valid and test (test read once, at the end)
+data -> split -> features (fitted on train) -> model -> trainer (early stop on valid)
+     -> best weights -> metrics on valid and test (test read once, at the end)
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 import platform
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,13 +27,17 @@ from hydrarec.data.dataset import Dataset
 from hydrarec.data.registry import load_dataset
 from hydrarec.data.schema import TIMESTAMP
 from hydrarec.data.splits import Split
+from hydrarec.encoders.text import save_text_state
 from hydrarec.errors import ConfigError
 from hydrarec.evaluation.evaluate import evaluate_model
 from hydrarec.io import write_json, write_tensors, write_text, write_with
 from hydrarec.model import MultiTaskRecommender
+from hydrarec.retrieval.build import build_index
 from hydrarec.rundir import LoadedRun, RunDir, load_run, save_table
+from hydrarec.runlog import log_to
 from hydrarec.tasks.joint import JointLoss
 from hydrarec.training.data import TrainData, make_train_data
+from hydrarec.training.distributed import Distributed, process_group
 from hydrarec.training.progress import Progress
 from hydrarec.training.trainer import Trainer, TrainResult, pick_device
 
@@ -97,7 +102,9 @@ def _save_data(run: RunDir, ds: Dataset, split: Split, labels: dict[str, np.ndar
     items = ds.items.copy()
     for col in items.columns:  # lists (multi-hot) as "a|b" strings: plain parquet columns
         if items[col].map(lambda v: isinstance(v, list)).any():
-            items[col] = items[col].map(lambda v: "|".join(map(str, v)) if isinstance(v, list) else v)
+            items[col] = items[col].map(
+                lambda v: "|".join(map(str, v)) if isinstance(v, list) else v
+            )
     write_with(run.data / "items.parquet", lambda p: items.to_parquet(p, index=False))
     write_json(
         run.data / "ids.json",
@@ -124,7 +131,7 @@ def _meta(cfg: Config, data: TrainData, model: MultiTaskRecommender) -> dict[str
 
 
 def _validator(
-    cfg: Config, data: TrainData, device: torch.device
+    cfg: Config, data: TrainData, device: torch.device, progress: Progress | None = None
 ) -> Callable[[torch.nn.Module], dict[str, float]]:
     """Validation metrics of every task (the trainer monitors one of them)."""
     rows = data.split.valid
@@ -135,10 +142,22 @@ def _validator(
 
     def validate(model: torch.nn.Module) -> dict[str, float]:
         assert isinstance(model, MultiTaskRecommender)
-        return evaluate_model(
-            model, data.users, data.items, users, items, labels, known,
-            cfg.model.sequence.max_len, cfg.eval.ks, device, cfg.eval.batch_size,
-        )
+        with (progress or Progress(enabled=False)).task("validating", total=1) as bar:
+            metrics = evaluate_model(
+                model,
+                data.users,
+                data.items,
+                users,
+                items,
+                labels,
+                known,
+                cfg.model.sequence.max_len,
+                cfg.eval.ks,
+                device,
+                cfg.eval.batch_size,
+            )
+            bar.advance()
+        return metrics
 
     return validate
 
@@ -151,24 +170,56 @@ def train(
     progress: Progress | None = None,
     dataset: Dataset | None = None,
 ) -> Run:
-    """Train ``cfg`` into the run directory ``out`` and evaluate on valid and test."""
-    progress = progress or Progress()
+    """Train ``cfg`` into the run directory ``out`` and evaluate on valid and test.
+
+    Everything printed meanwhile also goes to ``out/log.txt`` (issue 6). Under ``torchrun``
+    every rank trains its share of each batch (DDP, issue 7); rank 0 alone logs, writes the run
+    directory and evaluates, and the other ranks return a ``Run`` with empty ``metrics``.
+    """
+    with (
+        process_group(pick_device(cfg.train.device)) as (dist, device),
+        log_to(RunDir(out).log) if dist.is_main else nullcontext(),
+    ):
+        return _train(
+            cfg, out, resume=resume, progress=progress, dataset=dataset, dist=dist, device=device
+        )
+
+
+def _train(
+    cfg: Config,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: Progress | None = None,
+    dataset: Dataset | None = None,
+    dist: Distributed | None = None,
+    device: torch.device | None = None,
+) -> Run:
+    """``train`` without the log file (and without joining a process group)."""
+    dist = dist or Distributed()
+    progress = (progress or Progress()) if dist.is_main else Progress(enabled=False)
     run = RunDir(out)
     run.path.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.train.seed)
-    ds = dataset if dataset is not None else load_dataset(cfg.data)
-    data = make_train_data(cfg, ds)
-    device = pick_device(cfg.train.device)
+    with progress.task("loading data", total=2) as bar:
+        ds = dataset if dataset is not None else load_dataset(cfg.data)
+        bar.advance()
+        data = make_train_data(cfg, ds, dist.rank, dist.world_size)  # fitted on train
+        bar.advance()
+    device = device or pick_device(cfg.train.device)
     model = build_model(cfg, data.user_spec, data.item_spec, data.stats, ds.n_items)
     objective = JointLoss(
         [t.name for t in cfg.tasks], cfg.loss, {t.name: t.weight for t in cfg.tasks}
     )
-    write_text(run.config, dump_config(cfg))
-    data.pipeline.save(run.features)
-    save_table(run.features / "users.safetensors", data.users)
-    save_table(run.features / "items.safetensors", data.items)
-    _save_data(run, ds, data.split, data.labels)
-    write_json(run.meta, _meta(cfg, data, model))
+    if dist.is_main:  # one writer of the run directory
+        write_text(run.config, dump_config(cfg))
+        data.pipeline.save(run.features)
+        save_table(run.features / "users.safetensors", data.users)
+        save_table(run.features / "items.safetensors", data.items)
+        if cfg.model.text.enabled:  # which model + template made the text vectors (for add-items)
+            save_text_state(run.features, cfg.model.text, data.item_spec.text_dim)
+        _save_data(run, ds, data.split, data.labels)
+        write_json(run.meta, _meta(cfg, data, model))
     monitor, mode = monitor_of(cfg)
 
     def on_best(m: torch.nn.Module, epoch: int) -> None:
@@ -178,23 +229,40 @@ def train(
         with open(run.history, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
-    if not resume and run.history.exists():
+    if dist.is_main and not resume and run.history.exists():
         run.history.unlink()
     trainer = Trainer(
-        model, objective, cfg.train, device=device, checkpoint_dir=run.checkpoints,
-        on_best=on_best, on_epoch_end=on_epoch_end, progress=progress,
+        model,
+        objective,
+        cfg.train,
+        device=device,
+        checkpoint_dir=run.checkpoints,
+        on_best=on_best,
+        on_epoch_end=on_epoch_end,
+        progress=progress,
+        dist=dist,
     )
-    validate = _validator(cfg, data, device)
+    validate = _validator(cfg, data, device, progress)
     start = time.perf_counter()
     result = trainer.fit(
         data.epoch_batches, data.steps_per_epoch, validate, monitor, mode, resume=resume
     )
     seconds = time.perf_counter() - start
+    if not dist.is_main:  # rank 0 evaluates and writes the metrics
+        return Run(run.path, {}, result)
     loaded = load_run(run.path, device)
-    metrics = {"valid": evaluate(loaded, "valid"), "test": evaluate(loaded, "test")}
-    metrics["train"] = {"seconds": round(seconds, 2), "epochs": result.epochs,
-                        "best_epoch": result.best_epoch}
+    metrics: dict[str, dict[str, float]] = {}
+    with progress.task("evaluating", total=2) as bar:
+        for split in ("valid", "test"):
+            metrics[split] = evaluate(loaded, split)
+            bar.advance()
+    metrics["train"] = {
+        "seconds": round(seconds, 2),
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+    }
     write_json(run.metrics, metrics)
+    build_index(loaded)  # RUN/index/: the item index recommend.index names (issue 5)
     return Run(run.path, metrics, result)
 
 
@@ -213,9 +281,16 @@ def evaluate(run: LoadedRun | str | Path, split: str = "test") -> dict[str, floa
     }
     cfg = loaded.config
     return evaluate_model(
-        loaded.model, loaded.users, loaded.items,
-        rows["user_idx"].to_numpy(), rows["item_idx"].to_numpy(), labels,
-        loaded.known(known_splits), cfg.model.sequence.max_len, cfg.eval.ks, device,
+        loaded.model,
+        loaded.users,
+        loaded.items,
+        rows["user_idx"].to_numpy(),
+        rows["item_idx"].to_numpy(),
+        labels,
+        loaded.known(known_splits),
+        cfg.model.sequence.max_len,
+        cfg.eval.ks,
+        device,
         cfg.eval.batch_size,
     )
 

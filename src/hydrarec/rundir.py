@@ -96,11 +96,20 @@ class LoadedRun:
     items_raw: pd.DataFrame  # raw item table (titles etc.), catalogue order
     interactions: pd.DataFrame  # user_idx, item_idx, order, split, task labels
 
+    def __post_init__(self) -> None:
+        # the item tables grow together (catalogue.add_items); a mismatch means a broken run
+        sizes = {"features/items.safetensors": len(self.items), "data/ids.json": len(self.item_ids),
+                 "data/items.parquet": len(self.items_raw)}  # fmt: skip
+        if len(set(sizes.values())) > 1:
+            raise RunError(f"{self.run.path}: inconsistent item tables, rows: {sizes}")
+
     def known(self, splits: tuple[str, ...]) -> UserHistories:
         """Each user's items in the given splits, oldest first."""
         df = self.interactions[self.interactions["split"].isin(splits)]
         return UserHistories(
-            df["user_idx"].to_numpy(), df["item_idx"].to_numpy(), df["order"].to_numpy(),
+            df["user_idx"].to_numpy(),
+            df["item_idx"].to_numpy(),
+            df["order"].to_numpy(),
             n_users=len(self.user_ids),
         )
 

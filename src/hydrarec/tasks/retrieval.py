@@ -12,11 +12,19 @@ tensorflow/recommenders ``tasks/retrieval.py``:
   masked out.
 
 Ranking metrics need the full catalogue and are computed by evaluation, so ``metrics`` is empty.
+
+Data-parallel training (issue 7): by default the negatives are PER RANK, the items of this rank's
+part of the global batch. With ``gather_negatives`` every rank scores its users against the items
+of ALL ranks' parts (``all_gather`` with gradient, ``torch.distributed.nn.functional``), repeated
+items counted once: the same candidates as one process with the global batch, for W times the
+item-vector traffic. Neither matters with a full softmax (every rank has the whole catalogue).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -54,39 +62,101 @@ def sampled_softmax_loss(
     return masked_mean(per_row, mask)
 
 
+def _all_gather_padded(x: Tensor, pad: float, grad: bool) -> Tensor:
+    """Rows of ``x`` from every rank in rank order, each rank's block padded with ``pad`` to the
+    longest: (W * M, ...). With ``grad`` the gradient flows back to each rank's own rows."""
+    n = torch.tensor([x.shape[0]], device=x.device)
+    sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, n)
+    longest = int(torch.stack(sizes).max())
+    x = F.pad(x, (0, 0) * (x.dim() - 1) + (0, longest - x.shape[0]), value=pad)  # (M, ...)
+    if grad:
+        return torch.cat(dist_fn.all_gather(x))
+    parts = [torch.empty_like(x) for _ in sizes]
+    dist.all_gather(parts, x)
+    return torch.cat(parts)
+
+
+def repeated_columns(ids: Tensor) -> Tensor:
+    """(C,) True where a column repeats the id of an earlier column, or holds padding (id < 0).
+
+    >>> repeated_columns(torch.tensor([7, 3, 7, -1, 3, 5])).tolist()
+    [False, False, True, True, True, False]
+    """
+    order = torch.argsort(ids, stable=True)  # equal ids keep column order: the first stays
+    s = ids[order]
+    again = torch.zeros_like(s, dtype=torch.bool)
+    again[1:] = s[1:] == s[:-1]
+    out = torch.empty_like(again)
+    out[order] = again
+    return out | (ids < 0)
+
+
 class RetrievalTask(Task):
     """Learns the user and item vectors so that <user, item> ranks a user's items first."""
 
     kind = "retrieval"
     uses_tower = False
 
-    def __init__(self, name: str, temperature: float, logq: bool, full_softmax: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        temperature: float,
+        logq: bool,
+        full_softmax: bool,
+        gather_negatives: bool = False,
+    ) -> None:
         super().__init__(name)
         self.temperature = float(temperature)
         self.logq = logq
         self.full_softmax = full_softmax
+        self.gather_negatives = gather_negatives
 
     @classmethod
     def from_config(cls, cfg: TaskConfig, ctx: TaskContext) -> RetrievalTask:
         full = cfg.full_softmax
         if full is None:
             full = ctx.n_items <= FULL_SOFTMAX_MAX_ITEMS
-        return cls(cfg.name, cfg.temperature, cfg.logq, full)
+        return cls(cfg.name, cfg.temperature, cfg.logq, full, cfg.gather_negatives)
 
     def forward(self, inputs: TaskInputs) -> Tensor:
         if inputs.items is None:
             raise ValueError(f"task {self.name!r} (retrieval) needs the batch's item vectors")
-        return inputs.user @ inputs.items.T / self.temperature  # (B, D) @ (D, U) -> (B, U)
+        items = inputs.items
+        if self._gathering():
+            items = _all_gather_padded(items, 0.0, grad=True)  # (W * M, D), every rank's items
+        return inputs.user @ items.T / self.temperature  # (B, D) @ (D, U) -> (B, U)
+
+    def _gathering(self) -> bool:
+        """Whether candidates are gathered across ranks: training only (evaluation runs on one
+        rank), and never with a full softmax (every rank already has every item)."""
+        return (
+            self.gather_negatives
+            and self.training
+            and not self.full_softmax
+            and dist.is_available()
+            and dist.is_initialized()
+            and dist.get_world_size() > 1
+        )
 
     def loss(self, output: Tensor, batch: Batch) -> Tensor:
         """Sampled softmax over ``batch.items``; rows with ``label_mask[name]`` False are skipped
         when that mask is present (e.g. to learn retrieval from liked items only)."""
         use_logq = self.logq and not self.full_softmax
+        logits = output.float()  # the softmax in float32, also under bf16 autocast
+        ids, log_q, pos = batch.item_index, batch.item_logq, batch.item_pos
+        if self._gathering():  # the columns are every rank's items, as in ``forward``
+            ids = _all_gather_padded(ids, -1, grad=False)  # (W * M,)
+            log_q = _all_gather_padded(log_q, 0.0, grad=False)  # (W * M,)
+            pos = pos + dist.get_rank() * (len(ids) // dist.get_world_size())  # (B,)
+            hide = repeated_columns(ids).unsqueeze(0).repeat(len(pos), 1)  # (B, W * M)
+            hide[torch.arange(len(pos), device=pos.device), pos] = False  # never the positive
+            logits = logits.masked_fill(hide, torch.finfo(logits.dtype).min)
         return sampled_softmax_loss(
-            output.float(),  # the softmax in float32, also under bf16 autocast
-            batch.item_pos,
-            batch.item_index,
-            batch.item_index[batch.item_pos],  # (B,)
-            batch.item_logq if use_logq else None,
+            logits,
+            pos,
+            ids,
+            ids[pos],  # (B,)
+            log_q if use_logq else None,
             batch.label_mask.get(self.name),
         )

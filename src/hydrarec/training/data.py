@@ -1,10 +1,17 @@
 """From a dataset and a config to what the trainer consumes: split, labels, fitted features,
-encoded tables, and a batch source per epoch. Everything is fitted on the train rows only."""
+encoded tables, and a batch source per epoch. Everything is fitted on the train rows only.
+
+``train.batch_size`` is the GLOBAL batch (issue 7): with W data-parallel ranks, optimizer step j
+covers the same rows as step j of a single process with the same seed, split into W contiguous
+parts, one per rank (per-rank batch = batch_size / W, the first ``batch_size % W`` ranks one row
+more). Steps per epoch, the learning-rate schedule and the rows of each step therefore do not
+depend on the number of ranks.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -13,6 +20,7 @@ from hydrarec.data.dataset import Dataset
 from hydrarec.data.sampling import PopularitySampler, UniformSampler
 from hydrarec.data.schema import TIMESTAMP
 from hydrarec.data.splits import Split, make_split
+from hydrarec.encoders.text import item_text_vectors
 from hydrarec.errors import DataError
 from hydrarec.features.batch import Batch, EntityFeatures, EntitySpec
 from hydrarec.features.batching import BatchBuilder, UserHistories
@@ -40,22 +48,70 @@ class TrainData:
 
     @property
     def steps_per_epoch(self) -> int:
-        return BatchBuilder.num_batches(
-            len(self.split.train), self.cfg.train.batch_size, world_size=self.world_size
-        )
+        """Optimizer steps per epoch: global batches, the same on every rank and for any W."""
+        return BatchBuilder.num_batches(len(self.split.train), self.cfg.train.batch_size)
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         """This rank's batches of ``epoch``: the same shuffle for a given (seed, epoch)."""
-        return self.builder.iterate(
-            self.split.train, self.cfg.train.batch_size, shuffle=True,
-            seed=self.cfg.train.seed * 1_000_003 + epoch, rank=self.rank,
-            world_size=self.world_size,
+        seed = self.cfg.train.seed * 1_000_003 + epoch
+        if self.world_size == 1:
+            return self.builder.iterate(
+                self.split.train, self.cfg.train.batch_size, shuffle=True, seed=seed
+            )
+        return rank_batches(
+            self.builder,
+            self.split.train,
+            self.cfg.train.batch_size,
+            seed,
+            self.rank,
+            self.world_size,
         )
 
     def histories(self, parts: tuple[str, ...]) -> UserHistories:
         """Each user's items in the given split parts, oldest first."""
         rows = np.concatenate([getattr(self.split, p) for p in parts])
         return UserHistories(*_columns(self.dataset), rows=rows, n_users=self.dataset.n_users)
+
+
+def rank_part(rows: np.ndarray, order: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """Rank ``rank``'s contiguous part of one global batch ``rows``.
+
+    A last batch with fewer rows than ranks is topped up with the epoch's first rows (``order``),
+    so that no rank gets an empty batch and every rank takes the same number of steps.
+
+    >>> [rank_part(np.arange(5), np.arange(5), r, 2).tolist() for r in (0, 1)]
+    [[0, 1, 2], [3, 4]]
+    >>> [rank_part(np.array([9]), np.arange(10), r, 2).tolist() for r in (0, 1)]
+    [[9], [0]]
+    """
+    if len(rows) < world_size:
+        rows = np.concatenate([rows, order[: world_size - len(rows)]])
+    return np.array_split(rows, world_size)[rank]
+
+
+def rank_batches(
+    builder: BatchBuilder,
+    rows: np.ndarray,
+    batch_size: int,
+    seed: int,
+    rank: int,
+    world_size: int,
+) -> Iterator[Batch]:
+    """This rank's part of every global batch of ``rows`` (see the module doc).
+
+    The shuffle is ``BatchBuilder.iterate``'s for the same seed; negatives of part r of global
+    batch b are drawn from a generator seeded by (seed, b, r): each rank samples its own.
+    """
+    if batch_size < world_size:
+        raise DataError(
+            f"train.batch_size {batch_size} is the global batch; it must be at least the "
+            f"number of ranks ({world_size})"
+        )
+    order = np.random.default_rng([seed, 0]).permutation(np.asarray(rows, dtype=np.int64))
+    for b in range(BatchBuilder.num_batches(len(order), batch_size)):
+        part = rank_part(order[b * batch_size : (b + 1) * batch_size], order, rank, world_size)
+        rng = np.random.default_rng([seed, 1, b, rank]) if builder.negatives else None
+        yield builder.build(part, rng)
 
 
 def _columns(ds: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -67,7 +123,9 @@ def _columns(ds: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
 def _retrieval_settings(cfg: Config, n_items: int) -> tuple[bool, int, str, float]:
     for t in cfg.tasks:
         if t.kind == "retrieval":
-            full = t.full_softmax if t.full_softmax is not None else n_items <= FULL_SOFTMAX_MAX_ITEMS
+            full = (
+                t.full_softmax if t.full_softmax is not None else n_items <= FULL_SOFTMAX_MAX_ITEMS
+            )
             return full, t.negatives, t.sampler, t.alpha
     return False, 0, "uniform", 0.0
 
@@ -86,22 +144,50 @@ def make_train_data(cfg: Config, ds: Dataset, rank: int = 0, world_size: int = 1
     pipeline = FeaturePipeline(cfg.features).fit(ds, split.train)
     users = pipeline.transform_users(ds.users)
     items = pipeline.transform_items(ds.items)
+    item_spec = pipeline.item_spec()
+    if cfg.model.text.enabled:  # every catalogue item, cold ones too: text is content, not labels
+        items.text = item_text_vectors(cfg.model.text, ds.items)  # (N, T)
+        item_spec = replace(item_spec, text_dim=int(items.text.shape[1]))
     user_idx, item_idx, ts = _columns(ds)
     train_hist = UserHistories(user_idx, item_idx, ts, rows=split.train, n_users=ds.n_users)
     counts = np.bincount(item_idx[split.train], minlength=ds.n_items).astype(np.float64)
     full, negatives, sampler_kind, alpha = _retrieval_settings(cfg, ds.n_items)
     sampler = (
-        (PopularitySampler(counts, alpha) if sampler_kind == "popularity" else UniformSampler(ds.n_items))
-        if negatives > 0 else None
+        (
+            PopularitySampler(counts, alpha)
+            if sampler_kind == "popularity"
+            else UniformSampler(ds.n_items)
+        )
+        if negatives > 0
+        else None
     )
     with np.errstate(divide="ignore"):
         log_prob = np.log(counts / counts.sum())
     builder = BatchBuilder(
-        user_idx, item_idx, labels, users, items, histories=train_hist,
+        user_idx,
+        item_idx,
+        labels,
+        users,
+        items,
+        histories=train_hist,
         history_len=cfg.model.sequence.max_len if cfg.model.sequence.kind != "none" else 1,
-        negatives=negatives, sampler=sampler, item_log_prob=log_prob, full_catalogue=full,
+        negatives=negatives,
+        sampler=sampler,
+        item_log_prob=log_prob,
+        full_catalogue=full,
     )
     return TrainData(
-        cfg, ds, split, labels, stats, pipeline, users, items,
-        pipeline.user_spec(), pipeline.item_spec(), builder, rank, world_size,
+        cfg,
+        ds,
+        split,
+        labels,
+        stats,
+        pipeline,
+        users,
+        items,
+        pipeline.user_spec(),
+        item_spec,
+        builder,
+        rank,
+        world_size,
     )

@@ -4,6 +4,12 @@ The model gives ``losses(batch) -> {name: scalar}``; a joint-loss module turns t
 scalar and reports each weight. Early stopping and the best checkpoint follow a VALIDATION metric
 (never test). Every epoch ends with an atomic checkpoint, so Ctrl-C or a crash leaves the last good
 one, and ``resume=True`` continues to the same result as an uninterrupted run.
+
+Data-parallel (issue 7): given a ``Distributed`` with several ranks, the losses are computed
+through DDP (``LossModule``), the joint-loss parameters' gradients are averaged by hand, epoch
+losses are averaged over ranks, rank 0 validates and broadcasts the metrics (so every rank takes
+the same early-stopping decision), and only rank 0 writes checkpoints or calls the callbacks.
+Every rank resumes from the same checkpoint, each with its own saved RNG state.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from torch import Tensor, nn
 from hydrarec.config import TrainConfig
 from hydrarec.features.batch import Batch
 from hydrarec.training import checkpoint
+from hydrarec.training.distributed import Distributed, DistributedError, LossModule
 from hydrarec.training.progress import Progress
 from hydrarec.training.schedule import warmup_cosine
 
@@ -74,17 +81,33 @@ class Trainer:
         on_best: Callable[[nn.Module, int], None] | None = None,
         on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
         progress: Progress | None = None,
+        dist: Distributed | None = None,
     ) -> None:
         self.model = model.to(device)
+        self.dist = dist or Distributed()
+        # GradNorm differentiates each task loss before the backward, which DDP's gradient hooks
+        # mistake for part of the step (measured: the ranks' models drift apart); its gradients
+        # are averaged by hand instead, after the backward, without DDP's overlap
+        gradnorm = getattr(objective, "needs_shared_grads", False)
+        self.sync_by_hand = self.dist.enabled and gradnorm
+        # DDP syncs gradients through ``forward``: the losses are that forward (see LossModule)
+        self.compute_losses = (
+            LossModule(self.model)
+            if self.sync_by_hand
+            else self.dist.wrap(LossModule(self.model), device)
+        )
+        if self.sync_by_hand:
+            self.dist.broadcast_parameters(self.model)  # what DDP does when it wraps a model
         self.objective = objective
         if isinstance(objective, nn.Module):
             objective.to(device)
         self.cfg = cfg
         self.device = device
         self.checkpoint_dir = checkpoint_dir
-        self.on_best = on_best
-        self.on_epoch_end = on_epoch_end
-        self.progress = progress or Progress(enabled=False)
+        self.on_best = on_best if self.dist.is_main else None
+        self.on_epoch_end = on_epoch_end if self.dist.is_main else None
+        quiet = Progress(enabled=False)
+        self.progress = progress if progress is not None and self.dist.is_main else quiet
         # loss-weighting parameters (log-variances, GradNorm weights) get no weight decay
         groups = [{"params": list(model.parameters()), "weight_decay": cfg.weight_decay}]
         if list(objective.parameters()):
@@ -110,7 +133,7 @@ class Trainer:
         """Train up to ``cfg.epochs`` epochs; ``batches(epoch)`` yields that epoch's batches."""
         total = self.cfg.epochs * max(1, steps_per_epoch)
         self.scheduler = warmup_cosine(self.optimizer, total, self.cfg.warmup)
-        if resume and self._can_resume():
+        if resume and self._resumable():
             self._load_checkpoint()
         else:
             torch.manual_seed(self.cfg.seed)
@@ -125,6 +148,7 @@ class Trainer:
             self._save_checkpoint()
             if self.on_epoch_end is not None:
                 self.on_epoch_end(record)
+            self.dist.barrier()  # the epoch's checkpoint is on disk before any rank moves on
             if stopped:
                 break
         return TrainResult(
@@ -132,7 +156,7 @@ class Trainer:
         )
 
     def _train_epoch(self, epoch: int, batches: Iterable[Batch], steps: int) -> dict[str, Any]:
-        self.model.train()
+        self.compute_losses.train()
         sums: dict[str, float] = {}
         weights: dict[str, float] = {}
         n = 0
@@ -144,7 +168,7 @@ class Trainer:
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + v
                 bar.advance({k: v / n for k, v in sums.items()})
-        mean = {k: v / max(n, 1) for k, v in sums.items()}
+        mean = self.dist.mean(sums, n)  # over every rank's batches (DWA needs the same on all)
         epoch_end = getattr(self.objective, "epoch_end", None)
         if callable(epoch_end):
             epoch_end({k: v for k, v in mean.items() if k != "total"})
@@ -157,8 +181,9 @@ class Trainer:
         }
 
     def _step(self, batch: Batch) -> tuple[dict[str, float], dict[str, float]]:
+        gradnorm = getattr(self.objective, "needs_shared_grads", False)
         with self._autocast():
-            losses = self.model.losses(batch)  # type: ignore[operator]
+            losses = self.compute_losses(batch)
             total, weights = self.objective(losses)
         if not torch.isfinite(total):
             raise FloatingPointError(
@@ -167,9 +192,12 @@ class Trainer:
                 + " (lower train.lr, or check the labels)"
             )
         self.optimizer.zero_grad(set_to_none=True)
-        if getattr(self.objective, "needs_shared_grads", False):  # GradNorm balances gradients
+        if gradnorm:  # GradNorm balances gradients
             self.objective.gradnorm_step(losses, self.model.shared_parameters())  # type: ignore[attr-defined,operator]
-        total.backward()
+        total.backward()  # under DDP this also averages the model's gradients over ranks
+        if self.sync_by_hand:
+            self.dist.average_gradients(self.model.parameters())
+        self.dist.average_gradients(self.objective.parameters())
         if self.cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
@@ -188,7 +216,7 @@ class Trainer:
     ) -> bool:
         """Record validation metrics; keep the best model; True when patience ran out."""
         self.model.eval()
-        metrics = validate(self.model)
+        metrics = self.dist.from_main(lambda: validate(self.model))  # rank 0 validates
         record["valid"] = metrics
         if monitor not in metrics:
             raise KeyError(f"monitored metric {monitor!r} not among {sorted(metrics)}")
@@ -197,7 +225,11 @@ class Trainer:
             value > self.state.best if mode == "max" else value < self.state.best
         )
         if better and not math.isnan(value):
-            self.state.best, self.state.best_epoch, self.state.bad_epochs = value, record["epoch"], 0
+            self.state.best, self.state.best_epoch, self.state.bad_epochs = (
+                value,
+                record["epoch"],
+                0,
+            )
             if self.on_best is not None:
                 self.on_best(self.model, record["epoch"])
         else:
@@ -212,9 +244,23 @@ class Trainer:
         stem = self._stem()
         return stem is not None and checkpoint.exists(stem)
 
+    def _resumable(self) -> bool:
+        """Whether to resume; every rank must see the checkpoint (a shared run directory)."""
+        seen = self.dist.gather(self._can_resume())
+        if any(seen) and not all(seen):
+            missing = [r for r, ok in enumerate(seen) if not ok]
+            raise DistributedError(
+                f"ranks {missing} cannot see the checkpoint under {self.checkpoint_dir} that "
+                "rank 0 resumes from: the run directory must be on a filesystem every node sees"
+            )
+        return all(seen)
+
     def _save_checkpoint(self) -> None:
         stem = self._stem()
         if stem is None:
+            return
+        rng = self.dist.gather(torch.get_rng_state())  # each rank's, so resume is exact
+        if not self.dist.is_main:
             return
         s = self.state
         checkpoint.save_state(
@@ -224,10 +270,15 @@ class Trainer:
                 "objective": self.objective.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": {"last_epoch": self.scheduler.last_epoch},
-                "rng": torch.get_rng_state(),
-                "loop": {"epoch": s.epoch, "step": s.step, "best": s.best,
-                         "best_epoch": s.best_epoch, "bad_epochs": s.bad_epochs,
-                         "history": s.history},
+                "rng_ranks": rng,  # torch RNG state of each rank, in rank order
+                "loop": {
+                    "epoch": s.epoch,
+                    "step": s.step,
+                    "best": s.best,
+                    "best_epoch": s.best_epoch,
+                    "bad_epochs": s.bad_epochs,
+                    "history": s.history,
+                },
             },
         )
 
@@ -240,9 +291,15 @@ class Trainer:
         self.optimizer.load_state_dict(st["optimizer"])
         # the optimizer's param groups carry the current lr; the scheduler only needs its count
         self.scheduler.last_epoch = int(st["scheduler"]["last_epoch"])
-        torch.set_rng_state(st["rng"])
+        ranks = st["rng_ranks"] if "rng_ranks" in st else [st["rng"]]  # older: one "rng"
+        same_world = len(ranks) == self.dist.world_size  # else every rank continues rank 0's
+        torch.set_rng_state(ranks[self.dist.rank] if same_world else ranks[0])
         loop = st["loop"]
         self.state = LoopState(
-            loop["epoch"], loop["step"], loop["best"], loop["best_epoch"], loop["bad_epochs"],
+            loop["epoch"],
+            loop["step"],
+            loop["best"],
+            loop["best_epoch"],
+            loop["bad_epochs"],
             list(loop["history"]),
         )

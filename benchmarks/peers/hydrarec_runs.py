@@ -1,0 +1,85 @@
+"""hydrarec itself, run like a peer: a shipped config, several seeds, test read once per run.
+
+``train`` selects the checkpoint on validation (early stopping on ``train.monitor``) and scores
+test once at the end; this module only collects ``run.metrics`` over seeds. The TFRS protocol's
+top-100 accuracy (seen items included, as in the TFRS tutorial) is computed here from the saved
+run, since hydrarec's own evaluation excludes known items.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hydrarec.config import load_config
+from hydrarec.evaluation.evaluate import encode_items, encode_users
+from hydrarec.experiment import train
+from hydrarec.rundir import load_run
+from peers.common import Result
+
+RUNS = Path("runs/bench")
+
+
+def train_seeds(
+    name: str, config: str, seeds: int, overrides: list[str], out: Path
+) -> list[dict[str, dict[str, float]]]:
+    """``run.metrics`` of ``config`` trained with seeds 0..seeds-1 (valid, test, train)."""
+    res = []
+    for seed in range(seeds):
+        cfg = load_config(config, [*overrides, f"train.seed={seed}"])
+        run = train(cfg, out / f"seed{seed}")
+        res.append(run.metrics)
+        print(f"    seed {seed}: {json.dumps(run.metrics)}", flush=True)
+    return res
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def aggregate(per_seed: list[dict[str, float]]) -> dict[str, float]:
+    """Mean of every metric, plus ``<metric>_std`` (sample standard deviation; 0 for one seed)."""
+    out: dict[str, float] = {}
+    for k in per_seed[0]:
+        m, s = mean_std([r[k] for r in per_seed if k in r])
+        out[k], out[f"{k}_std"] = m, s
+    return out
+
+
+@torch.no_grad()
+def top_k_accuracy(path: Path, k: int = 100) -> float:
+    """Share of test pairs whose item is in the user's top ``k`` over ALL items (seen included)."""
+    run = load_run(path)
+    device = next(run.model.parameters()).device
+    rows = run.interactions[run.interactions["split"] == "test"]
+    known = run.known(("train", "valid"))
+    item_vecs = encode_items(run.model, run.items, device)
+    users = rows["user_idx"].to_numpy()
+    uniq, inverse = np.unique(users, return_inverse=True)
+    hist, mask = known.last_n(uniq, run.config.model.sequence.max_len)
+    user_vecs = encode_users(run.model, run.users, uniq, hist, mask, item_vecs, device)
+    top = torch.topk(user_vecs @ item_vecs.T, k, dim=1).indices.cpu().numpy()  # (U, k)
+    items = rows["item_idx"].to_numpy()
+    return float((top[inverse] == items[:, None]).any(axis=1).mean())
+
+
+def run(
+    name: str, config: str, seeds: int, overrides: list[str], protocol: str, tfrs: bool = False
+) -> Result:
+    out = RUNS / protocol / name
+    per_seed = train_seeds(name, config, seeds, overrides, out)
+    tests = [dict(m["test"]) for m in per_seed]
+    if tfrs:
+        for seed, t in enumerate(tests):
+            t["top100"] = top_k_accuracy(out / f"seed{seed}")
+    seconds = statistics.fmean(m["train"]["seconds"] for m in per_seed)
+    epochs = [f"{m['train']['best_epoch']}/{m['train']['epochs']}" for m in per_seed]
+    params: dict[str, Any] = {"config": config, "overrides": overrides, "best/epochs": epochs}
+    valid = aggregate([m["valid"] for m in per_seed])
+    note = f"{seeds} seed(s); seconds = mean per seed, incl. per-epoch validation"
+    return Result(f"hydrarec ({Path(config).stem})", aggregate(tests), seconds, params, valid, note)

