@@ -7,11 +7,11 @@ import math
 from pathlib import Path
 
 import pytest
+from tests.integration.tiny import tiny_raw
 
 from hydrarec.config import config_from_dict
 from hydrarec.experiment import train
 from hydrarec.training.progress import Progress
-from tests.integration.tiny import tiny_raw
 
 
 @pytest.mark.parametrize(

@@ -50,8 +50,16 @@ def write_toml(path: Path, raw: dict) -> Path:
 def test_help_and_version() -> None:
     assert __version__ in invoke("--version")
     out = invoke("--help")
-    for command in ("train", "evaluate", "predict", "recommend", "datasets", "demo", "serve",
-                    "report"):
+    for command in (
+        "train",
+        "evaluate",
+        "predict",
+        "recommend",
+        "datasets",
+        "demo",
+        "serve",
+        "report",
+    ):
         assert command in out
 
 
