@@ -30,6 +30,9 @@ class SplitConfig(Section):
     valid_ratio: float = Field(0.1, ge=0.0, lt=1.0)  # random / temporal / cold: share for valid
     test_ratio: float = Field(0.1, ge=0.0, lt=1.0)  # random / temporal / cold: share for test
     given: str | None = None  # kind="given": a split shipped with the data, e.g. "u1" (MovieLens)
+    # kind="given" without a valid part: valid = each user's last train interaction ("last"), or
+    # a random valid_ratio of train ("random": for random folds such as MovieLens u1..u5)
+    given_valid: Literal["last", "random"] = "last"
     seed: int = 42  # seed of the random, cold-item and cold-user splits
 
 
@@ -127,6 +130,8 @@ class TaskConfig(Section):
     column: str | None = None  # rating / binary: the label column
     rule: str | None = None  # binary: a rule on a column instead, e.g. "rating >= 4"
     weight: float = Field(1.0, ge=0.0)  # static loss weight
+    # rating
+    mf_paths: bool = False  # add user / item bias and dot-product paths (biased MF) to the head
     # retrieval
     negatives: int = Field(0, ge=0)  # sampled negatives per batch, added to in-batch ones
     sampler: Literal["uniform", "popularity"] = "popularity"  # negative sampler

@@ -125,13 +125,21 @@ def cold_user_split(df: pd.DataFrame, valid_ratio: float, test_ratio: float, see
     return _cold_split(df, USER_IDX, valid_ratio, test_ratio, seed)
 
 
-def given_split(dataset: Dataset, name: str, seed: int = 42) -> Split:
+def given_split(
+    dataset: Dataset,
+    name: str,
+    seed: int = 42,
+    carve: str = "last",
+    valid_ratio: float = GIVEN_VALID_SHARE,
+) -> Split:
     """A split shipped with the data (``dataset.given_splits[name]``).
 
     When it has no ``valid`` part, valid is carved from train: each user's last train interaction
     by time (ties: file order) for users with at least two train interactions, when the data has
     timestamps; otherwise a random ``GIVEN_VALID_SHARE`` (5 %) of train rows, drawn with
-    ``default_rng(seed)``. Rows in no part (if the shipped split does not cover all) stay out.
+    ``default_rng(seed)``. With ``carve="random"`` valid is always a random ``valid_ratio`` of
+    train, the right choice for random folds such as MovieLens ``u1..u5``: a last-by-time valid
+    is harder than their test and would bias model selection. Rows in no part stay out.
     """
     if name not in dataset.given_splits:
         known = ", ".join(sorted(dataset.given_splits)) or "none"
@@ -145,7 +153,7 @@ def given_split(dataset: Dataset, name: str, seed: int = 42) -> Split:
     if "valid" in parts:
         valid = _given_rows(parts, "valid", n)
     else:
-        train, valid = _carve_valid(dataset.interactions, train, seed)
+        train, valid = _carve_valid(dataset.interactions, train, seed, carve, valid_ratio)
     if np.intersect1d(train, test).size or np.intersect1d(valid, np.union1d(train, test)).size:
         raise DataError(
             f"given split {name!r} of {dataset.name!r}: parts overlap",
@@ -174,7 +182,8 @@ def make_split(dataset: Dataset, cfg: SplitConfig) -> Split:
                 f"data.split.given: required when data.split.kind = 'given' "
                 f"(dataset {dataset.name!r} ships: {known})"
             )
-        return given_split(dataset, cfg.given, cfg.seed)
+        ratio = cfg.valid_ratio if cfg.valid_ratio > 0 else GIVEN_VALID_SHARE
+        return given_split(dataset, cfg.given, cfg.seed, cfg.given_valid, ratio)
     raise ConfigError(f"data.split.kind: unknown split {cfg.kind!r}")  # pragma: no cover
 
 
@@ -272,10 +281,10 @@ def _given_rows(parts: dict[str, np.ndarray], name: str, n: int) -> np.ndarray:
 
 
 def _carve_valid(
-    inter: pd.DataFrame, train: np.ndarray, seed: int
+    inter: pd.DataFrame, train: np.ndarray, seed: int, carve: str, valid_ratio: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split ``train`` rows into (train, valid); see ``given_split``."""
-    if TIMESTAMP in inter.columns:
+    if carve == "last" and TIMESTAMP in inter.columns:
         user, ts = _user_and_time(inter.iloc[train], "given_split")
         last = _latest(user, ts, np.ones(len(train), dtype=bool))
         last = last[np.bincount(user)[user[last]] >= 2]  # users with >= 2 train rows
@@ -283,5 +292,5 @@ def _carve_valid(
         is_valid[last] = True
         return train[~is_valid], train[is_valid]
     perm = np.random.default_rng(seed).permutation(len(train))
-    n_valid = _share(len(train), GIVEN_VALID_SHARE)
+    n_valid = _share(len(train), valid_ratio if carve == "random" else GIVEN_VALID_SHARE)
     return np.sort(train[perm[n_valid:]]), np.sort(train[perm[:n_valid]])

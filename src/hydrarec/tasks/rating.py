@@ -8,6 +8,7 @@ head only learns deviations. Trained with MSE; scored by RMSE (the Netflix Prize
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from hydrarec.config import TaskConfig
@@ -22,7 +23,12 @@ class RatingTask(Task):
     kind = "rating"
 
     def __init__(
-        self, name: str, in_dim: int, column_scale: tuple[float, float], global_mean: float
+        self,
+        name: str,
+        in_dim: int,
+        column_scale: tuple[float, float],
+        global_mean: float,
+        mf_dim: int = 0,
     ) -> None:
         super().__init__(name)
         low, high = column_scale
@@ -31,6 +37,15 @@ class RatingTask(Task):
         self.scale = (float(low), float(high))
         self.head = nn.Linear(in_dim, 1)
         nn.init.constant_(self.head.bias, float(global_mean))  # the bias IS the global mean mu
+        # Biased-MF paths (Koren et al. 2009: r = mu + b_u + b_i + p_u.q_i) read from the user and
+        # item vectors (width ``mf_dim``); zero at start, so they only add what the data supports.
+        self.mf_dim = mf_dim
+        if mf_dim:
+            self.user_bias = nn.Linear(mf_dim, 1, bias=False)
+            self.item_bias = nn.Linear(mf_dim, 1, bias=False)
+            nn.init.zeros_(self.user_bias.weight)
+            nn.init.zeros_(self.item_bias.weight)
+            self.dot_scale = nn.Parameter(torch.zeros(()))
 
     @classmethod
     def from_config(cls, cfg: TaskConfig, ctx: TaskContext) -> RatingTask:
@@ -44,10 +59,15 @@ class RatingTask(Task):
                 f"{cfg.column!r} (statistics for: {have})"
             )
         low, high, mean = stats[key]
-        return cls(cfg.name, ctx.rep_dim, (low, high), mean)
+        return cls(cfg.name, ctx.rep_dim, (low, high), mean, ctx.dim if cfg.mf_paths else 0)
 
     def forward(self, inputs: TaskInputs) -> Tensor:
-        return self.head(self._rep(inputs)).squeeze(-1)  # (B, H) -> (B,)
+        out = self.head(self._rep(inputs)).squeeze(-1)  # (B, H) -> (B,)
+        if self.mf_dim:
+            u, i = inputs.user, inputs.item  # (B, D) each
+            out = out + self.user_bias(u).squeeze(-1) + self.item_bias(i).squeeze(-1)  # (B,)
+            out = out + self.dot_scale * (u * i).sum(-1)  # (B,)
+        return out
 
     def loss(self, output: Tensor, batch: Batch) -> Tensor:
         label, mask = self.labels(batch)

@@ -274,3 +274,25 @@ def test_make_split_given_needs_a_name():
         make_split(ds, SplitConfig(kind="given"))
     s = make_split(ds, SplitConfig(kind="given", given="u1"))
     assert s.test.tolist() == [5]
+
+
+def test_given_split_random_carve_takes_valid_ratio_of_train() -> None:
+    import pandas as pd
+
+    from hydrarec.data.dataset import Dataset
+    from hydrarec.data.schema import Schema
+    from hydrarec.data.splits import given_split
+
+    n = 200
+    inter = pd.DataFrame(
+        {"user_id": np.arange(n) % 10, "item_id": np.arange(n), "timestamp": np.arange(n)}
+    )
+    parts = {"train": np.arange(150), "test": np.arange(150, 200)}
+    ds = Dataset.build("t", inter, Schema(), given_splits={"g": parts})
+    last = given_split(ds, "g")
+    rand = given_split(ds, "g", seed=1, carve="random", valid_ratio=0.2)
+    assert len(last.valid) == 10  # one per user: the last by time
+    assert len(rand.valid) == 30  # 20 % of the 150 train rows
+    assert set(rand.valid) <= set(range(150)) and not set(rand.valid) & set(rand.train)
+    assert sorted([*rand.train, *rand.valid]) == list(range(150))
+    assert np.array_equal(rand.valid, given_split(ds, "g", 1, "random", 0.2).valid)

@@ -122,3 +122,30 @@ def test_build_task_without_statistics_names_the_column() -> None:
         _build({"other": (0.0, 1.0, 0.5)})
     with pytest.raises(ConfigError, match="none"):
         _build(None)
+
+
+def test_mf_paths_by_hand() -> None:
+    # head: zero weights, bias mu = 3; b_u = [1, 0].u = 1; b_i = [0, 2].i = 8;
+    # dot = 0.5 * (1*3 + 2*4) = 5.5  ->  3 + 1 + 8 + 5.5 = 17.5
+    task = RatingTask("r", in_dim=1, column_scale=(1.0, 5.0), global_mean=3.0, mf_dim=2)
+    with torch.no_grad():
+        task.head.weight.zero_()
+        task.user_bias.weight.copy_(torch.tensor([[1.0, 0.0]]))
+        task.item_bias.weight.copy_(torch.tensor([[0.0, 2.0]]))
+        task.dot_scale.fill_(0.5)
+    inputs = TaskInputs(
+        user=torch.tensor([[1.0, 2.0]]), item=torch.tensor([[3.0, 4.0]]), rep=torch.zeros(1, 1)
+    )
+    assert_close(task(inputs), torch.tensor([17.5]))
+    assert_close(task.predict(task(inputs)), torch.tensor([5.0]))  # clipped to the scale
+
+
+def test_mf_paths_start_at_zero_and_get_gradients() -> None:
+    task = RatingTask("r", in_dim=2, column_scale=(1.0, 5.0), global_mean=3.0, mf_dim=2)
+    rep, user, item = torch.randn(4, 2), torch.randn(4, 2), torch.randn(4, 2)
+    plain = task.head(rep).squeeze(-1)
+    out = task(TaskInputs(user=user, item=item, rep=rep))
+    assert_close(out, plain)  # zero-initialised paths change nothing at start
+    out.sum().backward()
+    for name, p in task.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
