@@ -44,9 +44,13 @@ browser:
 test: lint typecheck browser
 	$(BIN)/python -m pytest -q
 
+# Peers (Surprise, implicit, LightFM, torch-rechub) live in the "bench" extra; lightfm-next compiles.
 bench: install
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/bench_data.py
+	$(BIN)/python benchmarks/quality.py ML100K-U1
 	$(BIN)/python benchmarks/quality.py ML100K-LOO
+	$(BIN)/python benchmarks/mmoe_syn.py --seeds 3
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
