@@ -1,6 +1,6 @@
 """hydrarec: multi-task representation learning for recommender systems.
 
-    from hydrarec import load_config, train, evaluate, Recommender, add_items
+from hydrarec import load_config, train, evaluate, Recommender, add_items
 """
 
 from __future__ import annotations
