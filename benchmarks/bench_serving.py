@@ -1,15 +1,16 @@
 """Serving speed on a MovieLens-100K multi-task run (issue 5).
 
 A uvicorn server (``hydrarec serve``) on loopback is driven with ``POST /recommend`` (k = 10, a
-random known user per request) by an httpx async client at each concurrency for ``--duration``
-seconds, once with each index. Reported: throughput, p50 / p95 / p99 latency, errors (any non-200
-or transport error). Then the batch path: users per second of ``recommend --all-users`` (the
-library call behind it, ``Recommender.recommend_table``, k = 100, model already loaded).
+random known user per request) by a raw HTTP/1.1 keep-alive client (asyncio streams on uvloop, one
+connection per worker) at each concurrency for ``--duration`` seconds, once with each index.
+Reported: throughput, p50 / p95 / p99 latency, errors (any non-200 or transport error). Then the
+batch path: users per second of ``recommend --all-users`` (the library call behind it,
+``Recommender.recommend_table``, k = 100, model already loaded).
 
-The client shares the machine with the server: on a 2-core box it takes a good part of one core,
-so these are lower bounds of what the server alone could do. The server's CPU time per request
-(from /proc) is also reported: unlike requests/s it barely depends on what else the machine runs.
-A ``GET /healthz`` row shows what the HTTP stack alone (uvicorn + FastAPI) allows.
+The client shares the machine with the server, so these are lower bounds of what the server alone
+could do; the client's own CPU per request is reported beside the server's. The server's CPU time
+per request (from /proc) barely depends on what else the machine runs. A ``GET /healthz`` row
+shows what the HTTP stack alone (uvicorn + FastAPI) allows.
 
     HYDRAREC_DATA_DIR=/work/shared/data python benchmarks/bench_serving.py runs/ml100k --duration 30
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import socket
@@ -26,6 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -42,11 +45,17 @@ class Load:
     seconds: float
     latencies_ms: list[float]
     errors: int
-    server_cpu_s: float  # CPU seconds the server process used meanwhile (nan if unknown)
+    server_cpu_s: float  # CPU seconds the server processes used meanwhile (nan if unknown)
+    client_cpu_s: float  # CPU seconds the load generator (this process) used meanwhile
+    workers: int = 1
 
     @property
     def cpu_ms_per_request(self) -> float:
         return 1000 * self.server_cpu_s / max(len(self.latencies_ms), 1)
+
+    @property
+    def client_ms_per_request(self) -> float:
+        return 1000 * self.client_cpu_s / max(len(self.latencies_ms), 1)
 
     @property
     def throughput(self) -> float:
@@ -81,7 +90,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(run: Path, index: str, port: int, threads: int) -> subprocess.Popen[bytes]:
+def start_server(
+    run: Path, index: str, port: int, threads: int, workers: int = 1
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     cmd = [
         sys.executable,
@@ -93,6 +104,9 @@ def start_server(run: Path, index: str, port: int, threads: int) -> subprocess.P
         str(port),
         "--index",
         index,
+        "--workers",
+        str(workers),
+        "--no-access-log",
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -118,72 +132,129 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc; nan elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+    """User + system CPU seconds so far of a process and its children (uvicorn's worker
+    processes), alive ones read from Linux /proc; nan elsewhere."""
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, CPU seconds)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks = int(fields[11]) + int(fields[12])
+        stats[int(stat.parent.name)] = (int(fields[1]), ticks / os.sysconf("SC_CLK_TCK"))
+    if pid not in stats:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total, frontier = 0.0, {pid}
+    while frontier:
+        total += sum(stats[p][1] for p in frontier)
+        frontier = {p for p, (parent, _) in stats.items() if parent in frontier}
+    return total
+
+
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> bool:
+    """Send one pre-encoded HTTP/1.1 request on a kept-alive connection; read the whole response.
+    True when the status is 200."""
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length:
+        await reader.readexactly(length)
+    return head.startswith(b"HTTP/1.1 200")
 
 
 async def drive(
     url: str, users: list[int], concurrency: int, seconds: float, endpoint: str = "/recommend"
 ) -> tuple[list[float], int, float]:
-    """``concurrency`` workers each sending one request after another until time is up:
-    ``POST /recommend`` for a random known user, or ``GET endpoint`` (the framework floor)."""
+    """``concurrency`` workers, each on its own kept-alive connection, sending one request after
+    another until time is up: ``POST /recommend`` for a random known user, or ``GET endpoint``
+    (the framework floor).
+
+    The client writes raw HTTP/1.1 over asyncio streams (as load generators such as wrk do)
+    rather than through httpx: on a 2-core machine the client shares the CPU with the server, and
+    httpx costs more CPU per request than the server's HTTP stack, so it would measure itself.
+    """
+    host, port = url.removeprefix("http://").split(":")
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as client:
 
-        async def worker(seed: int) -> None:
-            nonlocal errors
-            rng = random.Random(seed)
+    def encode(user: int) -> bytes:
+        if endpoint != "/recommend":
+            return f"GET {endpoint} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        body = json.dumps({"user_id": user, "k": 10}).encode()
+        return (
+            f"POST /recommend HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+
+    requests = [encode(u) for u in users]
+
+    async def worker(seed: int) -> None:
+        nonlocal errors
+        rng = random.Random(seed)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
             while time.perf_counter() < end:
-                body = {"user_id": rng.choice(users), "k": 10}
                 t0 = time.perf_counter()
                 try:
-                    if endpoint == "/recommend":
-                        r = await client.post(endpoint, json=body)
-                    else:
-                        r = await client.get(endpoint)
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
+                    ok = await asyncio.wait_for(_request(reader, writer, rng.choice(requests)), 30)
+                except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
                     ok = False
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, int(port))
                 if ok:
                     latencies.append((time.perf_counter() - t0) * 1000)
                 else:
                     errors += 1
+        finally:
+            writer.close()
 
-        start = time.perf_counter()
-        end = start + seconds
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
-        return latencies, errors, time.perf_counter() - start
+    start = time.perf_counter()
+    end = start + seconds
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    return latencies, errors, time.perf_counter() - start
+
+
+def _run(coro: Any) -> Any:
+    """Run the client on uvloop when installed (``uvicorn[standard]`` brings it), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def known_users(run: Path) -> list[int]:
-    import json
-
     return [int(u) for u in json.loads((run / "data" / "ids.json").read_text())["users"]]
 
 
 def serve_and_drive(
-    run: Path, index: str, levels: list[int], seconds: float, threads: int, floor: bool
+    run: Path,
+    index: str,
+    levels: list[int],
+    seconds: float,
+    threads: int,
+    floor: bool,
+    workers: int = 1,
 ) -> list[Load]:
     """Start a server with ``index``, warm it up, drive each load level; with ``floor``, also
     ``GET /healthz`` at the first level (what the HTTP stack alone allows)."""
     port = free_port()
-    proc = start_server(run, index, port, threads)
+    proc = start_server(run, index, port, threads, workers)
     url = f"http://127.0.0.1:{port}"
     users = known_users(run)
     plan = [("/recommend", c) for c in levels] + ([("/healthz", levels[0])] if floor else [])
     try:
-        asyncio.run(drive(url, users, 4, min(3.0, seconds)))  # warm up
+        _run(drive(url, users, 4, min(3.0, seconds)))  # warm up
         out = []
         for endpoint, c in plan:
-            cpu0 = cpu_seconds(proc.pid)
-            lat, err, took = asyncio.run(drive(url, users, c, seconds, endpoint))
-            ld = Load(index, endpoint, c, took, lat, err, cpu_seconds(proc.pid) - cpu0)
+            cpu0, client0 = cpu_seconds(proc.pid), time.process_time()
+            lat, err, took = _run(drive(url, users, c, seconds, endpoint))
+            server_cpu, client_cpu = cpu_seconds(proc.pid) - cpu0, time.process_time() - client0
+            ld = Load(index, endpoint, c, took, lat, err, server_cpu, client_cpu, workers)
             out.append(ld)
             print(f"  {index} {endpoint} c={c}: {ld.throughput:.0f} req/s", flush=True)
         return out
@@ -206,15 +277,16 @@ def batch_users_per_second(run: Path, index: str, k: int = 100) -> tuple[float, 
 
 def table(loads: list[Load], batch: dict[str, tuple[float, float]]) -> str:
     lines = [
-        "| index | request | concurrency | requests/s | p50 ms | p95 ms | p99 ms | errors "
-        "| server cores used | server CPU ms / request |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| index | workers | request | concurrency | requests/s | p50 ms | p95 ms | p99 ms "
+        "| errors | server cores used | server CPU ms / request | client CPU ms / request |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for ld in loads:
         lines.append(
-            f"| {ld.index} | {ld.endpoint} | {ld.concurrency} | {ld.throughput:.0f} "
-            f"| {ld.percentile(50):.1f} | {ld.percentile(95):.1f} | {ld.percentile(99):.1f} "
-            f"| {ld.errors} | {ld.server_cpu_s / ld.seconds:.2f} | {ld.cpu_ms_per_request:.2f} |"
+            f"| {ld.index} | {ld.workers} | {ld.endpoint} | {ld.concurrency} "
+            f"| {ld.throughput:.0f} | {ld.percentile(50):.1f} | {ld.percentile(95):.1f} "
+            f"| {ld.percentile(99):.1f} | {ld.errors} | {ld.server_cpu_s / ld.seconds:.2f} "
+            f"| {ld.cpu_ms_per_request:.2f} | {ld.client_ms_per_request:.2f} |"
         )
     lines += ["", "| index | batch `--all-users` users/s (k = 100) | seconds |", "|---|---:|---:|"]
     lines += [f"| {kind} | {ups:.0f} | {s:.2f} |" for kind, (ups, s) in batch.items()]
@@ -228,6 +300,9 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
     p.add_argument("--indexes", nargs="+", default=["exact", "faiss_hnsw"])
     p.add_argument("--server-threads", type=int, default=1, help="OMP_NUM_THREADS of the server")
+    p.add_argument(
+        "--workers", type=int, nargs="+", default=[1], help="server worker processes to try"
+    )
     p.add_argument("--no-floor", action="store_true", help="skip the GET /healthz floor row")
     args = p.parse_args()
     ensure_run(args.run)
@@ -237,15 +312,17 @@ def main() -> None:
         flush=True,
     )
     loads: list[Load] = []
-    for index in args.indexes:
-        loads += serve_and_drive(
-            args.run,
-            index,
-            args.concurrency,
-            args.duration,
-            args.server_threads,
-            floor=not args.no_floor and index == args.indexes[0],
-        )
+    for workers in args.workers:
+        for index in args.indexes:
+            loads += serve_and_drive(
+                args.run,
+                index,
+                args.concurrency,
+                args.duration,
+                args.server_threads,
+                floor=not args.no_floor and index == args.indexes[0],
+                workers=workers,
+            )
     batch = {index: batch_users_per_second(args.run, index) for index in args.indexes}
     print(table(loads, batch))
 

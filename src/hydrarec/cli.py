@@ -297,6 +297,9 @@ def serve(
     max_batch: Annotated[
         int, typer.Option(help="Concurrent /recommend requests scored together (1: none).")
     ] = 64,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (costs CPU under heavy load).")
+    ] = True,
 ) -> None:
     """Serve the run over HTTP: /recommend, /predict, /items/{id}/similar, /docs."""
     from hydrarec.serving.server import serve as run_serve
@@ -310,6 +313,7 @@ def serve(
         index=index,
         max_body_bytes=max_body_bytes,
         max_batch=max_batch,
+        access_log=access_log,
     )
 
 

@@ -19,6 +19,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
+from hydrarec.architectures.pairs import ItemSideCache, Pairs
 from hydrarec.features.batch import Batch, EntityFeatures
 from hydrarec.tasks.base import Task, TaskInputs
 
@@ -76,10 +77,12 @@ class MultiTaskRecommender(nn.Module):
             params += list(linears[-1].parameters()) if linears else []
         return params
 
-    def rank_representations(self, user: Tensor, item: Tensor) -> dict[str, Tensor]:
+    def rank_representations(
+        self, user: Tensor, item: Tensor, pairs: Pairs | None = None
+    ) -> dict[str, Tensor]:
         if not self.tower_tasks:
             return {}
-        x = torch.cat([user, item, user * item], dim=-1)  # (B, 3D)
+        x = torch.cat([user, item, user * item], dim=-1) if pairs is None else pairs  # (B, 3D)
         reps = self.architecture(x)  # n_tasks x (B, H)
         return dict(zip(self.tower_tasks, reps, strict=True))
 
@@ -90,10 +93,13 @@ class MultiTaskRecommender(nn.Module):
 
     # -- inference ----------------------------------------------------------------------------
     @torch.no_grad()
-    def predict_pairs(self, user: Tensor, item: Tensor) -> dict[str, Tensor]:
+    def predict_pairs(
+        self, user: Tensor, item: Tensor, pairs: Pairs | None = None
+    ) -> dict[str, Tensor]:
         """Predictions of the pointwise tasks and the retrieval score for (user, item) pairs:
-        ratings on their scale, probabilities for binary tasks, the dot product for retrieval."""
-        reps = self.rank_representations(user, item)
+        ratings on their scale, probabilities for binary tasks, the dot product for retrieval.
+        ``pairs``: the same pairs, factored (see ``predict_candidates``)."""
+        reps = self.rank_representations(user, item, pairs)
         out: dict[str, Tensor] = {}
         for name, task in self.task_items():
             if task.kind == "retrieval":
@@ -102,3 +108,16 @@ class MultiTaskRecommender(nn.Module):
                 inputs = TaskInputs(rep=reps[name], user=user, item=item, items=None, batch=None)
                 out[name] = task.predict(task(inputs))  # (B,)
         return out
+
+    @torch.no_grad()
+    def predict_candidates(
+        self, user: Tensor, candidates: Tensor, cache: ItemSideCache
+    ) -> dict[str, Tensor]:
+        """``predict_pairs`` of each user (B, D) against its candidates (B, n) (indices into
+        ``cache.item_vectors``), flattened to (B * n,): the architecture's first layers are
+        computed factored, the item side cached across calls (``architectures/pairs.py``)."""
+        pairs = Pairs(user, candidates, cache)
+        b, n = candidates.shape
+        item = pairs.items().reshape(b * n, -1)
+        flat_user = user[:, None, :].expand(b, n, user.shape[1]).reshape(b * n, -1)
+        return self.predict_pairs(flat_user, item, pairs)

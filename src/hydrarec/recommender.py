@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from hydrarec.architectures.pairs import ItemSideCache
 from hydrarec.errors import ConfigError
 from hydrarec.evaluation.evaluate import encode_items
 from hydrarec.retrieval.base import Exclusion, ItemIndex
@@ -89,6 +90,7 @@ class Recommender:
         self.item_vectors = encode_items(self.model, run.items, self.device)  # (I, D)
         self.index = self._load_index(index or self.config.recommend.index)
         self.queries = QueryEncoder(run, self.known, self.item_vectors, self.device)
+        self._item_side: ItemSideCache | None = None  # stage two's per-item precomputation
         self._check_blend()
 
     @classmethod
@@ -341,11 +343,12 @@ class Recommender:
         the blend exponents), their blend scores, and every task's prediction, (B, n) each.
         Without a blend the order (by dot product) is kept. Empty slots stay last, at -inf."""
         b, n = cand.shape
-        user = uv[:, None, :].expand(b, n, uv.shape[1]).reshape(b * n, -1)
-        item = self.item_vectors[cand.clamp(min=0).reshape(-1).to(self.item_vectors.device)]
+        if self._item_side is None or self._item_side.item_vectors is not self.item_vectors:
+            self._item_side = ItemSideCache(self.item_vectors)
+        safe = cand.clamp(min=0).to(self.item_vectors.device)
         preds = {
             t: p.float().reshape(b, n).cpu()
-            for t, p in self.model.predict_pairs(user, item).items()
+            for t, p in self.model.predict_candidates(uv, safe, self._item_side).items()
         }
         empty = cand < 0
         score = torch.ones(b, n) if self.blend else dots.clone()

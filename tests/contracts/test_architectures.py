@@ -13,6 +13,7 @@ from tests.contracts.helpers import B, assert_grads_everywhere
 
 from hydrarec.architectures import AITM, ARCHITECTURES, Architecture, MMoE, build_architecture
 from hydrarec.architectures.layers import mix, mlp
+from hydrarec.architectures.pairs import ItemSideCache, Pairs
 from hydrarec.config import ArchitectureConfig
 from hydrarec.errors import ConfigError
 
@@ -117,6 +118,43 @@ def test_empty_width_lists(name: str) -> None:
     out = arch(inputs())
     assert arch.out_dim == IN_DIM
     assert [o.shape for o in out] == [(B, IN_DIM)] * 2
+
+
+@pytest.mark.parametrize("widths", [{}, {"hidden": [], "tower": []}])
+@pytest.mark.parametrize("name", NAMES)
+def test_factored_pairs_equal_the_dense_input(name: str, widths: dict[str, list[int]]) -> None:
+    # stage-two re-ranking feeds Pairs (user part once per user, item part cached per item)
+    # instead of [user, item, user * item]: the outputs must be the same
+    arch = make_arch(name, 3, **widths).eval()
+    d, n_items = IN_DIM // 3, 7
+    gen = torch.Generator().manual_seed(2)
+    table, user = torch.randn(n_items, d, generator=gen), torch.randn(4, d, generator=gen)
+    cand = torch.randint(0, n_items, (4, 5), generator=gen)
+    cache = ItemSideCache(table)
+    for _ in range(2):  # the second call reuses the cache's stacked weights and item part
+        pairs = Pairs(user, cand, cache)
+        got = arch(pairs)
+        want = arch(pairs.dense())
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    item = table[cand]  # (4, 5, d)
+    u = user[:, None, :].expand_as(item)
+    assert torch.equal(pairs.dense(), torch.cat([u, item, u * item], -1).reshape(20, 3 * d))
+
+
+def test_factored_linear_hand_worked() -> None:
+    # W = [w_u | w_i | w_x] = [1 | 2 | 3], bias 0.5; user 2, items [1, -1]
+    layer = torch.nn.Linear(3, 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 2.0, 3.0]]))
+        layer.bias.fill_(0.5)
+    pairs = Pairs(
+        torch.tensor([[2.0]]), torch.tensor([[0, 1]]), ItemSideCache(torch.tensor([[1.0], [-1.0]]))
+    )
+    # 1*2 + 2*1 + 3*2 + 0.5 = 10.5; 1*2 - 2 - 3*2 + 0.5 = -5.5
+    assert pairs.linear(layer).flatten().tolist() == [10.5, -5.5]
+    with pytest.raises(ValueError, match="in_features 3"):
+        pairs.linear(torch.nn.Linear(4, 1))
 
 
 def test_mlp_layers() -> None:

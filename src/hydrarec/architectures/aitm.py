@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from hydrarec.architectures.layers import Architecture, mlp, width
+from hydrarec.architectures.layers import Architecture, Pairs, first, mlp, width
 from hydrarec.config import ArchitectureConfig
 
 
@@ -55,10 +55,10 @@ class AITM(Architecture):
         )
         self.attention = nn.ModuleList(TransferAttention(d) for _ in range(n_links))
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward(self, x: Tensor | Pairs) -> list[Tensor]:
         out: list[Tensor] = []
         for k, tower in enumerate(self.towers):
-            z = tower(x)  # (B, d): q_k
+            z = first(tower, x)  # (B, d): q_k
             if k > 0:
                 p = self.transfers[k - 1](out[-1])  # (B, d): p_{k-1}
                 z = self.attention[k - 1](p, z)  # (B, d): z_k

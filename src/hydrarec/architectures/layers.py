@@ -11,10 +11,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from hydrarec.architectures.pairs import Pairs, first
 from hydrarec.config import ArchitectureConfig
 from hydrarec.nn import mlp
 
-__all__ = ["Architecture", "Experts", "mix", "mlp", "task_towers", "width"]
+__all__ = ["Architecture", "Experts", "Pairs", "first", "mix", "mlp", "task_towers", "width"]
 
 
 def width(in_dim: int, widths: Sequence[int]) -> int:
@@ -35,8 +36,8 @@ class Experts(nn.Module):
         super().__init__()
         self.experts = nn.ModuleList(mlp(in_dim, cfg.hidden, cfg.dropout) for _ in range(n))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.stack([expert(x) for expert in self.experts], dim=1)  # (B, n, H)
+    def forward(self, x: Tensor | Pairs) -> Tensor:
+        return torch.stack([first(expert, x) for expert in self.experts], dim=1)  # (B, n, H)
 
 
 def task_towers(in_dim: int, n_tasks: int, cfg: ArchitectureConfig) -> nn.ModuleList:
@@ -48,6 +49,8 @@ class Architecture(nn.Module):
     """Base of every multi-task architecture: ``x (B, in_dim)`` -> one ``(B, out_dim)`` per task.
 
     Task heads (the final Linear to a logit) belong to the tasks, not to the architecture.
+    ``x`` may also be ``Pairs`` (stage-two re-ranking): every layer that reads ``x`` directly
+    goes through ``first``, which computes it factored.
     """
 
     out_dim: int
@@ -57,5 +60,5 @@ class Architecture(nn.Module):
         self.in_dim = in_dim
         self.n_tasks = n_tasks
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward(self, x: Tensor | Pairs) -> list[Tensor]:
         raise NotImplementedError

@@ -14,7 +14,15 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from hydrarec.architectures.layers import Architecture, Experts, mix, task_towers, width
+from hydrarec.architectures.layers import (
+    Architecture,
+    Experts,
+    Pairs,
+    first,
+    mix,
+    task_towers,
+    width,
+)
 from hydrarec.config import ArchitectureConfig
 
 
@@ -27,12 +35,12 @@ class MMoE(Architecture):
         self.towers = task_towers(expert_dim, n_tasks, cfg)
         self.out_dim = width(expert_dim, cfg.tower)
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward(self, x: Tensor | Pairs) -> list[Tensor]:
         if not self.towers:
             return []
         experts = self.experts(x)  # (B, E, H)
         out = []
         for gate, tower in zip(self.gates, self.towers, strict=True):
-            mixed = mix(gate(x), experts)  # (B, E) gate over (B, E, H) -> (B, H)
+            mixed = mix(first(gate, x), experts)  # (B, E) gate over (B, E, H) -> (B, H)
             out.append(tower(mixed))  # (B, out_dim)
         return out

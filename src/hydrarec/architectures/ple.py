@@ -12,10 +12,20 @@ nothing reads its output. Levels stack ``cfg.levels`` times; the towers read the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
-from hydrarec.architectures.layers import Architecture, Experts, mix, task_towers, width
+from hydrarec.architectures.layers import (
+    Architecture,
+    Experts,
+    Pairs,
+    first,
+    mix,
+    task_towers,
+    width,
+)
 from hydrarec.config import ArchitectureConfig
 
 
@@ -30,17 +40,19 @@ class ExtractionLevel(nn.Module):
         self.task_gates = nn.ModuleList(nn.Linear(in_dim, n_own + n_shared) for _ in range(n_tasks))
         self.shared_gate = None if last else nn.Linear(in_dim, n_tasks * n_own + n_shared)
 
-    def forward(self, task_x: list[Tensor], shared_x: Tensor) -> tuple[list[Tensor], Tensor]:
+    def forward(
+        self, task_x: Sequence[Tensor | Pairs], shared_x: Tensor | Pairs
+    ) -> tuple[list[Tensor], Tensor | Pairs]:
         shared = self.shared(shared_x)  # (B, S, H)
         own = [experts(x) for experts, x in zip(self.own, task_x, strict=True)]  # T x (B, O, H)
         task_out = []
         for gate, x, mine in zip(self.task_gates, task_x, own, strict=True):
             experts = torch.cat([mine, shared], dim=1)  # (B, O + S, H)
-            task_out.append(mix(gate(x), experts))  # (B, H)
+            task_out.append(mix(first(gate, x), experts))  # (B, H)
         if self.shared_gate is None:  # last level: nothing reads a shared output
             return task_out, shared_x
         everyone = torch.cat([*own, shared], dim=1)  # (B, T * O + S, H)
-        return task_out, mix(self.shared_gate(shared_x), everyone)  # (B, H)
+        return task_out, mix(first(self.shared_gate, shared_x), everyone)  # (B, H)
 
 
 class PLE(Architecture):
@@ -54,10 +66,11 @@ class PLE(Architecture):
         self.towers = task_towers(expert_dim, n_tasks, cfg)
         self.out_dim = width(expert_dim, cfg.tower)
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward(self, x: Tensor | Pairs) -> list[Tensor]:
         if not self.towers:
             return []
-        task_x, shared_x = [x] * len(self.towers), x  # level 1 reads the input everywhere
+        task_x: Sequence[Tensor | Pairs] = [x] * len(self.towers)
+        shared_x: Tensor | Pairs = x  # level 1 reads the input everywhere
         for level in self.levels:
             task_x, shared_x = level(task_x, shared_x)  # n_tasks x (B, H), (B, H)
         return [tower(h) for tower, h in zip(self.towers, task_x, strict=True)]  # (B, out_dim)

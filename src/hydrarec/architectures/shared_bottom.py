@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from hydrarec.architectures.layers import Architecture, mlp, task_towers, width
+from hydrarec.architectures.layers import Architecture, Pairs, first, mlp, task_towers, width
 from hydrarec.config import ArchitectureConfig
 
 
@@ -21,8 +21,8 @@ class SharedBottom(Architecture):
         self.towers = task_towers(shared_dim, n_tasks, cfg)
         self.out_dim = width(shared_dim, cfg.tower)
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward(self, x: Tensor | Pairs) -> list[Tensor]:
         if not self.towers:
             return []
-        shared = self.bottom(x)  # (B, H)
+        shared = first(self.bottom, x)  # (B, H)
         return [tower(shared) for tower in self.towers]  # n_tasks x (B, out_dim)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from hydrarec.architectures.layers import Architecture, mlp, width
+from hydrarec.architectures.layers import Architecture, Pairs, first, mlp, width
 from hydrarec.config import ArchitectureConfig
 
 
@@ -19,5 +19,5 @@ class SingleTask(Architecture):
         self.towers = nn.ModuleList(mlp(in_dim, widths, cfg.dropout) for _ in range(n_tasks))
         self.out_dim = width(in_dim, widths)
 
-    def forward(self, x: Tensor) -> list[Tensor]:
-        return [tower(x) for tower in self.towers]  # n_tasks x (B, out_dim)
+    def forward(self, x: Tensor | Pairs) -> list[Tensor]:
+        return [first(tower, x) for tower in self.towers]  # n_tasks x (B, out_dim)

@@ -58,6 +58,7 @@ def serve(
     max_body_bytes: int = DEFAULT_MAX_BODY,
     max_batch: int = 64,
     log_level: str = "info",
+    access_log: bool = True,
 ) -> None:
     """Serve ``run`` over HTTP until interrupted (binds loopback unless ``host`` says otherwise)."""
     import uvicorn
@@ -68,7 +69,7 @@ def serve(
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     if workers == 1:
         app = create_app(run, api_key_from(api_key_env), max_body_bytes, index, max_batch)
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
         return
     os.environ[ENV_RUN] = str(Path(run).resolve())
     os.environ[ENV_INDEX] = index or ""
@@ -82,4 +83,5 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
+        access_log=access_log,
     )
