@@ -173,6 +173,28 @@ def test_many_users_at_once_equal_one_by_one(rec: Recommender) -> None:
         assert one.support[0].tolist() == many.support[r].tolist()
 
 
+def test_known_user_vectors_are_cached_and_equal_a_fresh_encoding(tiny_run: Path) -> None:
+    fresh = Recommender.load(tiny_run)
+    q = fresh.queries
+    q.cache_size = 3
+    users = np.arange(5)
+    first = q.known_users(users).vectors  # computed, then the cache keeps the last three
+    assert list(q._known) == [2, 3, 4]
+    torch.testing.assert_close(q.known_users(users).vectors, first)
+    # the cached rows equal the tower's output without a cache
+    hist, mask = q.known_users(users).history, q.known_users(users).mask
+    feats = fresh.run.users.gather(torch.from_numpy(users))
+    torch.testing.assert_close(q._encode(feats, hist, mask), first, rtol=1e-5, atol=1e-6)
+    # a request by id alone reads the cache; one with a history extension does not
+    raw = fresh.run.user_ids.raw_ids
+    by_id = q.resolve([UserQuery(user_id=raw[4])]).vectors
+    assert torch.equal(by_id[0], first[4])
+    extended = q.resolve([UserQuery(user_id=raw[4], history=[3])])
+    assert extended.mask.sum() == mask[4].sum() + 1
+    want = q._encode(fresh.run.users.gather(torch.tensor([4])), extended.history, extended.mask)
+    torch.testing.assert_close(extended.vectors, want)
+
+
 def test_faiss_indexes_agree_with_exact(tiny_run: Path, rec: Recommender) -> None:
     users = list(rec.run.user_ids.raw_ids)
     exact, _ = rec.recommend(users, k=5)

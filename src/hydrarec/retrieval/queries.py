@@ -10,6 +10,7 @@ users it never saw (``encoders/towers.py``). Vectorised: one tower call for the 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,12 @@ class QueryEncoder:
     """User vectors of a loaded run (``item_vectors`` (I, D): the item tower's, catalogue order)."""
 
     def __init__(
-        self, run: LoadedRun, known: UserHistories, item_vectors: Tensor, device: torch.device
+        self,
+        run: LoadedRun,
+        known: UserHistories,
+        item_vectors: Tensor,
+        device: torch.device,
+        cache_size: int = 100_000,
     ) -> None:
         self.run = run
         self.known = known
@@ -73,13 +79,35 @@ class QueryEncoder:
         self.device = device
         self.max_len = int(run.config.model.sequence.max_len)
         self._pipeline: FeaturePipeline | None = None
+        # a known user's vector depends only on what the run stores: computed once, kept (LRU)
+        self._known: OrderedDict[int, Tensor] = OrderedDict()
+        self.cache_size = cache_size
 
     def known_users(self, user_index: np.ndarray) -> Users:
         """Known users (catalogue indices) from their stored features and history."""
         none = [np.empty(0, np.int64)] * len(user_index)
         hist, mask = padded_histories(self.known, user_index, none, self.max_len)
-        feats = self.run.users.gather(torch.from_numpy(user_index))
-        return Users(self._encode(feats, hist, mask), hist, mask)
+        return Users(self._known_vectors(user_index, hist, mask), hist, mask)
+
+    def _known_vectors(self, uid: np.ndarray, hist: np.ndarray, mask: np.ndarray) -> Tensor:
+        """Vectors of known users (``hist`` / ``mask``: their stored histories), from the cache
+        where it has them; the others are encoded in one call and cached."""
+        keys = [int(u) for u in uid]
+        miss = [j for j, u in enumerate(keys) if u not in self._known]
+        if miss:
+            rows = np.asarray(miss)
+            feats = self.run.users.gather(torch.from_numpy(uid[rows]))
+            fresh = self._encode(feats, hist[rows], mask[rows])
+            for j, vec in zip(miss, fresh, strict=True):
+                self._known[keys[j]] = vec
+        if not keys:
+            return torch.empty(0, self.item_vectors.shape[1], device=self.item_vectors.device)
+        out = torch.stack([self._known[u] for u in keys])  # (B, D)
+        for u in keys:
+            self._known.move_to_end(u)
+        while len(self._known) > self.cache_size:
+            self._known.popitem(last=False)
+        return out
 
     def resolve(self, queries: Sequence[UserQuery]) -> Users:
         """Users given by id, history and / or features."""
@@ -88,11 +116,18 @@ class QueryEncoder:
         hist, mask = padded_histories(self.known, uid, extra, self.max_len)
         # encoded from the request: given features, or an unknown user (OOV id, no stored row)
         custom = np.array([q.features is not None for q in queries], bool) | (uid < 0)
+        plain = ~custom & np.array([not q.history for q in queries], bool)
+        if plain.all():  # known users by id alone: their stored vectors
+            return Users(self._known_vectors(uid, hist, mask), hist, mask)
         feats = self.run.users.gather(torch.from_numpy(np.where(custom, 0, uid)))
         if custom.any():
             rows = [q for q, c in zip(queries, custom, strict=True) if c]
             feats = _with_rows(feats, np.flatnonzero(custom), self._encode_features(rows))
-        return Users(self._encode(feats, hist, mask), hist, mask)
+        vectors = self._encode(feats, hist, mask)
+        if plain.any():
+            at = np.flatnonzero(plain)
+            vectors[torch.from_numpy(at)] = self._known_vectors(uid[at], hist[at], mask[at])
+        return Users(vectors, hist, mask)
 
     def _item_index(self, items: Sequence[Any] | None) -> np.ndarray:
         if not items:
