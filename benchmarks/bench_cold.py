@@ -1,6 +1,7 @@
 """COLD protocol (DESIGN.md, issue 4) on MovieLens-100K: recommending movies nobody has rated yet.
 
     HYDRAREC_DATA_DIR=../shared/data python benchmarks/bench_cold.py [--epochs 8] [--warm-epochs 8]
+        [--finetune-layers K]   also hydrarec + text with MiniLM's last K layers fine-tuned
 
 Split: the items that have ratings, permuted by ``numpy.random.default_rng(42)``; the first 10 %
 are the test items, held out with all their ratings; the next 10 % are validation items, a
@@ -89,12 +90,13 @@ def evaluate(scores: np.ndarray, task: ColdTask) -> dict[str, float]:
 
 
 # -- hydrarec -----------------------------------------------------------------------------------
-def cold_config(base: Config, text: bool, epochs: int, seed: int = 0) -> Config:
+def cold_config(base: Config, text: bool, epochs: int, seed: int = 0, tuned: int = 0) -> Config:
     cfg = copy.deepcopy(base)
     cfg.train.seed = seed
     cfg.data.split.kind = "cold_item"
     cfg.data.split.valid_ratio, cfg.data.split.test_ratio, cfg.data.split.seed = 0.1, 0.1, SEED
     cfg.model.text.enabled = text
+    cfg.model.text.finetune_layers = tuned  # MiniLM's last layers trained (0: frozen)
     cfg.train.epochs = epochs
     return cfg
 
@@ -138,8 +140,9 @@ def run_hydrarec(cfg: Config, ds: Dataset) -> tuple[Scores, dict[str, float], fl
     model.load_state_dict(best)
     model.eval()
     curve = [round(r["valid"]["recall@10"], 3) for r in result.history if "valid" in r]
+    per_epoch = float(np.mean([r["seconds"] for r in result.history]))
     info = {"valid recall@10": float(result.best or 0.0), "best epoch": result.best_epoch,
-            "valid curve": curve}  # fmt: skip
+            "valid curve": curve, "s/epoch": round(per_epoch)}  # fmt: skip
     return hydrarec_scores(model, data), info, seconds
 
 
@@ -326,7 +329,7 @@ def baseline_rows(ds: Dataset, split: Split, test: ColdTask, valid: ColdTask, te
     return [*rows, fm]
 
 
-def cold_rows(base: Config, ds: Dataset, epochs: int, seeds: int) -> list[Row]:
+def cold_rows(base: Config, ds: Dataset, epochs: int, seeds: int, tuned: int = 0) -> list[Row]:
     cfg = cold_config(base, True, epochs)
     split = make_split(ds, cfg.data.split)
     test, valid = cold_task(ds, split.test), cold_task(ds, split.valid)
@@ -334,10 +337,13 @@ def cold_rows(base: Config, ds: Dataset, epochs: int, seeds: int) -> list[Row]:
           f"{len(valid.items)} valid items, {len(valid.users)} users", flush=True)  # fmt: skip
     text_vecs = TextEncoder(cfg.model.text).encode_items(ds.items).numpy()
     rows = baseline_rows(ds, split, test, valid, text_vecs, seeds)
-    for text in (True, False):
-        row = Row("hydrarec + text" if text else "hydrarec, no text (id + genres)", [], [], 0, "")
+    systems = [("hydrarec + text", True, 0), ("hydrarec, no text (id + genres)", False, 0)]
+    if tuned:
+        systems.insert(1, (f"hydrarec + text, last {tuned} MiniLM layer(s) tuned", True, tuned))
+    for name, text, k in systems:
+        row = Row(name, [], [], 0, "")
         for seed in range(seeds):
-            scores, info, secs = run_hydrarec(cold_config(base, text, epochs, seed), ds)
+            scores, info, secs = run_hydrarec(cold_config(base, text, epochs, seed, k), ds)
             row.test.append(evaluate(scores(test.users, test.items), test))
             row.valid.append(float(info.pop("valid recall@10")))
             row.seconds += secs / seeds
@@ -357,6 +363,12 @@ def main() -> None:
     p.add_argument("--warm-epochs", type=int, default=8, help="max epochs of the LOO runs")
     p.add_argument("--part", choices=("all", "cold", "warm"), default="all", help="what to run")
     p.add_argument("--seeds", type=int, default=1, help="seeds of hydrarec and LightFM (COLD)")
+    p.add_argument(
+        "--finetune-layers",
+        type=int,
+        default=0,
+        help="also run hydrarec + text fine-tuning MiniLM's last K layers (COLD)",
+    )
     p.add_argument("--out", type=Path, default=HERE / "results" / "COLD.md")
     args = p.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
@@ -368,7 +380,8 @@ def main() -> None:
     if args.part in ("all", "cold"):
         speed = text_speed(base, ds)
         print("text encoding:", _note(speed), flush=True)
-        report += [table(cold_rows(base, ds, args.epochs, args.seeds)), "",
+        rows = cold_rows(base, ds, args.epochs, args.seeds, args.finetune_layers)
+        report += [table(rows), "",
                    f"Text encoding (MiniLM, CPU): {_note(speed)}"]  # fmt: skip
     if args.part in ("all", "warm"):
         warm = {t: warm_ndcg(base, ds, t, args.warm_epochs) for t in (True, False)}

@@ -32,13 +32,17 @@ U1, LOO, MT, TFRS = "ML100K-U1", "ML100K-LOO", "ML100K-MT", "TFRS-MT"
 # protocol -> system -> adapter spec: ("hydrarec", config) or (peer, args)
 SYSTEMS: dict[str, dict[str, tuple[str, ...]]] = {
     U1: {
-        "hydrarec": ("hydrarec", "configs/ml100k_u1_best.toml"),
+        # the best config on valid: the rating head + the I-AutoRec path, blended (issue 8)
+        "hydrarec": ("hydrarec", "configs/ml100k_u1_autorec.toml"),
+        "hydrarec-head": ("hydrarec", "configs/ml100k_u1_best.toml"),  # without the AutoRec path
         "svd": ("surprise", "svd"),
         "svdpp": ("surprise", "svdpp"),
         "svd-default": ("surprise-default", "svd"),
         "svdpp-default": ("surprise-default", "svdpp"),
     },
     LOO: {
+        # the shipped best for this protocol: window (SASRec-style) training, issue 8
+        "hydrarec": ("hydrarec", "configs/ml100k_loo.toml"),
         "hydrarec-mmoe": ("hydrarec", "configs/ml100k_mmoe.toml"),
         "hydrarec-retrieval": ("hydrarec", "configs/ml100k_single_retrieval.toml"),
         "popular": ("popular",),

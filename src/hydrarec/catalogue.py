@@ -1,14 +1,17 @@
 """Add items to a trained run without retraining: cold start from text and side features.
 
     new rows -> saved FeaturePipeline (fitted on train)   ids -> 1 (OOV), side features encoded
-             -> TextEncoder (the run's model + template)  text vectors (when the run has text)
+             -> TextEncoder (the run's model + template)  text vectors (when the run has text),
+                                                          or the token states of the frozen
+                                                          layers (when it fine-tuned the last)
     RUN/features/items.safetensors   rows appended (EntityFeatures.concat)
     RUN/data/items.parquet           rows appended (lists stored as "a|b", like training)
     RUN/data/ids.json                raw ids appended (catalogue indices of old items unchanged)
     RUN/model.json                   n_items
     RUN/index/                       new vectors added (or rebuilt), when the run has one
 
-The weights are not touched: a new item has no id embedding of its own. It carries the
+The weights are not touched: a new item has no id embedding of its own (its text goes through
+the run's fine-tuned language-model layers, when it has some: they are weights). It carries the
 out-of-vocabulary id, exactly like an item whose id was dropped in training (``text.id_dropout``),
 so the item tower describes it by its features and text. A ``Recommender`` loaded afterwards
 recommends the new items. Every file is written to a temporary file first; only when all are
@@ -102,7 +105,7 @@ def add_items(
         raw = pd.read_parquet(rd.data / "items.parquet")
         _check_run(rd, table, raw, len(known))
         if cfg.model.text.enabled:
-            feats.text = _text_vectors(rd, cfg, new, table, where, progress)
+            _add_text(rd, cfg, new, feats, table, where, progress)
         merged = EntityFeatures.concat([table, feats])
         raw_all = pd.concat([raw, _storable(new, list(raw.columns))], ignore_index=True)
         new_ids = new[ITEM_ID].tolist()
@@ -208,25 +211,28 @@ def _check_run(rd: RunDir, table: EntityFeatures, raw: pd.DataFrame, n: int) -> 
         )
 
 
-def _text_vectors(
+def _add_text(
     rd: RunDir,
     cfg: Config,
     new: pd.DataFrame,
+    feats: EntityFeatures,
     table: EntityFeatures,
     where: _Where,
     progress: bool | None,
-) -> torch.Tensor:
-    """Text vectors of the new rows by the run's own model and template (checked)."""
+) -> None:
+    """Text of the new rows by the run's own model and template (checked): vectors, or the token
+    states of the frozen layers when the run fine-tuned the last ones."""
     encoder = TextEncoder(cfg.model.text, progress=progress)
     state_path = rd.features / STATE_FILE
     if state_path.is_file():
         encoder.check_state(read_json(state_path), state_path)
-    vectors = encoder.encode_items(new, source=where.source, first_line=where.first_line)
-    if table.text is None or table.text.shape[1] != vectors.shape[1]:
-        width = None if table.text is None else table.text.shape[1]
-        raise RunError(f"{rd.path}: the run's item text vectors have width {width}, "
-                       f"the text model gives {vectors.shape[1]}")  # fmt: skip
-    return vectors
+    width = encoder.add_to(feats, new, source=where.source, first_line=where.first_line)
+    run_text = table.text if table.text is not None else table.text_states
+    same_kind = (feats.text is None) == (table.text is None)  # vectors, or token states
+    if run_text is None or not same_kind or run_text.shape[-1] != width:
+        had = None if run_text is None else tuple(run_text.shape[1:])
+        raise RunError(f"{rd.path}: the run's item text has shape (N, *{had}), the text model "
+                       f"gives width {width}")  # fmt: skip
 
 
 def _storable(new: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

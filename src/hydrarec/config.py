@@ -74,6 +74,10 @@ class DataConfig(Section):
     synthetic: SyntheticConfig = SyntheticConfig()  # dataset="synthetic": generator settings
     duplicates: Literal["keep_last", "mean", "error"] = "keep_last"  # same (user, item, time)
     min_user_interactions: int = Field(0, ge=0)  # drop users with fewer interactions
+    # train from Parquet row groups through a shuffle buffer, never the whole file in memory
+    # (dataset="tabular"; what it supports: docs/distributed.md, "Streaming data")
+    streaming: bool = False
+    buffer_rows: int = Field(1_000_000, ge=1)  # streaming: rows of the shuffle buffer, per rank
 
 
 class FeaturesConfig(Section):
@@ -91,6 +95,9 @@ class SequenceConfig(Section):
     layers: int = Field(2, ge=1)  # transformer blocks / recurrent layers
     heads: int = Field(2, ge=1)  # attention heads (transformer)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout inside the sequence encoder
+    # transformer: learned "absolute" embeddings of the places in the window, or a "relative"
+    # attention bias per distance back from the query (the same state at every window position)
+    positions: Literal["absolute", "relative"] = "absolute"
 
 
 class TextConfig(Section):
@@ -100,7 +107,8 @@ class TextConfig(Section):
     batch_size: int = Field(64, ge=1)  # texts encoded per batch
     id_dropout: float = Field(0.0, ge=0.0, le=1.0)  # share of items whose id embedding is dropped
     cache_dir: str | None = None  # where encoded text is cached (default ~/.cache/hydrarec/text)
-    finetune_layers: int = Field(0, ge=0)  # last transformer layers trained (GPU runs)
+    finetune_layers: int = Field(0, ge=0)  # last transformer layers trained (0: frozen; GPU)
+    finetune_lr: float = Field(2e-5, gt=0.0)  # learning rate of those layers (AdamW)
 
 
 class ArchitectureConfig(Section):
@@ -113,6 +121,19 @@ class ArchitectureConfig(Section):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout in experts and towers
 
 
+class AutoRecConfig(Section):
+    """I-AutoRec block of the towers (Sedhain et al. 2015; ``encoders/autorec.py``, issue 8)."""
+
+    hidden: int = Field(0, ge=0)  # K, hidden units of the item autoencoder (0: no block)
+    # training: each item's bag leaves out the batch's own ratings (false: the paper's way, the
+    # input holds the ratings the output is trained on)
+    leave_out: bool = True
+    input_dropout: float = Field(0.0, ge=0.0, lt=1.0)  # share of a bag's ratings dropped (train)
+    # the paper's L2: l2 * (||V||^2 + ||W||^2) added to each batch's (mean) loss, as a gradient
+    l2: float = Field(0.0, ge=0.0)
+    lr: float | None = Field(None, gt=0.0)  # the block's own AdamW learning rate (None: train.lr)
+
+
 class ModelConfig(Section):
     dim: int = Field(64, ge=1)  # user / item representation size D
     embedding_dim: int = Field(32, ge=1)  # side-feature embedding size
@@ -122,6 +143,7 @@ class ModelConfig(Section):
     sequence: SequenceConfig = SequenceConfig()
     text: TextConfig = TextConfig()
     architecture: ArchitectureConfig = ArchitectureConfig()
+    autorec: AutoRecConfig = AutoRecConfig()  # I-AutoRec rating path (hidden > 0 turns it on)
 
 
 class TaskConfig(Section):
@@ -132,6 +154,9 @@ class TaskConfig(Section):
     weight: float = Field(1.0, ge=0.0)  # static loss weight
     # rating
     mf_paths: bool = False  # add user / item bias and dot-product paths (biased MF) to the head
+    # rating, with model.autorec: the AutoRec path's weight a in the prediction
+    # (1 - a) * head + a * autorec (1: the autoencoder alone, 0: the head alone)
+    autorec_weight: float = Field(0.5, ge=0.0, le=1.0)
     # retrieval
     negatives: int = Field(0, ge=0)  # sampled negatives per batch, added to in-batch ones
     sampler: Literal["uniform", "popularity"] = "popularity"  # negative sampler
@@ -164,11 +189,18 @@ class LossConfig(Section):
 
 class TrainConfig(Section):
     epochs: int = Field(20, ge=1)  # maximum epochs
-    batch_size: int = Field(1024, ge=1)  # interactions per batch
+    batch_size: int = Field(1024, ge=1)  # interactions per batch (examples="windows": windows)
+    # a training example: one interaction row with the history before it ("rows"), or (SASRec)
+    # a window of model.sequence.max_len items whose every position predicts the next ("windows")
+    examples: Literal["rows", "windows"] = "rows"
+    window_stride: int | None = Field(None, ge=1)  # windows: targets per window (None: max_len)
     lr: float = Field(3e-3, gt=0.0)  # AdamW learning rate
     weight_decay: float = Field(1e-4, ge=0.0)  # AdamW weight decay
     warmup: float = Field(0.05, ge=0.0, lt=1.0)  # share of steps of linear warm-up, then cosine
     grad_clip: float = Field(1.0, ge=0.0)  # max gradient norm (0: no clipping)
+    # embedding tables updated sparsely by SparseAdam (only the batch's rows, no weight decay):
+    # true every table, false none, unset those of >= 100,000 rows (see training/sparse.py)
+    sparse_embeddings: bool | None = None
     patience: int = Field(3, ge=1)  # epochs without validation improvement before stopping
     monitor: str | None = None  # validation metric for early stopping (default: first task's)
     seed: int = 0  # seed of everything random in training
@@ -208,6 +240,69 @@ class Config(Section):
             raise ValueError(f"task names must be unique; repeated: {sorted(dup)}")
         if not self.tasks:
             raise ValueError("at least one [[tasks]] entry is required")
+        return self
+
+    @model_validator(mode="after")
+    def _autorec(self) -> Config:
+        """The AutoRec block is one rating task's second path (``encoders/autorec.py``)."""
+        if not self.model.autorec.hidden:
+            return self
+        ratings = [t.name for t in self.tasks if t.kind == "rating"]
+        if len(ratings) != 1:
+            raise ValueError(
+                f"model.autorec.hidden > 0 needs exactly one rating task (its train labels fill "
+                f"the item bags), found {len(ratings)}: {ratings}"
+            )
+        retrieval = [t.name for t in self.tasks if t.kind == "retrieval"]
+        if retrieval:
+            raise ValueError(
+                f"model.autorec.hidden > 0 cannot be combined with a retrieval task "
+                f"({retrieval}): the AutoRec block is part of the user and item vectors, so "
+                "retrieval scores would include it; remove the task or set hidden = 0"
+            )
+        if self.data.streaming:
+            raise ValueError("model.autorec.hidden > 0 needs the train ratings in memory; "
+                             "set data.streaming = false")  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
+    def _streaming(self) -> Config:
+        """What streaming cannot do: it never holds a user's whole log (issue 7)."""
+        d = self.data
+        if not d.streaming:
+            return self
+        problems = {
+            "data.dataset": (d.dataset != "tabular", "'tabular' (Parquet files)"),
+            "data.split.kind": (
+                d.split.kind not in ("random", "given"),
+                "'random' (a hash of user and item carves valid / test out of "
+                "tabular.interactions) or 'given' (tabular.train / valid / test files)",
+            ),
+            "model.sequence.kind": (
+                self.model.sequence.kind != "none",
+                "'none' (a history encoder needs each user's log in time order)",
+            ),
+            "train.examples": (self.train.examples != "rows", "'rows'"),
+            "data.min_user_interactions": (d.min_user_interactions > 1, "0 or 1"),
+        }
+        for name, (bad, allowed) in problems.items():
+            if bad:
+                raise ValueError(f"data.streaming = true needs {name} = {allowed}")
+        return self
+
+    @model_validator(mode="after")
+    def _windows(self) -> Config:
+        seq, stride = self.model.sequence, self.train.window_stride
+        if self.train.examples == "windows" and seq.kind == "none":
+            raise ValueError(
+                "train.examples = 'windows' trains a history encoder at every position; set "
+                "model.sequence.kind to transformer, gru or lstm (not 'none')"
+            )
+        if self.train.examples == "windows" and stride is not None and stride > seq.max_len:
+            raise ValueError(
+                f"train.window_stride {stride} > model.sequence.max_len {seq.max_len} "
+                "(allowed: 1 .. max_len)"
+            )
         return self
 
 

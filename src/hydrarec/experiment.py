@@ -27,6 +27,7 @@ from hydrarec.data.dataset import Dataset
 from hydrarec.data.registry import load_dataset
 from hydrarec.data.schema import TIMESTAMP
 from hydrarec.data.splits import Split
+from hydrarec.encoders.autorec import ItemRatings
 from hydrarec.encoders.text import save_text_state
 from hydrarec.errors import ConfigError
 from hydrarec.evaluation.evaluate import evaluate_model
@@ -39,6 +40,7 @@ from hydrarec.tasks.joint import JointLoss
 from hydrarec.training.data import TrainData, make_train_data
 from hydrarec.training.distributed import Distributed, process_group
 from hydrarec.training.progress import Progress
+from hydrarec.training.stream_data import StreamTrainData, make_stream_train_data
 from hydrarec.training.trainer import Trainer, TrainResult, pick_device
 
 SPLIT_NAMES = ("train", "valid", "test")
@@ -112,6 +114,23 @@ def _save_data(run: RunDir, ds: Dataset, split: Split, labels: dict[str, np.ndar
     )
 
 
+def train_ratings(cfg: Config, data: TrainData) -> ItemRatings | None:
+    """The rating task's train ratings by item: the bags of the AutoRec block (None without one).
+
+    Users and items by id-vocabulary index (the ids the towers read); unlabelled rows left out.
+    """
+    if not cfg.model.autorec.hidden:
+        return None
+    task = next(t.name for t in cfg.tasks if t.kind == "rating")  # exactly one (config check)
+    rows = data.split.train
+    inter = data.dataset.interactions
+    users = data.users.ids.numpy()[inter["user_idx"].to_numpy()[rows]]
+    items = data.items.ids.numpy()[inter["item_idx"].to_numpy()[rows]]
+    label = data.labels[task][rows]
+    ok = ~np.isnan(label)
+    return ItemRatings.from_pairs(users[ok], items[ok], label[ok], data.item_spec.n_ids)
+
+
 def _meta(cfg: Config, data: TrainData, model: MultiTaskRecommender) -> dict[str, Any]:
     return {
         "hydrarec_version": __version__,
@@ -126,7 +145,8 @@ def _meta(cfg: Config, data: TrainData, model: MultiTaskRecommender) -> dict[str
         "label_stats": data.stats,
         "tasks": {t.name: t.kind for t in cfg.tasks},
         "parameters": sum(p.numel() for p in model.parameters()),
-        "split_sizes": {k: len(getattr(data.split, k)) for k in SPLIT_NAMES},
+        "split_sizes": {k: len(getattr(data.split, k)) for k in SPLIT_NAMES}
+        | ({"train": data.train_rows} if isinstance(data, StreamTrainData) else {}),
     }
 
 
@@ -202,12 +222,21 @@ def _train(
     run.path.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.train.seed)
     with progress.task("loading data", total=2) as bar:
-        ds = dataset if dataset is not None else load_dataset(cfg.data)
-        bar.advance()
-        data = make_train_data(cfg, ds, dist.rank, dist.world_size)  # fitted on train
+        if cfg.data.streaming:  # the train rows stay on disk (issue 7)
+            if dataset is not None:
+                raise ConfigError("data.streaming reads its files: pass no dataset to train()")
+            data: TrainData = make_stream_train_data(cfg, dist.rank, dist.world_size)
+            ds = data.dataset
+            bar.advance()
+        else:
+            ds = dataset if dataset is not None else load_dataset(cfg.data)
+            bar.advance()
+            data = make_train_data(cfg, ds, dist.rank, dist.world_size)  # fitted on train
         bar.advance()
     device = device or pick_device(cfg.train.device)
-    model = build_model(cfg, data.user_spec, data.item_spec, data.stats, ds.n_items)
+    model = build_model(
+        cfg, data.user_spec, data.item_spec, data.stats, ds.n_items, train_ratings(cfg, data)
+    )
     objective = JointLoss(
         [t.name for t in cfg.tasks], cfg.loss, {t.name: t.weight for t in cfg.tasks}
     )

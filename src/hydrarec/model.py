@@ -10,11 +10,15 @@ Parts are passed in by role (after torchrec's ``DLRM``): swapping MMoE for PLE i
 
 The history items are encoded by the item tower, so both towers share item knowledge. The model
 returns raw outputs (logits); ``Task.predict`` applies sigmoid / clipping at inference only.
+
+Side block (``side_dim = S > 0``, the AutoRec path of ``encoders/autorec.py``): the last S
+channels of every user and item vector are a block that the architecture does not read; the tasks
+get the first D channels as ``user`` / ``item`` and the two blocks as ``TaskInputs.side``.
 """
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -31,8 +35,10 @@ class MultiTaskRecommender(nn.Module):
         item_encoder: nn.Module,
         architecture: nn.Module,
         tasks: list[Task],
+        side_dim: int = 0,
     ) -> None:
         super().__init__()
+        self.side_dim = side_dim  # S: trailing channels of both vectors (see the module doc)
         self.user_encoder = user_encoder
         self.item_encoder = item_encoder
         self.architecture = architecture
@@ -41,30 +47,58 @@ class MultiTaskRecommender(nn.Module):
         self.tower_tasks = [t.name for t in tasks if t.uses_tower]
 
     # -- the two towers ---------------------------------------------------------------------
-    def encode_items(self, items: EntityFeatures) -> Tensor:
-        return self.item_encoder(items)  # (U, D)
+    def encode_items(
+        self, items: EntityFeatures, leave_out: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        """(U, D); ``leave_out`` (user ids, rows of ``items``): pairs a side block must not read."""
+        if leave_out is None:
+            return self.item_encoder(items)  # (U, D)
+        return self.item_encoder(items, leave_out=leave_out)  # (U, D)
 
-    def encode_users(self, users: EntityFeatures, history: Tensor, history_mask: Tensor) -> Tensor:
-        return self.user_encoder(users, history, history_mask)  # (B, D)
+    def encode_users(
+        self,
+        users: EntityFeatures,
+        history: Tensor,
+        history_mask: Tensor,
+        history_pos: Tensor | None = None,
+    ) -> Tensor:
+        """(B, D); ``history_pos``: window examples, see ``Batch.history_pos``."""
+        if history_pos is None:
+            return self.user_encoder(users, history, history_mask)  # (B, D)
+        return self.user_encoder(users, history, history_mask, history_pos)  # (B, D)
 
     # -- training -------------------------------------------------------------------------
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        items = self.encode_items(batch.items)  # (U, D)
+        # a side block reads the items' train ratings: it leaves out the batch's own pairs, so it
+        # never sees the rating it is trained to predict (encoders/autorec.py)
+        own = (batch.users.ids, batch.item_pos) if self.side_dim else None
+        items = self.encode_items(batch.items, own)  # (U, D)
         item = items[batch.item_pos]  # (B, D)
-        history = items[batch.history]  # (B, N, D)
-        user = self.encode_users(batch.users, history, batch.history_mask)  # (B, D)
+        history = items[batch.history]  # (B, N, D), or (W, N, D) windows
+        user = self.encode_users(batch.users, history, batch.history_mask, batch.history_pos)
         return self.heads(user, item, items, batch)
 
     def heads(
         self, user: Tensor, item: Tensor, items: Tensor | None, batch: Batch | None
     ) -> dict[str, Tensor]:
         """Every task's raw output for (user, item) pairs given their vectors."""
+        user, item, side = self.split(user, item)
+        items = None if items is None else self.split(items, items)[0]
         reps = self.rank_representations(user, item)
         out = {}
         for name, task in self.task_items():
-            inputs = TaskInputs(rep=reps.get(name), user=user, item=item, items=items, batch=batch)
+            inputs = TaskInputs(user, item, items, batch, rep=reps.get(name), side=side)
             out[name] = task(inputs)
         return out
+
+    def split(
+        self, user: Tensor, item: Tensor
+    ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None]:
+        """(user (B, D), item (B, D), (user block, item block) (B, S) each or None)."""
+        if not self.side_dim:
+            return user, item, None
+        d = user.shape[-1] - self.side_dim
+        return user[..., :d], item[..., :d], (user[..., d:], item[..., d:])
 
     def task_items(self) -> list[tuple[str, Task]]:
         return [(name, cast(Task, task)) for name, task in self.tasks.items()]
@@ -76,6 +110,16 @@ class MultiTaskRecommender(nn.Module):
             linears = [m for m in tower.modules() if isinstance(m, nn.Linear)]
             params += list(linears[-1].parameters()) if linears else []
         return params
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups with their own optimizer settings, e.g. the item tower's fine-tuned
+        language-model layers at ``model.text.finetune_lr``; the trainer puts every other
+        parameter in its default group (it reads the settings, not where they come from)."""
+        groups: list[dict[str, Any]] = []
+        for tower in (self.user_encoder, self.item_encoder):
+            own = getattr(tower, "param_groups", None)
+            groups += own() if callable(own) else []
+        return groups
 
     def rank_representations(
         self, user: Tensor, item: Tensor, pairs: Pairs | None = None
@@ -99,13 +143,14 @@ class MultiTaskRecommender(nn.Module):
         """Predictions of the pointwise tasks and the retrieval score for (user, item) pairs:
         ratings on their scale, probabilities for binary tasks, the dot product for retrieval.
         ``pairs``: the same pairs, factored (see ``predict_candidates``)."""
+        user, item, side = self.split(user, item)
         reps = self.rank_representations(user, item, pairs)
         out: dict[str, Tensor] = {}
         for name, task in self.task_items():
             if task.kind == "retrieval":
                 out[name] = (user * item).sum(-1)  # (B,)
             elif task.uses_tower:
-                inputs = TaskInputs(rep=reps[name], user=user, item=item, items=None, batch=None)
+                inputs = TaskInputs(user, item, rep=reps[name], side=side)
                 out[name] = task.predict(task(inputs))  # (B,)
         return out
 
@@ -115,9 +160,10 @@ class MultiTaskRecommender(nn.Module):
     ) -> dict[str, Tensor]:
         """``predict_pairs`` of each user (B, D) against its candidates (B, n) (indices into
         ``cache.item_vectors``), flattened to (B * n,): the architecture's first layers are
-        computed factored, the item side cached across calls (``architectures/pairs.py``)."""
+        computed factored, the item side cached across calls (``architectures/pairs.py``).
+        With a side block the pairs are scored plainly (the factoring reads whole vectors)."""
         pairs = Pairs(user, candidates, cache)
         b, n = candidates.shape
         item = pairs.items().reshape(b * n, -1)
         flat_user = user[:, None, :].expand(b, n, user.shape[1]).reshape(b * n, -1)
-        return self.predict_pairs(flat_user, item, pairs)
+        return self.predict_pairs(flat_user, item, None if self.side_dim else pairs)

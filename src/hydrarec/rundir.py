@@ -69,6 +69,8 @@ def save_table(path: Path, table: EntityFeatures) -> None:
         tensors["numeric"] = table.numeric
     if table.text is not None:
         tensors["text"] = table.text
+    if table.text_states is not None and table.text_mask is not None:  # fine-tuned text layers
+        tensors |= {"text_states": table.text_states, "text_mask": table.text_mask}
     write_tensors(path, tensors)
 
 
@@ -80,6 +82,8 @@ def load_table(path: Path) -> EntityFeatures:
         numeric=t.get("numeric"),
         multi_hot={k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("multi_hot.")},
         text=t.get("text"),
+        text_states=t.get("text_states"),
+        text_mask=t.get("text_mask"),
     )
 
 

@@ -22,25 +22,37 @@ from tests.contracts.helpers import (
 )
 from torch import Tensor, nn
 
-from hydrarec.config import ModelConfig, SequenceConfig, TextConfig
+from hydrarec.config import AutoRecConfig, ModelConfig, SequenceConfig, TextConfig
+from hydrarec.encoders.autorec import ItemAutoRec, ItemRatings, UserAutoRec, WithBlock
 from hydrarec.encoders.embedding import OOV, FeatureEmbedding
 from hydrarec.encoders.sequence import TransformerSequenceEncoder, build_sequence_encoder
 from hydrarec.encoders.towers import ItemTower, UserTower
 from hydrarec.errors import ConfigError
 
 D = 8  # representation size
-KINDS = ["transformer", "gru", "lstm"]
+KINDS = ["transformer", "transformer-relative", "gru", "lstm"]  # kind[-positions]
+
+
+def seq_cfg(kind: str, max_len: int = N) -> SequenceConfig:
+    kind, _, positions = kind.partition("-")
+    return SequenceConfig(
+        kind=kind,  # type: ignore[arg-type]
+        max_len=max_len,
+        layers=2,
+        heads=2,
+        dropout=0.1,
+        positions=positions or "absolute",  # type: ignore[arg-type]
+    )
 
 
 def model_cfg(kind: str = "transformer", id_dropout: float = 0.0, **kw: object) -> ModelConfig:
-    seq = SequenceConfig(kind=kind, max_len=N, layers=2, heads=2, dropout=0.1)  # type: ignore[arg-type]
+    seq = seq_cfg(kind) if kind != "none" else SequenceConfig(kind="none")
     text = TextConfig(id_dropout=id_dropout)
     return ModelConfig(dim=D, embedding_dim=4, tower_hidden=[16], sequence=seq, text=text, **kw)  # type: ignore[arg-type]
 
 
 def seq_encoder(kind: str, max_len: int = N) -> nn.Module:
-    cfg = SequenceConfig(kind=kind, max_len=max_len, layers=2, heads=2, dropout=0.1)  # type: ignore[arg-type]
-    enc = build_sequence_encoder(cfg, D)
+    enc = build_sequence_encoder(seq_cfg(kind, max_len), D)
     assert enc is not None
     return enc
 
@@ -69,6 +81,26 @@ def _history_only(m: nn.Module, n: int) -> Tensor:
     return m(*make_history(n, N, D))
 
 
+AUTOREC = AutoRecConfig(hidden=5, input_dropout=0.2)
+# every item id 2..19 rated by three users (ids 2..19), so no row of make_features is cold
+_AR_ITEMS = torch.arange(2, SPEC.n_ids).repeat_interleave(3)  # (54,)
+_AR_USERS = 2 + (_AR_ITEMS + torch.arange(3).repeat(SPEC.n_ids - 2)) % 18  # (54,) distinct per item
+RATINGS = ItemRatings.from_pairs(
+    _AR_USERS.numpy(),
+    _AR_ITEMS.numpy(),
+    (_AR_ITEMS % 5 + 1).float().numpy(),
+    SPEC.n_ids,
+)
+
+
+def _item_autorec() -> nn.Module:
+    return WithBlock(ItemTower(SPEC, model_cfg()), ItemAutoRec(SPEC.n_ids, 20, AUTOREC, RATINGS))
+
+
+def _user_autorec() -> nn.Module:
+    return WithBlock(UserTower(SPEC, model_cfg("none")), UserAutoRec(20, AUTOREC))
+
+
 CASES: dict[str, Case] = {
     "embedding-mean": Case(lambda: FeatureEmbedding(SPEC, 6, 4, "mean"), _features(), 6 + 4 * 4),
     "embedding-sum-no-ids": Case(
@@ -79,6 +111,8 @@ CASES: dict[str, Case] = {
         lambda: ItemTower(TEXT_SPEC, model_cfg(id_dropout=0.3)), _features(TEXT_SPEC), D
     ),
     "user-tower-none": Case(lambda: UserTower(SPEC, model_cfg("none")), _with_history, D),
+    "item-tower-autorec": Case(_item_autorec, _features(), D + AUTOREC.hidden + 1),
+    "user-tower-autorec": Case(_user_autorec, _with_history, D + AUTOREC.hidden + 1),
     **{
         f"user-tower-{k}": Case(lambda k=k: UserTower(SPEC, model_cfg(k)), _with_history, D, True)  # type: ignore[misc]
         for k in KINDS
@@ -204,6 +238,53 @@ def test_transformer_is_causal() -> None:
         states = enc.states(changed, mask)
         torch.testing.assert_close(states[0, :j], base[0, :j])  # the past cannot see the future
         assert not torch.allclose(states[0, j:], base[0, j:])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_all_states_are_causal_and_zero_at_padding(kind: str) -> None:
+    """Window training (issue 8): state j predicts item j + 1, so it must not read item j + 1."""
+    enc = seq_encoder(kind).eval()
+    seq, mask = make_history(B, N, D)
+    base = enc.all_states(seq, mask)  # (B, N, D)
+    assert torch.equal(base[~mask], torch.zeros_like(base[~mask]))
+    noisy = torch.where(mask.unsqueeze(-1), seq, torch.randn_like(seq) * 100)  # (B, N, D)
+    torch.testing.assert_close(enc.all_states(noisy, mask), base)
+    for j in range(N):
+        changed = seq.clone()
+        changed[0, j] += torch.randn(D)  # row 0 is full: position j is real
+        states = enc.all_states(changed, mask)
+        torch.testing.assert_close(states[0, :j], base[0, :j])  # the past cannot see the future
+        assert not torch.allclose(states[0, j:], base[0, j:]), f"position {j}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_last_of_all_states_is_the_output(kind: str) -> None:
+    enc = seq_encoder(kind).eval()
+    seq, mask = make_history(B, N, D)  # right-aligned, one empty row
+    torch.testing.assert_close(enc.all_states(seq, mask)[:, -1], enc(seq, mask))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_user_tower_reads_the_window_state_of_each_row(kind: str) -> None:
+    tower = UserTower(SPEC, model_cfg(kind)).eval()
+    seq, mask = make_history(B, N, D)
+    feats = make_features(SPEC, 3)
+    pos = torch.tensor([N - 1, 2 * N - 1, 2 * N + 2])  # rows 0 and 1: last states; row 2: mid
+    out = tower(feats, seq, mask, pos)  # (3, D)
+    torch.testing.assert_close(out[:2], tower(feats.gather(torch.arange(2)), seq[:2], mask[:2]))
+    changed = seq.clone()
+    changed[2, 3:] += torch.randn(N - 3, D)  # after row 2's position 2: invisible to it
+    torch.testing.assert_close(tower(feats, changed, mask, pos)[2], out[2])
+
+
+def test_relative_positions_give_every_position_its_serving_state() -> None:
+    """With relative positions, window position j is exactly the last state of the history that
+    ends at j (issue 8: window training then matches evaluation)."""
+    enc = seq_encoder("transformer-relative").eval()
+    seq, mask = make_history(B, N, D)
+    states = enc.all_states(seq, mask)  # (B, N, D)
+    for j in range(N):
+        torch.testing.assert_close(states[:, j], enc(seq[:, : j + 1], mask[:, : j + 1]))
 
 
 def test_transformer_rejects_histories_longer_than_max_len() -> None:

@@ -32,7 +32,10 @@ from hydrarec.training.progress import Progress
 TEMPLATE = "{title}. Genres: {genres}"
 
 
-def text_config(cache: Path) -> Any:
+def text_config(
+    cache: Path, text: dict[str, Any] | None = None, train: dict[str, Any] | None = None
+) -> Any:
+    """The cold-item text config; ``text`` / ``train``: settings to override."""
     return config_from_dict({
         "data": {
             "dataset": "synthetic",
@@ -44,9 +47,10 @@ def text_config(cache: Path) -> Any:
             "sequence": {"kind": "transformer", "max_len": 8, "layers": 1, "heads": 2},
             "architecture": {"name": "mmoe", "hidden": [16], "tower": [8], "experts": 2},
             "text": {"enabled": True, "template": TEMPLATE, "id_dropout": 0.3,
-                     "cache_dir": str(cache)},
+                     "cache_dir": str(cache), **(text or {})},
         },
-        "train": {"epochs": 4, "batch_size": 128, "lr": 0.01, "seed": 0, "patience": 4},
+        "train": {"epochs": 4, "batch_size": 128, "lr": 0.01, "seed": 0, "patience": 4,
+                  **(train or {})},
         "tasks": [
             {"name": "retrieval", "kind": "retrieval"},
             {"name": "like", "kind": "binary", "rule": "rating >= 4"},

@@ -129,6 +129,16 @@ def test_two_ranks_match_one_process(ddp_run: Path, tmp_path: Path) -> None:
     assert [h["train_loss"]["total"] for h in history] == pytest.approx(want, abs=TOLERANCE)
 
 
+def test_two_ranks_match_one_process_with_sparse_tables(tmp_path: Path) -> None:
+    """Sparse embedding gradients (``train.sparse_embeddings``) are all-reduced by gloo: the
+    same tolerance against one process holds as with dense tables."""
+    raw = ddp_raw(gather=True)
+    raw["train"]["sparse_embeddings"] = True
+    hydrarec_train(write_config(tmp_path / "c.toml", raw), tmp_path / "ddp")
+    one = train(config_from_dict(raw), tmp_path / "one", progress=Progress(False))
+    assert_close_metrics(tmp_path / "ddp", one.path, TOLERANCE)
+
+
 def test_killed_rank_fails_fast_and_resume_matches(ddp_run: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.toml", ddp_raw(gather=True))
     out = tmp_path / "run"

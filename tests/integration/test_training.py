@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.integration.tiny import tiny_config, tiny_raw
+from tests.integration.tiny import tiny_config, tiny_raw, train_until
 
 from hydrarec.config import config_from_dict
 from hydrarec.data.registry import load_dataset
@@ -86,25 +86,8 @@ def test_same_seed_same_model(tmp_path: Path) -> None:
 def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
     full = train(tiny_config(epochs=3, patience=10), tmp_path / "full", progress=QUIET)
 
-    class Stop(Exception):
-        pass
-
     # interrupt after epoch 2 (as Ctrl-C would), then resume to the end
-    import hydrarec.experiment as experiment
-
-    original = experiment.Trainer._save_checkpoint
-
-    def save_then_stop(self):  # type: ignore[no-untyped-def]
-        original(self)
-        if self.state.epoch == 2:
-            raise Stop
-
-    experiment.Trainer._save_checkpoint = save_then_stop  # type: ignore[method-assign]
-    try:
-        with pytest.raises(Stop):
-            train(tiny_config(epochs=3, patience=10), tmp_path / "cut", progress=QUIET)
-    finally:
-        experiment.Trainer._save_checkpoint = original  # type: ignore[method-assign]
+    train_until(tiny_config(epochs=3, patience=10), tmp_path / "cut", epoch=2)
     assert json.loads((tmp_path / "cut/checkpoints/last.json").read_text())  # last good one
     resumed = train(
         tiny_config(epochs=3, patience=10), tmp_path / "cut", resume=True, progress=QUIET

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hydrarec.config import Config, config_from_dict
+from hydrarec.experiment import train
+from hydrarec.training.progress import Progress
+from hydrarec.training.trainer import Trainer
 
 
 def tiny_raw(**train: Any) -> dict[str, Any]:
@@ -34,3 +40,25 @@ def tiny_raw(**train: Any) -> dict[str, Any]:
 
 def tiny_config(**train: Any) -> Config:
     return config_from_dict(tiny_raw(**train))
+
+
+class Interrupted(Exception):
+    """Raised in place of a Ctrl-C by ``train_until``."""
+
+
+def train_until(cfg: Config, out: Path, epoch: int) -> None:
+    """Train ``cfg`` into ``out`` and stop right after the checkpoint of ``epoch`` is written, as
+    an interrupt would: what resuming must continue from."""
+    original = Trainer._save_checkpoint
+
+    def save_then_stop(self: Trainer) -> None:
+        original(self)
+        if self.state.epoch == epoch:
+            raise Interrupted
+
+    Trainer._save_checkpoint = save_then_stop  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Interrupted):
+            train(cfg, out, progress=Progress(enabled=False))
+    finally:
+        Trainer._save_checkpoint = original  # type: ignore[method-assign]

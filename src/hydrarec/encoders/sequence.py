@@ -4,21 +4,40 @@ Every encoder maps ``seq (B, N, D)`` and ``mask (B, N)`` (True where a real item
 Histories are right-aligned: the most recent item is in the last position, padding on the left.
 Padded positions never influence the output, and a user with no history gets zeros.
 
+``all_states(seq, mask)`` gives every position's state (B, N, D), position i reading only the
+items at j <= i, zeros where ``mask`` is False: SASRec's training, where one pass over a (left-
+padded) window trains every position to predict the next item (``BatchBuilder(examples=
+"windows")``).
+
 - ``transformer``: SASRec, W.-C. Kang and J. McAuley, "Self-Attentive Sequential Recommendation",
   ICDM 2018 (https://arxiv.org/abs/1808.09781): learned positional embeddings, causal self-attention
   blocks (pre-norm, as in nanoGPT, rather than the paper's post-norm), the last position's state.
+  ``positions = "relative"`` replaces the positional embeddings by a learned per-head attention
+  bias on the distance from query to key (T5, Raffel et al., JMLR 2020; ALiBi, Press et al.,
+  ICLR 2022): a state then depends only on how far back each item is, so position j of a training
+  window computes exactly what the last position computes for the same items at serving time.
 - ``gru`` / ``lstm``: GRU4Rec-style recurrent encoders (Hidasi et al., ICLR 2016), final state.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from hydrarec.config import SequenceConfig
 from hydrarec.errors import ConfigError
+
+
+class SequenceEncoder(nn.Module):
+    """What every history encoder offers (see the module doc)."""
+
+    def all_states(self, seq: Tensor, mask: Tensor) -> Tensor:
+        """(B, N, D) every position's state; zeros where ``mask`` is False."""
+        raise NotImplementedError
 
 
 class CausalSelfAttention(nn.Module):
@@ -33,7 +52,8 @@ class CausalSelfAttention(nn.Module):
         self.resid_drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, allowed: Tensor, last_only: bool = False) -> Tensor:
-        """``last_only``: only the last position queries (its output is (B, 1, D))."""
+        """``allowed`` (B, 1 or H, N, N): bool, query i may read key j, or an additive float bias
+        (-inf: may not); ``last_only``: only the last position queries (output (B, 1, D))."""
         B, N, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=-1)  # 3 x (B, N, D)
         if last_only:
@@ -72,13 +92,17 @@ class Block(nn.Module):
         return x + self.ff(self.ln2(x))
 
 
-class TransformerSequenceEncoder(nn.Module):
+class TransformerSequenceEncoder(SequenceEncoder):
     """SASRec: causal Transformer over the history; output = the last (most recent) position."""
 
     def __init__(self, dim: int, cfg: SequenceConfig) -> None:
         super().__init__()
         self.max_len = cfg.max_len
-        self.position = nn.Embedding(cfg.max_len, dim)
+        relative = cfg.positions == "relative"
+        # absolute: an embedding per place in the window; relative: per head, an attention bias
+        # per distance back from the query (zero at start: content alone decides)
+        self.position = None if relative else nn.Embedding(cfg.max_len, dim)
+        self.distance = nn.Parameter(torch.zeros(cfg.heads, cfg.max_len)) if relative else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(dim, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(dim)
@@ -93,10 +117,11 @@ class TransformerSequenceEncoder(nn.Module):
         n = seq.shape[1]
         if n > self.max_len:
             raise ValueError(f"history of length {n} > model.sequence.max_len {self.max_len}")
-        # Positions count back from the end, so "most recent" has the same embedding however
-        # much left padding a batch carries.
-        pos = torch.arange(self.max_len - n, self.max_len, device=seq.device)  # (N,)
-        x = seq * mask.unsqueeze(-1).to(seq.dtype) + self.position(pos)  # (B, N, D)
+        x = seq * mask.unsqueeze(-1).to(seq.dtype)  # (B, N, D)
+        if self.position is not None:
+            # Positions count back from the end, so "most recent" has the same embedding however
+            # much left padding a batch carries.
+            x = x + self.position(torch.arange(self.max_len - n, self.max_len, device=seq.device))
         x = self.drop(x)
         causal = torch.ones(n, n, dtype=torch.bool, device=seq.device).tril()  # (N, N)
         allowed = causal & mask.unsqueeze(1)  # (B, N, N): query i may read key j
@@ -104,16 +129,25 @@ class TransformerSequenceEncoder(nn.Module):
         # softmax has no all -inf row (NaN). Real queries still read no padded key.
         allowed = allowed | torch.eye(n, dtype=torch.bool, device=seq.device)  # (B, N, N)
         allowed = allowed.unsqueeze(1)  # (B, 1, N, N), broadcast over heads
+        if self.distance is not None:
+            back = torch.arange(n, device=seq.device)
+            back = (back.unsqueeze(1) - back).clamp(min=0)  # (N, N) query i -> key j: i - j
+            bias = self.distance[:, back].to(x.dtype)  # (H, N, N)
+            allowed = bias.masked_fill(~allowed, float("-inf"))  # (B, H, N, N) additive mask
         for i, block in enumerate(self.blocks):
             x = block(x, allowed, last_only and i == len(self.blocks) - 1)  # (B, N or 1, D)
         return self.norm(x)
+
+    def all_states(self, seq: Tensor, mask: Tensor) -> Tensor:
+        """(B, N, D) every position's state; zeros at padded positions."""
+        return self.states(seq, mask) * mask.unsqueeze(-1).to(seq.dtype)  # (B, N, D)
 
     def forward(self, seq: Tensor, mask: Tensor) -> Tensor:
         last = self.states(seq, mask, last_only=True)[:, -1]  # (B, D)
         return last * mask.any(dim=1, keepdim=True).to(last.dtype)  # empty history -> zeros
 
 
-class RecurrentSequenceEncoder(nn.Module):
+class RecurrentSequenceEncoder(SequenceEncoder):
     """GRU or LSTM over the real items in time order; output = the top layer's final state."""
 
     def __init__(self, dim: int, cfg: SequenceConfig) -> None:
@@ -124,30 +158,42 @@ class RecurrentSequenceEncoder(nn.Module):
         between = cfg.dropout if cfg.layers > 1 else 0.0  # nn.GRU drops only between layers
         self.rnn = rnn(dim, dim, num_layers=cfg.layers, batch_first=True, dropout=between)
 
-    def forward(self, seq: Tensor, mask: Tensor) -> Tensor:
+    def _run(self, seq: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, PackedSequence, Any]:
         # Move each row's real items to the front, in order (a stable sort of "is padding"), then
         # pack: the RNN never steps over padding, wherever it was.
         order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # (B, N)
         x = seq.gather(1, order.unsqueeze(-1).expand_as(seq))  # (B, N, D)
         lengths = mask.sum(dim=1)  # (B,)
-        # pack_padded_sequence needs lengths >= 1 on the CPU; empty rows are zeroed below.
+        # pack_padded_sequence needs lengths >= 1 on the CPU; empty rows are zeroed by callers.
         packed = pack_padded_sequence(
             x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
         )
-        _, state = self.rnn(packed)
+        out, state = self.rnn(packed)
+        return order, lengths, out, state
+
+    def forward(self, seq: Tensor, mask: Tensor) -> Tensor:
+        _, lengths, _, state = self._run(seq, mask)
         h = state[0] if isinstance(state, tuple) else state  # LSTM: (h_n, c_n)
         last = h[-1]  # (B, D), top layer
         return last * (lengths > 0).unsqueeze(-1).to(last.dtype)  # empty history -> zeros
 
+    def all_states(self, seq: Tensor, mask: Tensor) -> Tensor:
+        """(B, N, D) the top layer's state after each real item, at its place; zeros at padding."""
+        order, _, packed, _ = self._run(seq, mask)
+        n = seq.shape[1]
+        out, _ = pad_packed_sequence(packed, batch_first=True, total_length=n)  # (B, N, D)
+        out = out * mask.gather(1, order).unsqueeze(-1).to(out.dtype)  # empty rows' step -> 0
+        return torch.zeros_like(out).scatter(1, order.unsqueeze(-1).expand_as(out), out)
 
-SEQUENCE_ENCODERS: dict[str, type[nn.Module]] = {
+
+SEQUENCE_ENCODERS: dict[str, type[SequenceEncoder]] = {
     "transformer": TransformerSequenceEncoder,
     "gru": RecurrentSequenceEncoder,
     "lstm": RecurrentSequenceEncoder,
 }
 
 
-def build_sequence_encoder(cfg: SequenceConfig, dim: int) -> nn.Module | None:
+def build_sequence_encoder(cfg: SequenceConfig, dim: int) -> SequenceEncoder | None:
     """The encoder named by ``cfg.kind``; ``None`` for ``"none"`` (no history path)."""
     if cfg.kind == "none":
         return None

@@ -11,7 +11,11 @@ The language model is frozen: its vectors are computed once, in batches, and cac
 ``cache_dir/<key>.npy`` where ``key = sha256(model identity, template, texts)``; a second run over
 the same items memory-maps the file and never loads the model. The trainable part (a projection of
 the text vector and a gate that fuses it with the id and side features) lives in ``ItemTower``.
-Fine-tuning the last transformer layers (``finetune_layers > 0``) is not implemented yet.
+
+With ``finetune_layers = k > 0`` the last k transformer layers train with the model
+(``text_tuning.py``): the cache then holds the token states after the frozen first L - k layers,
+``cache_dir/<key>.npy`` (N, S, H) and ``<key>.mask.npy`` (N, S), with k in the key, and the item
+tower runs its own copy of the last k layers and the pooling on them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import os
 import string
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +37,20 @@ import pandas as pd
 import torch
 
 from hydrarec.config import TextConfig
+from hydrarec.encoders.text_tuning import (
+    TunedTextLayers,
+    check_finetune_layers,
+    pad_states,
+    prefix_states,
+    tuned_layers_from,
+)
 from hydrarec.errors import ConfigError, DataError, RunError
+from hydrarec.features.batch import EntityFeatures
 from hydrarec.io import write_json
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 CACHE_FORMAT = "hydrarec.text-cache/1"
+STATES_FORMAT = "hydrarec.text-states/1"  # token states of the frozen prefix (fine-tuning)
 STATE_FILE = "text.json"  # RUN/features/text.json: which model and template made the run's vectors
 LIST_SEP = ", "  # list cells (e.g. genres) in a template
 FINGERPRINT_BYTES = 1 << 20  # bytes hashed at each end of a weights file
@@ -204,7 +217,8 @@ def load_sentence_model(path: str, device: str) -> Any:
 
 
 class TextEncoder:
-    """Encodes texts with the frozen model of ``cfg``, through the on-disk cache.
+    """Encodes texts with the frozen model of ``cfg`` (or its frozen prefix, when the last
+    ``cfg.finetune_layers`` layers are fine-tuned), through the on-disk cache.
 
     ``texts_encoded`` counts the texts that went through the language model (0 on a cache hit,
     where the model is not even loaded).
@@ -213,26 +227,26 @@ class TextEncoder:
     def __init__(
         self, cfg: TextConfig, *, progress: bool | None = None, device: str | None = None
     ) -> None:
-        if cfg.finetune_layers > 0:
-            raise ConfigError(
-                f"model.text.finetune_layers = {cfg.finetune_layers}: fine-tuning the language "
-                "model is not implemented yet; allowed: 0 (frozen model, cached vectors)"
-            )
         self.cfg = cfg
         self.path = resolve_model(cfg.model)
+        if cfg.finetune_layers > 0:
+            check_finetune_layers(cfg.finetune_layers, self.path)
         self.identity = model_identity(self.path)
         self.cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.progress = progress if progress is not None else not _quiet()
         self.texts_encoded = 0
 
-    def cache_path(self, texts: Sequence[str]) -> Path:
-        """Where the vectors of ``texts`` are cached: keyed by model, template and texts."""
+    def cache_path(self, texts: Sequence[str], *, states: bool = False) -> Path:
+        """Where the vectors of ``texts`` are cached: keyed by model, template and texts (and
+        by ``finetune_layers`` for the prefix ``states``; their mask goes beside, ``.mask.npy``)."""
         h = hashlib.sha256()
         for t in texts:
             h.update(t.encode("utf-8") + b"\0")
         key = {"format": CACHE_FORMAT, "model": self.identity, "template": self.cfg.template,
                "texts": h.hexdigest(), "n": len(texts)}  # fmt: skip
+        if states:
+            key |= {"format": STATES_FORMAT, "finetune_layers": self.cfg.finetune_layers}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
         return self.cache_dir / f"{digest[:40]}.npy"
 
@@ -246,6 +260,40 @@ class TextEncoder:
         _write_cache(path, vectors)
         return vectors
 
+    def encode_states(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Token states after the frozen first L - k layers, (N, S, H) float32, and their mask
+        (N, S) bool, S the longest text in tokens: memory-mapped from the cache, or computed."""
+        path = self.cache_path(texts, states=True)
+        mask_path = path.with_suffix(".mask.npy")
+        states = _read_cache(path, len(texts), ndim=3)
+        mask = _read_cache(mask_path, len(texts), dtype=np.dtype(bool))
+        if states is not None and mask is not None and mask.shape == states.shape[:2]:
+            return states, mask
+        states, mask = self._encode_states(list(texts))
+        _write_cache(mask_path, mask)  # the mask first: the states file marks a complete entry
+        _write_cache(path, states)
+        return states, mask
+
+    def add_to(
+        self,
+        feats: EntityFeatures,
+        items: pd.DataFrame,
+        *,
+        source: str | Path | None = None,
+        first_line: int | None = None,
+    ) -> int:
+        """Set the text of ``feats`` (the encoded rows of ``items``): the vectors ``feats.text``,
+        or, when layers are fine-tuned, the prefix states ``feats.text_states`` and
+        ``feats.text_mask``. Returns the width T of the text vector the item tower sees."""
+        texts = render_texts(items, self.cfg.template, source=source, first_line=first_line)
+        if self.cfg.finetune_layers == 0:
+            feats.text = torch.from_numpy(np.array(self.encode(texts), dtype=np.float32))
+            return int(feats.text.shape[1])
+        states, mask = self.encode_states(texts)
+        feats.text_states = torch.from_numpy(np.array(states, dtype=np.float32))  # (N, S, H)
+        feats.text_mask = torch.from_numpy(np.array(mask, dtype=bool))  # (N, S)
+        return int(states.shape[2])  # mean / [CLS] pooling keep the hidden size
+
     def encode_items(
         self,
         items: pd.DataFrame,
@@ -257,30 +305,49 @@ class TextEncoder:
         texts = render_texts(items, self.cfg.template, source=source, first_line=first_line)
         return torch.from_numpy(np.array(self.encode(texts), dtype=np.float32))
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _chunks(self, texts: list[str], what: str = "") -> Iterator[list[str]]:
+        """``texts`` in batches of ``cfg.batch_size`` under a progress bar; counts them."""
         from rich.progress import track
 
-        model = load_sentence_model(str(self.path), self.device)
         bs = self.cfg.batch_size
         chunks = [texts[s : s + bs] for s in range(0, len(texts), bs)]
-        out = []
-        desc = f"encoding {len(texts):,} item texts"
+        desc = f"encoding {len(texts):,} item texts{what}"
         for chunk in track(chunks, description=desc, disable=not self.progress, transient=True):
-            v = model.encode(chunk, batch_size=bs, convert_to_numpy=True, show_progress_bar=False)
-            out.append(np.asarray(v, dtype=np.float32))
+            yield chunk
             self.texts_encoded += len(chunk)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        model = load_sentence_model(str(self.path), self.device)
+        bs = self.cfg.batch_size
+        out = [np.asarray(model.encode(chunk, batch_size=bs, convert_to_numpy=True,
+                                       show_progress_bar=False), dtype=np.float32)
+               for chunk in self._chunks(texts)]  # fmt: skip
         dim = int(model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension")
                   else model.get_sentence_embedding_dimension())  # fmt: skip
         return np.concatenate(out) if out else np.zeros((0, dim), dtype=np.float32)
 
+    def _encode_states(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        model = load_sentence_model(str(self.path), self.device)
+        k = self.cfg.finetune_layers
+        return pad_states([prefix_states(model, chunk, k)
+                           for chunk in self._chunks(texts, " (first layers)")])  # fmt: skip
+
+    def tuned_layers(self) -> TunedTextLayers:
+        """A trainable copy of the last ``finetune_layers`` layers and the pooling (on CPU)."""
+        model = load_sentence_model(str(self.path), self.device)
+        return tuned_layers_from(model, self.cfg.finetune_layers)
+
     def state(self, dim: int) -> dict[str, Any]:
         """What a run records about its text vectors (``RUN/features/text.json``)."""
-        return {"model": self.cfg.model, "identity": self.identity,
-                "template": self.cfg.template, "dim": dim}  # fmt: skip
+        return {"model": self.cfg.model, "identity": self.identity, "template": self.cfg.template,
+                "dim": dim, "finetune_layers": self.cfg.finetune_layers}  # fmt: skip
 
     def check_state(self, state: dict[str, Any], where: str | Path) -> None:
         """Raise ``RunError`` unless this encoder makes the same vectors as the run's."""
-        for key, mine in (("identity", self.identity), ("template", self.cfg.template)):
+        state = {"finetune_layers": 0, **state}  # runs from before fine-tuning: frozen
+        mine_all = (("identity", self.identity), ("template", self.cfg.template),
+                    ("finetune_layers", self.cfg.finetune_layers))  # fmt: skip
+        for key, mine in mine_all:
             if state.get(key) != mine:
                 raise RunError(
                     f"{where}: the run's item text vectors were made with a different {key} "
@@ -292,7 +359,9 @@ def _quiet() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def _read_cache(path: Path, n: int) -> np.ndarray | None:
+def _read_cache(
+    path: Path, n: int, *, ndim: int = 2, dtype: np.dtype = np.dtype(np.float32)
+) -> np.ndarray | None:
     if not path.is_file():
         return None
     try:
@@ -300,9 +369,9 @@ def _read_cache(path: Path, n: int) -> np.ndarray | None:
     except (ValueError, OSError) as e:
         warnings.warn(f"unreadable text cache {path} ({e}); encoding again", stacklevel=3)
         return None
-    if arr.ndim != 2 or arr.shape[0] != n or arr.dtype != np.float32:
-        warnings.warn(f"text cache {path} has shape {arr.shape}, not ({n}, T); encoding again",
-                      stacklevel=3)  # fmt: skip
+    if arr.ndim != ndim or arr.shape[0] != n or arr.dtype != dtype:
+        warnings.warn(f"text cache {path} has shape {arr.shape} ({arr.dtype}), not ({n}, ...) "
+                      f"({dtype}); encoding again", stacklevel=3)  # fmt: skip
         return None
     return arr
 
@@ -313,19 +382,19 @@ def _write_cache(path: Path, vectors: np.ndarray) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(vectors, dtype=np.float32))
+            np.save(fh, np.ascontiguousarray(vectors))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def item_text_vectors(
-    cfg: TextConfig, items: pd.DataFrame, *, progress: bool | None = None
-) -> torch.Tensor:
-    """(N, T) text vectors of a whole item table (training: the full catalogue, cold items too:
-    text is content, not labels)."""
-    return TextEncoder(cfg, progress=progress).encode_items(items)
+def add_item_text(
+    cfg: TextConfig, feats: EntityFeatures, items: pd.DataFrame, *, progress: bool | None = None
+) -> int:
+    """Set the text of a whole item table (training: the full catalogue, cold items too: text is
+    content, not labels); see ``TextEncoder.add_to``. Returns the text width T."""
+    return TextEncoder(cfg, progress=progress).add_to(feats, items)
 
 
 def save_text_state(directory: Path, cfg: TextConfig, dim: int) -> Path:

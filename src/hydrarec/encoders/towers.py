@@ -6,6 +6,7 @@ Volkovs et al., NeurIPS 2017):
 
     features = FeatureEmbedding(id, side features)           (B, F)
     feature_path = MLP(features)                              (B, D)
+    text = TunedTextLayers(token states)                      (B, T)   if finetune_layers > 0
     text_path = Linear(text)                                  (B, D)   only with item text
     g = sigmoid(Linear([features, text_path]))                (B, D)
     item = g * feature_path + (1 - g) * text_path
@@ -14,6 +15,11 @@ Id-dropout: in training, each item's id is replaced with probability ``cfg.text.
 the out-of-vocabulary index 1 - exactly what an item unseen in train carries at serving time. So
 "dropped" and "cold" are one path: the OOV row (zero at init) is trained as "an item known only by
 its features and text", and the gate learns to lean on the text when the id says nothing.
+
+Fine-tuning (``model.text.finetune_layers = k``, ``text_tuning.py``): the tower holds a trainable
+copy of the language model's last k layers and its pooling, runs them on the cached token states
+of the batch's items, and offers them to the trainer at ``model.text.finetune_lr``
+(``param_groups``). Evaluation, the index, cold and added items all go through the same layers.
 
 User tower (YouTube DNN, Covington et al. RecSys 2016, with a SASRec history encoder):
 
@@ -29,6 +35,7 @@ the sequence part is informative. A cold user without history gets a vector from
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +43,7 @@ from torch import Tensor, nn
 from hydrarec.config import ModelConfig
 from hydrarec.encoders.embedding import OOV, PAD, FeatureEmbedding
 from hydrarec.encoders.sequence import build_sequence_encoder
+from hydrarec.encoders.text import TextEncoder
 from hydrarec.features.batch import EntityFeatures, EntitySpec
 from hydrarec.nn import mlp
 
@@ -50,6 +58,9 @@ class ItemTower(nn.Module):
         self.features = FeatureEmbedding(spec, cfg.dim, cfg.embedding_dim, cfg.multi_hot_pooling)
         F = self.features.out_dim
         self.mlp = mlp(F, [*cfg.tower_hidden, cfg.dim], cfg.dropout, activate_last=False)
+        tuned = spec.text_dim > 0 and cfg.text.finetune_layers > 0
+        self.text_layers = TextEncoder(cfg.text, progress=False).tuned_layers() if tuned else None
+        self.finetune_lr = cfg.text.finetune_lr
         self.text = nn.Linear(spec.text_dim, cfg.dim) if spec.text_dim else None
         self.gate = nn.Linear(F + cfg.dim, cfg.dim) if spec.text_dim else None
 
@@ -62,11 +73,27 @@ class ItemTower(nn.Module):
         x = self.mlp(e)  # (B, D)
         if self.text is None or self.gate is None:
             return x
-        if feats.text is None:
-            raise ValueError("ItemTower: built with text (spec.text_dim > 0), batch has none")
-        t = self.text(feats.text)  # (B, T) -> (B, D)
+        t = self.text(self._text(feats))  # (B, T) -> (B, D)
         g = torch.sigmoid(self.gate(torch.cat([e, t], dim=-1)))  # (B, F + D) -> (B, D)
         return g * x + (1 - g) * t  # (B, D)
+
+    def _text(self, feats: EntityFeatures) -> Tensor:
+        """(B, T): the pretrained text vector, or the fine-tuned last layers' on the states."""
+        if self.text_layers is None:
+            if feats.text is None:
+                raise ValueError("ItemTower: built with text (spec.text_dim > 0), batch has none")
+            return feats.text
+        if feats.text_states is None or feats.text_mask is None:
+            raise ValueError("ItemTower: fine-tunes text layers (model.text.finetune_layers > "
+                             "0), the batch has no text_states / text_mask")  # fmt: skip
+        return self.text_layers(feats.text_states, feats.text_mask)  # (B, S, H) -> (B, T)
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Parameters with their own optimizer settings: the language model's layers."""
+        if self.text_layers is None:
+            return []
+        params = list(self.text_layers.parameters())
+        return [{"name": "text_layers", "params": params, "lr": self.finetune_lr}]
 
 
 class UserTower(nn.Module):
@@ -86,17 +113,26 @@ class UserTower(nn.Module):
         feats: EntityFeatures,
         history: Tensor | None = None,
         history_mask: Tensor | None = None,
+        history_pos: Tensor | None = None,
     ) -> Tensor:
         """``history`` (B, N, D) item vectors, right-aligned; ``history_mask`` (B, N) bool.
 
         Both are ignored (and may be None) when ``sequence.kind`` is ``"none"``. Histories longer
         than ``sequence.max_len`` are cut to their most recent ``max_len`` items.
+
+        ``history_pos`` (R,) long: window examples (``Batch.history_pos``). ``history`` is then
+        (W, N, D) windows, ``feats`` has R rows, and row r reads the state at flat position
+        ``history_pos[r]`` of one causal pass over every window.
         """
         x = self.features(feats)  # (B, F)
         if self.sequence is None:
             return self.mlp(x)  # (B, D)
         if history is None or history_mask is None:
             raise ValueError("UserTower: this tower has a sequence encoder; pass the history")
+        if history_pos is not None:
+            states = self.sequence.all_states(history, history_mask)  # (W, N, D)
+            h = states.flatten(0, 1)[history_pos]  # (R, D)
+            return self.mlp(torch.cat([x, h], dim=-1))  # (R, F + D) -> (R, D)
         history = history[:, -self.max_len :]  # (B, N', D), most recent items
         history_mask = history_mask[:, -self.max_len :]  # (B, N')
         h = self.sequence(history, history_mask)  # (B, D)

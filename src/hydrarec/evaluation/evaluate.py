@@ -93,9 +93,10 @@ def evaluate_model(
                 user_vecs, item_vecs, uniq, inverse, rows_item, known, batch_size
             )
             res = ranking_metrics(ranks, ks)
-        else:
+        else:  # decoders read the vectors without a side block (the tasks' view, model.heads)
+            main_users, main_items, _ = model.split(user_vecs, item_vecs)
             res = _reconstruction_metrics(
-                task, user_vecs, item_vecs, uniq, rows_item, users_table, items_table
+                task, main_users, main_items, uniq, rows_item, users_table, items_table
             )
         # an undefined metric (e.g. GAUC with one held-out item per user) is left out, not NaN
         out.update({f"{name}/{k}": float(v) for k, v in res.items() if not np.isnan(v)})

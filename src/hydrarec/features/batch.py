@@ -23,6 +23,9 @@ class EntityFeatures:
     numeric: (N, F) float32, scaled; None when there are no numeric features.
     multi_hot: name -> (N, L) long token index, 0 = padding.
     text: (N, T) float32 pretrained text vectors; None without a text encoder.
+    text_states: (N, S, H) float32 token states after the frozen layers of the language model,
+        when its last layers are fine-tuned (instead of ``text``); padded to the longest text.
+    text_mask: (N, S) bool, True at the real tokens of ``text_states``.
     """
 
     ids: Tensor
@@ -30,6 +33,8 @@ class EntityFeatures:
     numeric: Tensor | None = None
     multi_hot: dict[str, Tensor] = field(default_factory=dict)
     text: Tensor | None = None
+    text_states: Tensor | None = None
+    text_mask: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -42,6 +47,8 @@ class EntityFeatures:
             numeric=None if self.numeric is None else self.numeric[index],
             multi_hot={k: v[index] for k, v in self.multi_hot.items()},
             text=None if self.text is None else self.text[index],
+            text_states=None if self.text_states is None else self.text_states[index],
+            text_mask=None if self.text_mask is None else self.text_mask[index],
         )
 
     def to(self, device: torch.device | str) -> EntityFeatures:
@@ -51,6 +58,8 @@ class EntityFeatures:
             numeric=None if self.numeric is None else self.numeric.to(device),
             multi_hot={k: v.to(device) for k, v in self.multi_hot.items()},
             text=None if self.text is None else self.text.to(device),
+            text_states=None if self.text_states is None else self.text_states.to(device),
+            text_mask=None if self.text_mask is None else self.text_mask.to(device),
         )
 
     @staticmethod
@@ -65,12 +74,18 @@ class EntityFeatures:
             numeric=None if first.numeric is None else torch.cat([p.numeric for p in parts]),  # type: ignore[misc]
             multi_hot={k: _cat_padded([p.multi_hot[k] for p in parts]) for k in first.multi_hot},
             text=None if first.text is None else torch.cat([p.text for p in parts]),  # type: ignore[misc]
-        )
+            text_states=None if first.text_states is None
+            else _cat_padded([p.text_states for p in parts]),  # type: ignore[misc]
+            text_mask=None if first.text_mask is None
+            else _cat_padded([p.text_mask for p in parts]),  # type: ignore[misc]
+        )  # fmt: skip
 
 
 def _cat_padded(ts: list[Tensor]) -> Tensor:
+    """Concatenate along rows, padding dimension 1 with zeros (False) to the widest."""
     width = max(t.shape[1] for t in ts)
-    return torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1])) for t in ts])
+    return torch.cat([torch.cat([t, t.new_zeros((len(t), width - t.shape[1], *t.shape[2:]))], 1)
+                      for t in ts])  # fmt: skip
 
 
 @dataclass
@@ -94,6 +109,10 @@ class Batch:
     history_mask: Tensor  # (B, N) bool, True where ``history`` holds a real item
     labels: dict[str, Tensor] = field(default_factory=dict)  # label column -> (B,) float32
     label_mask: dict[str, Tensor] = field(default_factory=dict)  # label column -> (B,) bool
+    # Window examples (``BatchBuilder(examples="windows")``): ``history`` is then (W, N), W
+    # training windows, and row b's user state is the one at flat position ``history_pos[b]``
+    # (window ``// N``, position ``% N``). None: row b reads its own history row's last state.
+    history_pos: Tensor | None = None  # (B,) long
 
     def __len__(self) -> int:
         return int(self.user_index.shape[0])
@@ -104,6 +123,8 @@ class Batch:
             v = getattr(self, f.name)
             if isinstance(v, dict):
                 moved[f.name] = {k: t.to(device) for k, t in v.items()}
+            elif v is None:
+                moved[f.name] = None
             else:
                 moved[f.name] = v.to(device)
         return Batch(**moved)

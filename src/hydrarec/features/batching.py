@@ -8,6 +8,12 @@ once, and replaces missing labels by 0 with a mask.
 History alignment: a history is (B, N) and **right-aligned**, the most recent item last; rows with
 fewer than N earlier items are padded on the left (mask False). For a user with items a, b, c at
 times 1, 2, 3 and N = 2 the three training rows see ``[pad, pad]``, ``[pad, a]`` and ``[a, b]``.
+
+Window examples (``examples='windows'``, SASRec-style training): the units are training windows
+(``UserHistories.window_ends``) instead of rows. ``history`` is then (W, N), one left-padded window
+each, and the batch's B rows are the windows' targets: row b reads the state at flat position
+``history_pos[b]``. With N = 3 the user above gives one window ``[pad, a, b]`` whose three
+positions predict a, b and c: three rows from one pass of the sequence encoder.
 """
 
 from __future__ import annotations
@@ -58,6 +64,9 @@ class BatchBuilder:
     i.e. ``log((B * p_batch + K * p_sampler) / (B + K))``; 0 where neither is given and with
     ``full_catalogue``. History items are among the distinct items and get the same formula.
 
+    ``examples='windows'``: ``build`` takes window ends (``units``) instead of rows, each window
+    ``history_len`` long with ``window_stride`` targets (0: ``history_len``, no overlap).
+
     Not thread-safe: de-duplication reuses two per-catalogue buffers (9 bytes per item).
     """
 
@@ -75,6 +84,8 @@ class BatchBuilder:
         item_log_prob: np.ndarray | None = None,
         full_catalogue: bool = False,
         history_mode: Literal["before", "last"] = "before",
+        examples: Literal["rows", "windows"] = "rows",
+        window_stride: int = 0,
     ) -> None:
         self.user_idx = np.asarray(user_idx, dtype=np.int64)
         self.item_idx = np.asarray(item_idx, dtype=np.int64)
@@ -91,6 +102,8 @@ class BatchBuilder:
         )
         self.full_catalogue = full_catalogue
         self.history_mode = history_mode
+        self.examples = examples
+        self.window_stride = window_stride or history_len
         self.n_items = len(item_features)
         self._check()
         self._mark = np.zeros(self.n_items + 1, dtype=bool)  # last slot: padding (-1)
@@ -112,6 +125,12 @@ class BatchBuilder:
             raise DataError("sampled negatives make no sense with full_catalogue=True")
         if self.history_mode not in ("before", "last"):
             raise DataError(f"history_mode {self.history_mode!r}", expected="'before' or 'last'")
+        if self.examples not in ("rows", "windows"):
+            raise DataError(f"examples {self.examples!r}", expected="'rows' or 'windows'")
+        if self.examples == "windows" and (self.history_len == 0 or self.history_mode != "before"):
+            raise DataError("window examples need histories", expected="history_len > 0, 'before'")
+        if self.examples == "windows" and not 1 <= self.window_stride <= self.history_len:
+            raise DataError(f"window_stride {self.window_stride}", expected="1..history_len")
         if self.item_log_prob is not None and len(self.item_log_prob) != self.n_items:
             raise DataError("item_log_prob must have one entry per catalogue item")
         if n and (self.item_idx.min() < 0 or self.item_idx.max() >= self.n_items):
@@ -119,11 +138,25 @@ class BatchBuilder:
         if n and (self.user_idx.min() < 0 or self.user_idx.max() >= len(self.user_features)):
             raise DataError("user_idx out of range of the user table")
 
-    def build(self, rows: np.ndarray, rng: np.random.Generator | None = None) -> Batch:
-        """The ``Batch`` of the interactions at ``rows``; ``rng`` draws the negatives."""
-        rows = np.asarray(rows, dtype=np.int64)
+    def units(self, rows: np.ndarray) -> np.ndarray:
+        """What one epoch iterates over: ``rows`` itself, or with ``examples='windows'`` the ends
+        of the windows that cover every user's history items once (the histories' rows)."""
+        if self.examples == "rows" or self.histories is None:
+            return np.asarray(rows, dtype=np.int64)
+        return self.histories.window_ends(self.window_stride)
+
+    def build(self, units: np.ndarray, rng: np.random.Generator | None = None) -> Batch:
+        """The ``Batch`` of the interactions at rows ``units`` (or of the windows ending at
+        ``units``, with ``examples='windows'``); ``rng`` draws the negatives."""
+        rows, state_pos = np.asarray(units, dtype=np.int64), None
+        if self.examples == "windows" and self.histories is not None:
+            pad = 0 if self.full_catalogue else -1
+            hist, hmask, rows, state_pos = self.histories.windows(
+                rows, self.history_len, self.window_stride, pad
+            )  # (W, N) windows, (B,) rows of their targets, (B,) flat positions of the targets
         users, items = np.take(self.user_idx, rows), np.take(self.item_idx, rows)  # (B,), (B,)
-        hist, hmask = self._history(rows, users)  # (B, N), padded with -1
+        if state_pos is None:
+            hist, hmask = self._history(rows, users)  # (B, N), padded with -1
         if self.full_catalogue:
             batch_items, logq = self.item_features, self._zero_logq
             index, pos = self._all_items, items
@@ -146,7 +179,18 @@ class BatchBuilder:
             history_mask=torch.from_numpy(hmask),
             labels=labels,
             label_mask=label_mask,
+            history_pos=None if state_pos is None else torch.from_numpy(state_pos),
         )
+
+    def set_interactions(
+        self, user_idx: np.ndarray, item_idx: np.ndarray, labels: dict[str, np.ndarray]
+    ) -> None:
+        """Replace the interactions ``build`` reads rows from (streamed training: one batch's
+        rows at a time, then ``build(np.arange(B))``; no histories)."""
+        self.user_idx = np.asarray(user_idx, dtype=np.int64)
+        self.item_idx = np.asarray(item_idx, dtype=np.int64)
+        names = {k: labels[k] for k in self.label_names}
+        self._label_rows = _label_matrix(names, len(self.user_idx))  # (B, L)
 
     def _history(self, rows: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n, pad = self.history_len, (0 if self.full_catalogue else -1)
@@ -217,7 +261,8 @@ class BatchBuilder:
         rank: int = 0,
         world_size: int = 1,
     ) -> Iterator[Batch]:
-        """Batches of ``rows`` (this rank's share), deterministic given ``seed``.
+        """Batches of ``rows`` (this rank's share), deterministic given ``seed``; ``rows`` are the
+        ``units`` of an epoch (window ends with ``examples='windows'``).
 
         The shuffle is the same on every rank (pass the same int seed, e.g. ``seed + epoch``);
         rank r takes the contiguous block ``[r * k, (r + 1) * k)`` of the shuffled batches, where
@@ -282,4 +327,6 @@ def _gather(table: EntityFeatures, index: torch.Tensor) -> EntityFeatures:
         numeric=None if table.numeric is None else take(table.numeric),
         multi_hot={k: take(v) for k, v in table.multi_hot.items()},
         text=None if table.text is None else take(table.text),
+        text_states=None if table.text_states is None else take(table.text_states),
+        text_mask=None if table.text_mask is None else take(table.text_mask),
     )

@@ -2,6 +2,10 @@
 
 A history is (B, N) and **right-aligned**, the most recent item last; rows with fewer than N
 earlier items are padded on the left (mask False).
+
+Training windows (SASRec, Kang and McAuley, ICDM 2018): ``windows`` cuts each user's sequence into
+(W, N) windows whose position j holds the item before the one position j predicts, so one causal
+pass over a window gives up to N (state, next item) pairs instead of one.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class UserHistories:
         if len(u) and (u.min() < 0 or u.max() >= self.n_users):
             raise DataError(f"user indices must lie in [0, {self.n_users})", field="user_idx")
         self.items = np.asarray(item_idx, dtype=np.int64)[order]  # (M,) CSR data
+        self.rows = order  # (M,) the interaction row of each place in ``items``
         counts = np.bincount(users[order], minlength=self.n_users)
         self.indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # (n_users + 1,)
         self._users = users  # user of every row (a reference, not a copy)
@@ -77,6 +82,53 @@ class UserHistories:
         known = (users >= 0) & (users < self.n_users)
         u = np.where(known, users, 0)
         return self._take(np.where(known, self.indptr[u + 1] + n * u, 0), n, pad)
+
+    def window_ends(self, stride: int) -> np.ndarray:
+        """(W,) places in ``items`` where training windows end: each user's last item, then every
+        ``stride`` items back, so windows of ``stride`` targets cover every item exactly once.
+
+        >>> h = UserHistories(np.zeros(5, dtype=int), np.arange(5))
+        >>> h.window_ends(2).tolist()
+        [4, 2, 0]
+        """
+        if stride < 1:
+            raise DataError(f"window stride {stride}", expected=">= 1")
+        n_win = -(-np.diff(self.indptr) // stride)  # (n_users,) windows per user
+        user = np.repeat(np.arange(self.n_users), n_win)  # (W,)
+        k = np.arange(len(user)) - np.repeat(np.cumsum(n_win) - n_win, n_win)  # k-th from the end
+        return self.indptr[user + 1] - 1 - k * stride
+
+    def windows(
+        self, ends: np.ndarray, n: int, stride: int, pad: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Training windows of length ``n`` ending at the places ``ends`` (see ``window_ends``).
+
+        Position j of the window ending at place e predicts the item at place ``e - n + 1 + j``
+        from the items before it; its input is the item at place ``e - n + j`` (``pad`` and mask
+        False before the user's first item: windows are left-padded, and the position that
+        predicts a user's first item has an empty history). The last ``stride`` positions are
+        targets; earlier ones, and places before the user's first item, are context only.
+
+        Returns inputs (W, n), their mask (W, n), the interaction rows of the R targets (R,) and
+        the flat index ``w * n + j`` of each target's position (R,), window by window.
+
+        >>> h = UserHistories(np.zeros(3, dtype=int), np.array([7, 8, 9]))
+        >>> x, m, rows, pos = h.windows(np.array([2]), 4, 4)
+        >>> x.tolist(), m.tolist(), rows.tolist(), pos.tolist()
+        ([[0, 0, 7, 8]], [[False, False, True, True]], [0, 1, 2], [1, 2, 3])
+        """
+        ends = np.asarray(ends, dtype=np.int64)
+        if not 1 <= stride <= n:
+            raise DataError(f"window stride {stride} with windows of {n}", expected="1..n")
+        start = self.indptr[np.take(self._users, np.take(self.rows, ends))]  # (W,) user's first
+        target = ends[:, None] + np.arange(1 - n, 1)  # (W, n) place each position predicts
+        first = np.maximum(start, ends - stride + 1)  # (W,) first place that is a target
+        is_target = target >= first[:, None]  # (W, n)
+        source = target - 1  # (W, n) place of each position's input
+        mask = source >= start[:, None]  # (W, n)
+        inputs = np.where(mask, np.take(self.items, np.maximum(source, 0)), pad)
+        rows = np.take(self.rows, target[is_target])  # (R,)
+        return inputs, mask, rows, np.flatnonzero(is_target)
 
     def _take(self, starts: np.ndarray, n: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
         """Windows at ``starts`` of the padded layout; -1 (the layout's padding) -> ``pad``."""

@@ -146,10 +146,22 @@ class FeaturePipeline:
         if len(rows) == 0:
             raise DataError("no train interactions to fit features on", expected="train rows")
         inter = dataset.interactions
-        users = dataset.users.iloc[_present(inter["user_idx"].to_numpy(), rows, dataset.n_users)]
-        items = dataset.items.iloc[_present(inter["item_idx"].to_numpy(), rows, dataset.n_items)]
-        self.user_ = self._fit_entity(users, dataset.schema, "users", self.config.user)
-        self.item_ = self._fit_entity(items, dataset.schema, "items", self.config.item)
+        return self.fit_entities(
+            dataset,
+            _present(inter["user_idx"].to_numpy(), rows, dataset.n_users),
+            _present(inter["item_idx"].to_numpy(), rows, dataset.n_items),
+        )
+
+    def fit_entities(
+        self, dataset: Dataset, users: np.ndarray, items: np.ndarray
+    ) -> FeaturePipeline:
+        """Fit on the users and items at these catalogue indices: those of the train
+        interactions (streamed training knows them from its first pass, not from rows)."""
+        if len(users) == 0 or len(items) == 0:
+            raise DataError("no train users or items to fit features on", expected="train rows")
+        user_rows, item_rows = dataset.users.iloc[users], dataset.items.iloc[items]
+        self.user_ = self._fit_entity(user_rows, dataset.schema, "users", self.config.user)
+        self.item_ = self._fit_entity(item_rows, dataset.schema, "items", self.config.item)
         return self
 
     def _fit_entity(

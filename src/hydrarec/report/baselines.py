@@ -36,7 +36,7 @@ def popularity_metrics(run: LoadedRun, split: str = "test") -> dict[str, float]:
     """The popularity baseline's metrics on ``split``, keyed ``task/metric`` like the model's."""
     inter = run.interactions
     rows = inter[inter["split"] == split]
-    if len(rows) == 0:
+    if len(rows) == 0 or not (inter["split"] == "train").any():  # streamed runs keep no train
         return {}
     counts = item_counts(run)
     out: dict[str, float] = {}

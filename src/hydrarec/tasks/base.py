@@ -32,7 +32,9 @@ class TaskInputs:
     user: (B, D) user vectors; item: (B, D) vectors of the interactions' items;
     items: (U, D) vectors of the batch's distinct items (rows of ``batch.items``); needed by
            retrieval only, None when scoring bare (user, item) pairs;
-    batch: the batch itself, None when scoring bare pairs (no task's ``forward`` needs it today).
+    batch: the batch itself, None when scoring bare pairs (no task's ``forward`` needs it today);
+    side: the (B, S) user and item side blocks (the AutoRec path, ``encoders/autorec.py``), which
+          a rating task turns into its second path; None for models without them.
     """
 
     user: Tensor  # (B, D)
@@ -40,6 +42,7 @@ class TaskInputs:
     items: Tensor | None = None  # (U, D)
     batch: Batch | None = None
     rep: Tensor | None = None  # (B, H)
+    side: tuple[Tensor, Tensor] | None = None  # (B, S) user block, (B, S) item block
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class TaskContext:
     item_spec: EntitySpec
     label_stats: dict[str, tuple[float, float, float]] | None
     n_items: int  # catalogue size
+    side_dim: int = 0  # S, width of the side blocks of the user and item vectors (0: none)
 
 
 class Task(nn.Module, ABC):

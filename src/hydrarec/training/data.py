@@ -6,12 +6,17 @@ covers the same rows as step j of a single process with the same seed, split int
 parts, one per rank (per-rank batch = batch_size / W, the first ``batch_size % W`` ranks one row
 more). Steps per epoch, the learning-rate schedule and the rows of each step therefore do not
 depend on the number of ranks.
+
+``train.examples = "windows"`` (SASRec-style training): an epoch iterates over windows that cover
+every user's train sequence once (``BatchBuilder.units``) instead of rows, ``batch_size`` windows
+at a time; each window trains every position on the next item, for every task.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -20,7 +25,7 @@ from hydrarec.data.dataset import Dataset
 from hydrarec.data.sampling import PopularitySampler, UniformSampler
 from hydrarec.data.schema import TIMESTAMP
 from hydrarec.data.splits import Split, make_split
-from hydrarec.encoders.text import item_text_vectors
+from hydrarec.encoders.text import add_item_text
 from hydrarec.errors import DataError
 from hydrarec.features.batch import Batch, EntityFeatures, EntitySpec
 from hydrarec.features.batching import BatchBuilder, UserHistories
@@ -46,21 +51,26 @@ class TrainData:
     rank: int = 0
     world_size: int = 1
 
+    @cached_property
+    def units(self) -> np.ndarray:
+        """What an epoch iterates over: the train rows, or the training windows' ends."""
+        return self.builder.units(self.split.train)
+
     @property
     def steps_per_epoch(self) -> int:
         """Optimizer steps per epoch: global batches, the same on every rank and for any W."""
-        return BatchBuilder.num_batches(len(self.split.train), self.cfg.train.batch_size)
+        return BatchBuilder.num_batches(len(self.units), self.cfg.train.batch_size)
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         """This rank's batches of ``epoch``: the same shuffle for a given (seed, epoch)."""
         seed = self.cfg.train.seed * 1_000_003 + epoch
         if self.world_size == 1:
             return self.builder.iterate(
-                self.split.train, self.cfg.train.batch_size, shuffle=True, seed=seed
+                self.units, self.cfg.train.batch_size, shuffle=True, seed=seed
             )
         return rank_batches(
             self.builder,
-            self.split.train,
+            self.units,
             self.cfg.train.batch_size,
             seed,
             self.rank,
@@ -146,8 +156,8 @@ def make_train_data(cfg: Config, ds: Dataset, rank: int = 0, world_size: int = 1
     items = pipeline.transform_items(ds.items)
     item_spec = pipeline.item_spec()
     if cfg.model.text.enabled:  # every catalogue item, cold ones too: text is content, not labels
-        items.text = item_text_vectors(cfg.model.text, ds.items)  # (N, T)
-        item_spec = replace(item_spec, text_dim=int(items.text.shape[1]))
+        # (N, T) vectors, or (N, S, H) token states when the last layers are fine-tuned
+        item_spec = replace(item_spec, text_dim=add_item_text(cfg.model.text, items, ds.items))
     user_idx, item_idx, ts = _columns(ds)
     train_hist = UserHistories(user_idx, item_idx, ts, rows=split.train, n_users=ds.n_users)
     counts = np.bincount(item_idx[split.train], minlength=ds.n_items).astype(np.float64)
@@ -175,6 +185,8 @@ def make_train_data(cfg: Config, ds: Dataset, rank: int = 0, world_size: int = 1
         sampler=sampler,
         item_log_prob=log_prob,
         full_catalogue=full,
+        examples=cfg.train.examples,
+        window_stride=cfg.train.window_stride or 0,
     )
     return TrainData(
         cfg,

@@ -100,6 +100,14 @@ class Distributed:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def backend(self) -> str:
+        """The process group's backend ("gloo", "nccl"); "none" in a single process."""
+        return str(dist.get_backend()) if self.enabled else "none"
+
+    def supports_sparse_gradients(self) -> bool:
+        """Whether sparse gradients can be all-reduced: gloo can, NCCL cannot."""
+        return not self.enabled or self.backend() == "gloo"
+
     def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
         """``module`` in DDP when distributed (gradients averaged over ranks in backward).
 

@@ -10,6 +10,10 @@ through DDP (``LossModule``), the joint-loss parameters' gradients are averaged 
 losses are averaged over ranks, rank 0 validates and broadcasts the metrics (so every rank takes
 the same early-stopping decision), and only rank 0 writes checkpoints or calls the callbacks.
 Every rank resumes from the same checkpoint, each with its own saved RNG state.
+
+Sparse embeddings (issue 7, ``training/sparse.py``): large embedding tables get sparse gradients
+and their own ``SparseAdam``, chosen by module type and size; everything else keeps AdamW. Both
+optimizers and their schedules are checkpointed.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from hydrarec.training import checkpoint
 from hydrarec.training.distributed import Distributed, DistributedError, LossModule
 from hydrarec.training.progress import Progress
 from hydrarec.training.schedule import warmup_cosine
+from hydrarec.training.sparse import clip_grad_norm, sparse_parameters
 
 
 class Objective(Protocol):
@@ -69,6 +74,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def model_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """The groups a model asks for (``model.param_groups()``: params + AdamW settings such as
+    ``lr``), none when it asks for none. Defaults: ``train.weight_decay``, ``train.lr``."""
+    own = getattr(model, "param_groups", None)
+    return [{"weight_decay": weight_decay, **g} for g in own()] if callable(own) else []
+
+
 class Trainer:
     def __init__(
         self,
@@ -85,6 +97,8 @@ class Trainer:
     ) -> None:
         self.model = model.to(device)
         self.dist = dist or Distributed()
+        # large embedding tables: sparse gradients + SparseAdam (set before DDP wraps the model)
+        self.sparse_params = sparse_parameters(self.model, cfg.sparse_embeddings, self.dist)
         # GradNorm differentiates each task loss before the backward, which DDP's gradient hooks
         # mistake for part of the step (measured: the ranks' models drift apart); its gradients
         # are averaged by hand instead, after the backward, without DDP's overlap
@@ -109,11 +123,21 @@ class Trainer:
         quiet = Progress(enabled=False)
         self.progress = progress if progress is not None and self.dist.is_main else quiet
         # loss-weighting parameters (log-variances, GradNorm weights) get no weight decay
-        groups = [{"params": list(model.parameters()), "weight_decay": cfg.weight_decay}]
+        sparse = {id(p) for p in self.sparse_params}
+        own = model_param_groups(model, cfg.weight_decay)  # e.g. fine-tuned LM layers' own lr
+        taken = sparse | {id(p) for g in own for p in g["params"]}
+        dense = [p for p in model.parameters() if id(p) not in taken]
+        groups = [{"params": dense, "weight_decay": cfg.weight_decay}, *own]
         if list(objective.parameters()):
             groups.append({"params": list(objective.parameters()), "weight_decay": 0.0})
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+        self.sparse_optimizer = (
+            torch.optim.SparseAdam(self.sparse_params, lr=cfg.lr) if self.sparse_params else None
+        )
         self.state = LoopState()
+
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimizer] + ([self.sparse_optimizer] if self.sparse_optimizer else [])
 
     def _autocast(self) -> Any:
         if self.device.type == "cuda" and self.cfg.amp:
@@ -132,7 +156,8 @@ class Trainer:
     ) -> TrainResult:
         """Train up to ``cfg.epochs`` epochs; ``batches(epoch)`` yields that epoch's batches."""
         total = self.cfg.epochs * max(1, steps_per_epoch)
-        self.scheduler = warmup_cosine(self.optimizer, total, self.cfg.warmup)
+        self.schedulers = [warmup_cosine(o, total, self.cfg.warmup) for o in self._optimizers()]
+        self.scheduler = self.schedulers[0]
         if resume and self._resumable():
             self._load_checkpoint()
         else:
@@ -191,17 +216,22 @@ class Trainer:
                 + ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
                 + " (lower train.lr, or check the labels)"
             )
-        self.optimizer.zero_grad(set_to_none=True)
+        for o in self._optimizers():
+            o.zero_grad(set_to_none=True)
         if gradnorm:  # GradNorm balances gradients
             self.objective.gradnorm_step(losses, self.model.shared_parameters())  # type: ignore[attr-defined,operator]
         total.backward()  # under DDP this also averages the model's gradients over ranks
         if self.sync_by_hand:
             self.dist.average_gradients(self.model.parameters())
         self.dist.average_gradients(self.objective.parameters())
-        if self.cfg.grad_clip > 0:
+        if self.cfg.grad_clip > 0 and self.sparse_params:  # torch's cannot take sparse grads
+            clip_grad_norm(self.model.parameters(), self.cfg.grad_clip)
+        elif self.cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
+        for o in self._optimizers():
+            o.step()
+        for s in self.schedulers:
+            s.step()
         self.state.step += 1
         out = {k: float(v.detach()) for k, v in losses.items()}
         out["total"] = float(total.detach())
@@ -269,6 +299,7 @@ class Trainer:
                 "model": self.model.state_dict(),
                 "objective": self.objective.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
+                "sparse_optimizer": self.sparse_optimizer and self.sparse_optimizer.state_dict(),
                 "scheduler": {"last_epoch": self.scheduler.last_epoch},
                 "rng_ranks": rng,  # torch RNG state of each rank, in rank order
                 "loop": {
@@ -289,8 +320,16 @@ class Trainer:
         self.model.load_state_dict(st["model"])
         self.objective.load_state_dict(st["objective"])
         self.optimizer.load_state_dict(st["optimizer"])
-        # the optimizer's param groups carry the current lr; the scheduler only needs its count
-        self.scheduler.last_epoch = int(st["scheduler"]["last_epoch"])
+        if self.sparse_optimizer is not None:
+            if not st.get("sparse_optimizer"):
+                raise RuntimeError(
+                    f"{stem}: the checkpoint has no sparse-embedding optimizer; resume with the "
+                    "train.sparse_embeddings setting it was trained with"
+                )
+            self.sparse_optimizer.load_state_dict(st["sparse_optimizer"])
+        # the optimizer's param groups carry the current lr; the schedulers only need the count
+        for s in self.schedulers:
+            s.last_epoch = int(st["scheduler"]["last_epoch"])
         ranks = st["rng_ranks"] if "rng_ranks" in st else [st["rng"]]  # older: one "rng"
         same_world = len(ranks) == self.dist.world_size  # else every rank continues rank 0's
         torch.set_rng_state(ranks[self.dist.rank] if same_world else ranks[0])

@@ -11,6 +11,7 @@ import pytest
 
 from hydrarec.data.streaming import (
     Columns,
+    HashCarve,
     ParquetInteractions,
     fixed_batches,
     rows_of,
@@ -122,12 +123,59 @@ def test_missing_labels_are_nan(files: list[Path]) -> None:
     assert np.isnan(batch["y"][missing]).all() and not np.isnan(batch["y"][~missing]).any()
 
 
-def test_ranks_split_each_global_batch(files: list[Path]) -> None:
-    whole = list(stream(files).epoch(0, batch_size=64))
-    parts = [list(stream(files).epoch(0, 64, rank=r, world_size=2)) for r in (0, 1)]
-    assert len(parts[0]) == len(parts[1]) == len(whole)  # the same number of steps
-    for w, p0, p1 in zip(whole, *parts, strict=True):
+def test_ranks_read_disjoint_row_groups(files: list[Path]) -> None:
+    """Two shards: the same number of steps as one process, every row once over both ranks,
+    each row group read by one rank only, about half a global batch per rank and step."""
+    steps = stream(files).steps(64)
+    parts = []
+    for r in (0, 1):
+        s = stream(files)
+        parts.append(list(s.epoch(0, 64, rank=r, world_size=2)))
+        assert s.buffer_stats_.peak_rows <= 120  # each rank's own buffer
+    assert len(parts[0]) == len(parts[1]) == steps == 16
+    rows = [rids(iter(p)) for p in parts]
+    assert sorted(rows[0] + rows[1]) == list(range(ROWS))
+    groups = [{r // GROUP for r in rs} for rs in rows]
+    assert not groups[0] & groups[1] and len(groups[0]) == len(groups[1]) == 10
+    sizes = [[rows_of(b) for b in p] for p in parts]
+    assert all(31 <= n <= 32 for ns in sizes for n in ns)  # 500 rows in 16 steps: 31-32 each
+
+
+def test_one_row_group_is_shared_by_the_ranks_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "one.parquet"
+    pd.DataFrame({"user": np.arange(100) % 7, "item": np.arange(100), "rid": np.arange(100.0)}
+                 ).to_parquet(path)  # fmt: skip
+    one = ParquetInteractions([path], "user", "item", ["rid"], 30).fit()
+    whole = list(one.epoch(0, batch_size=16))
+    with pytest.warns(UserWarning, match="every rank reads every row group"):
+        parts = [list(one.epoch(0, 16, rank=r, world_size=2)) for r in (0, 1)]
+    assert len(parts[0]) == len(parts[1]) == len(whole)
+    for w, p0, p1 in zip(whole, *parts, strict=True):  # each keeps its half of a global batch
         assert np.concatenate([p0["rid"], p1["rid"]]).tolist() == w["rid"].tolist()
+
+
+def test_peak_buffered_rows_stay_within_the_buffer(files: list[Path]) -> None:
+    s = stream(files, buffer_rows=120)
+    assert len(rids(s.epoch(0, 64))) == ROWS
+    assert s.buffer_stats_.rows_in == ROWS  # 10x the buffer went through it ...
+    assert 0 < s.buffer_stats_.peak_rows <= 120  # ... and at most the buffer stayed
+
+
+def test_hash_carve_holds_rows_out_of_the_stream(files: list[Path]) -> None:
+    carve = HashCarve(valid_ratio=0.1, test_ratio=0.1, seed=5)
+    s = ParquetInteractions(files, "user", "item", ["rid", "y"], 120, carve=carve).fit()
+    held = s.heldout_
+    assert held is not None
+    streamed = rids(s.epoch(0, 64))
+    out = held.column("rid").to_numpy().astype(int).tolist()
+    assert sorted(streamed + out) == list(range(ROWS)) and s.n_rows_ == len(streamed)
+    assert sorted(streamed) == sorted(rids(s.epoch(1, 64)))  # the same rows every epoch
+    parts = held.column("part").to_numpy()
+    assert set(parts.tolist()) == {1, 2} and 0.05 < (parts == 1).mean() * len(out) / ROWS < 0.15
+    # a pair's rows share a part: the carve is a function of (user, item) alone
+    again = carve.parts(np.array(["u3", "u3"]), np.array([3, 3]))
+    assert again[0] == again[1]
+    assert s.vocabularies_["item"].counts.sum() == len(streamed)  # vocabularies count train
 
 
 def test_epoch_before_fit_is_an_error(files: list[Path]) -> None:

@@ -81,9 +81,9 @@ def test_template_fields_must_name_columns() -> None:
         render_texts(ITEMS, "{title")
 
 
-def test_finetuning_is_refused_clearly(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"finetune_layers = 2: .*not implemented"):
-        encoder(tmp_path, finetune_layers=2)
+def test_finetuning_more_layers_than_the_model_has_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"finetune_layers = 9: the model has 6 .* 0 \(frozen\)"):
+        encoder(tmp_path, finetune_layers=9)  # fine-tuning itself: test_text_tuning.py
 
 
 def test_model_must_be_local_directory(tmp_path: Path) -> None:

@@ -1,0 +1,123 @@
+"""Training windows (SASRec-style, ``examples="windows"``) on hand-worked examples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hydrarec.errors import DataError
+from hydrarec.features.batch import EntityFeatures
+from hydrarec.features.batching import BatchBuilder, UserHistories
+
+# row: user, item, time. User 0 saw 4 (t1), 1 (t2), 2 (t3); user 1 saw 5 (t4), 3 (t5), 0 (t6).
+USERS = np.array([0, 0, 1, 0, 1, 1])
+ITEMS = np.array([2, 4, 3, 1, 0, 5])
+TIMES = np.array([3, 1, 5, 2, 6, 4])
+RATING = np.array([5.0, np.nan, 3.0, 4.0, np.nan, 1.0], dtype=np.float32)
+N_ITEMS = 7
+
+
+def test_windows_hand_worked() -> None:
+    h = UserHistories(USERS, ITEMS, TIMES)  # places: user 0 -> 0, 1, 2; user 1 -> 3, 4, 5
+    ends = h.window_ends(2)  # each user's last place, then 2 back
+    assert ends.tolist() == [2, 0, 5, 3]
+    inputs, mask, rows, pos = h.windows(ends, 2, 2, pad=-1)
+    # window ending at place 2 (user 0): positions predict places 1, 2 (items 1, 2; rows 3, 0)
+    # from the items at places 0, 1 (4, 1). Window ending at place 0: position 1 predicts the
+    # user's first item from an empty history; position 0 would predict place -1: not a target.
+    assert inputs.tolist() == [[4, 1], [-1, -1], [5, 3], [-1, -1]]
+    assert mask.tolist() == [[True, True], [False, False], [True, True], [False, False]]
+    assert rows.tolist() == [3, 0, 1, 2, 4, 5]
+    assert pos.tolist() == [0, 1, 3, 4, 5, 7]  # flat positions w * 2 + j
+
+
+def test_overlapping_windows_keep_context_but_count_each_target_once() -> None:
+    h = UserHistories(USERS, ITEMS, TIMES)
+    ends = h.window_ends(1)
+    assert ends.tolist() == [2, 1, 0, 5, 4, 3]
+    inputs, _, rows, pos = h.windows(ends[:2], 3, 1, pad=-1)
+    # stride 1: only the last position is a target, with the 3 items before it as context
+    assert inputs.tolist() == [[-1, 4, 1], [-1, -1, 4]]
+    assert rows.tolist() == [0, 3] and pos.tolist() == [2, 5]
+
+
+@pytest.mark.parametrize("n", [1, 3, 8])
+def test_an_epoch_of_windows_covers_every_row_once(n: int) -> None:
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 9, 200)
+    train = np.sort(rng.choice(200, 150, replace=False))
+    h = UserHistories(users, rng.integers(0, 30, 200), rng.integers(0, 1000, 200), rows=train)
+    for stride in range(1, n + 1):
+        _, _, rows, pos = h.windows(h.window_ends(stride), n, stride)
+        assert sorted(rows.tolist()) == train.tolist()
+        assert len(np.unique(pos)) == len(pos)
+
+
+def test_stride_one_windows_are_the_histories_of_their_rows() -> None:
+    rng = np.random.default_rng(1)
+    users = rng.integers(0, 5, 60)
+    h = UserHistories(users, rng.integers(0, 20, 60), rng.integers(0, 100, 60))
+    inputs, mask, rows, pos = h.windows(h.window_ends(1), 4, 1, pad=-1)
+    before, before_mask = h.history_before(rows, 4, pad=-1)
+    np.testing.assert_array_equal(inputs, before)
+    np.testing.assert_array_equal(mask, before_mask)
+    assert pos.tolist() == [w * 4 + 3 for w in range(len(rows))]
+
+
+def test_bad_strides_are_errors() -> None:
+    h = UserHistories(USERS, ITEMS, TIMES)
+    with pytest.raises(DataError):
+        h.window_ends(0)
+    with pytest.raises(DataError, match="stride 3"):
+        h.windows(np.array([2]), 2, 3)
+
+
+def _builder(**kw: object) -> BatchBuilder:
+    return BatchBuilder(
+        USERS,
+        ITEMS,
+        {"rating": RATING},
+        EntityFeatures(ids=torch.arange(2) + 2),
+        EntityFeatures(ids=torch.arange(N_ITEMS) + 2),
+        histories=UserHistories(USERS, ITEMS, TIMES),
+        history_len=2,
+        examples="windows",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_window_batch_rows_are_the_targets(full: bool) -> None:
+    b = _builder(full_catalogue=full)
+    ends = b.units(np.arange(6))
+    assert ends.tolist() == [2, 0, 5, 3]
+    batch = b.build(ends)
+    assert batch.history.shape == (4, 2) and batch.history_pos is not None
+    assert batch.history_pos.tolist() == [0, 1, 3, 4, 5, 7]
+    rows = [3, 0, 1, 2, 4, 5]  # as in test_windows_hand_worked
+    assert batch.user_index.tolist() == USERS[rows].tolist()
+    assert batch.item_index[batch.item_pos].tolist() == ITEMS[rows].tolist()
+    hist_items = batch.item_index[batch.history][batch.history_mask]
+    assert hist_items.tolist() == [4, 1, 5, 3]
+    torch.testing.assert_close(batch.labels["rating"], torch.tensor([4.0, 5.0, 0.0, 3.0, 0.0, 1.0]))
+    assert batch.label_mask["rating"].tolist() == [True, True, False, True, False, True]
+    moved = batch.to("cpu").history_pos
+    assert moved is not None and moved.tolist() == batch.history_pos.tolist()
+    rows_builder = BatchBuilder(USERS, ITEMS, {}, b.user_features, b.item_features)
+    rows_batch = rows_builder.build(np.arange(6))
+    assert rows_batch.to("cpu").history_pos is None  # row examples: each row reads its last state
+
+
+def test_window_examples_need_histories() -> None:
+    with pytest.raises(DataError, match="window"):
+        BatchBuilder(
+            USERS,
+            ITEMS,
+            {},
+            EntityFeatures(ids=torch.arange(2) + 2),
+            EntityFeatures(ids=torch.arange(N_ITEMS) + 2),
+            examples="windows",
+        )
+    with pytest.raises(DataError, match="window_stride"):
+        _builder(window_stride=3)
