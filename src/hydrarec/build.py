@@ -9,7 +9,7 @@ from torch import nn
 
 from hydrarec.architectures import build_architecture
 from hydrarec.config import Config
-from hydrarec.encoders.autorec import ItemAutoRec, ItemRatings, UserAutoRec, WithBlock
+from hydrarec.encoders.autorec import BagEncoder, Decoder, RatingBags, WithBlocks
 from hydrarec.encoders.towers import ItemTower, UserTower
 from hydrarec.features.batch import EntitySpec
 from hydrarec.model import MultiTaskRecommender
@@ -22,19 +22,19 @@ def build_model(
     item_spec: EntitySpec,
     label_stats: dict[str, tuple[float, float, float]],
     n_items: int,
-    ratings: ItemRatings | None = None,
+    bags: dict[str, RatingBags] | None = None,
 ) -> MultiTaskRecommender:
     """``label_stats``: task name -> (min, max, mean) of its training labels.
 
-    ``ratings``: the rating task's train ratings by item, the bags of the AutoRec block
-    (``model.autorec``); None when loading a run, whose weights carry them.
+    ``bags``: the rating task's train ratings by item ("item") and by user ("user"), the inputs
+    of the AutoRec paths (``model.autorec``, ``model.user_autorec``); None when loading a run,
+    whose weights carry them.
     """
     dim = cfg.model.dim
     tower_tasks = [t for t in cfg.tasks if t.kind in ("rating", "binary")]
     architecture = build_architecture(cfg.model.architecture, 3 * dim, len(tower_tasks))
     rep_dim = int(getattr(architecture, "out_dim", dim))
-    ae = cfg.model.autorec
-    side_dim = ae.hidden + 1 if ae.hidden else 0  # the AutoRec blocks' width (encoders/autorec.py)
+    item_blocks, user_blocks, side_paths = autorec_blocks(cfg, user_spec, item_spec, bags or {})
     tasks = [
         build_task(
             t,
@@ -44,16 +44,16 @@ def build_model(
             item_spec=item_spec,
             label_stats=label_stats,
             n_items=n_items,
-            side_dim=side_dim,
+            side_paths=side_paths,
         )
         for t in cfg.tasks
     ]
     user_encoder: nn.Module = UserTower(user_spec, cfg.model)
     item_encoder: nn.Module = ItemTower(item_spec, cfg.model)
-    if side_dim:  # the I-AutoRec path, appended to both vectors
-        item_block = ItemAutoRec(item_spec.n_ids, user_spec.n_ids, ae, ratings)
-        item_encoder = WithBlock(item_encoder, item_block)
-        user_encoder = WithBlock(user_encoder, UserAutoRec(user_spec.n_ids, ae), strip=side_dim)
+    side_dim = sum(width for _, width in side_paths)
+    if side_dim:  # the AutoRec blocks, appended to both vectors
+        item_encoder = WithBlocks(item_encoder, item_blocks)
+        user_encoder = WithBlocks(user_encoder, user_blocks, strip=side_dim)
     return MultiTaskRecommender(
         user_encoder=user_encoder,
         item_encoder=item_encoder,
@@ -61,3 +61,29 @@ def build_model(
         tasks=tasks,
         side_dim=side_dim,
     )
+
+
+def autorec_blocks(
+    cfg: Config, user_spec: EntitySpec, item_spec: EntitySpec, bags: dict[str, RatingBags]
+) -> tuple[list[nn.Module], list[nn.Module], tuple[tuple[str, int], ...]]:
+    """The item tower's and the user tower's AutoRec blocks, and each path's (bag side, width).
+
+    I-AutoRec (``model.autorec``): the item's bag is encoded, the user has a decoder row;
+    U-AutoRec (``model.user_autorec``): the other way round. Block k of one tower pairs with
+    block k of the other (``encoders/autorec.py``).
+    """
+    items, users = item_spec.n_ids, user_spec.n_ids
+    item_blocks: list[nn.Module] = []
+    user_blocks: list[nn.Module] = []
+    paths: list[tuple[str, int]] = []
+    if cfg.model.autorec.hidden:
+        ae = cfg.model.autorec
+        item_blocks.append(BagEncoder(items, users, ae, bags.get("item")))
+        user_blocks.append(Decoder(users, ae))
+        paths.append(("item", ae.hidden + 1))
+    if cfg.model.user_autorec.hidden:
+        ae = cfg.model.user_autorec
+        item_blocks.append(Decoder(items, ae))
+        user_blocks.append(BagEncoder(users, items, ae, bags.get("user")))
+        paths.append(("user", ae.hidden + 1))
+    return item_blocks, user_blocks, tuple(paths)

@@ -122,9 +122,10 @@ class ArchitectureConfig(Section):
 
 
 class AutoRecConfig(Section):
-    """I-AutoRec block of the towers (Sedhain et al. 2015; ``encoders/autorec.py``, issue 8)."""
+    """An AutoRec path of the rating task (Sedhain et al. 2015; ``encoders/autorec.py``, issue 8):
+    ``model.autorec`` encodes items' ratings (I-AutoRec), ``model.user_autorec`` users' (U-)."""
 
-    hidden: int = Field(0, ge=0)  # K, hidden units of the item autoencoder (0: no block)
+    hidden: int = Field(0, ge=0)  # K, hidden units of the autoencoder (0: no such path)
     # training: each item's bag leaves out the batch's own ratings (false: the paper's way, the
     # input holds the ratings the output is trained on)
     leave_out: bool = True
@@ -144,6 +145,7 @@ class ModelConfig(Section):
     text: TextConfig = TextConfig()
     architecture: ArchitectureConfig = ArchitectureConfig()
     autorec: AutoRecConfig = AutoRecConfig()  # I-AutoRec rating path (hidden > 0 turns it on)
+    user_autorec: AutoRecConfig = AutoRecConfig()  # U-AutoRec rating path (hidden > 0 turns it on)
 
 
 class TaskConfig(Section):
@@ -154,9 +156,10 @@ class TaskConfig(Section):
     weight: float = Field(1.0, ge=0.0)  # static loss weight
     # rating
     mf_paths: bool = False  # add user / item bias and dot-product paths (biased MF) to the head
-    # rating, with model.autorec: the AutoRec path's weight a in the prediction
-    # (1 - a) * head + a * autorec (1: the autoencoder alone, 0: the head alone)
+    # rating, with model.autorec / model.user_autorec: the weights a, b of those paths in the
+    # prediction (1 - a - b) * head + a * item autoencoder + b * user autoencoder (a + b <= 1)
     autorec_weight: float = Field(0.5, ge=0.0, le=1.0)
+    user_autorec_weight: float = Field(0.25, ge=0.0, le=1.0)
     # retrieval
     negatives: int = Field(0, ge=0)  # sampled negatives per batch, added to in-batch ones
     sampler: Literal["uniform", "popularity"] = "popularity"  # negative sampler
@@ -244,25 +247,33 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _autorec(self) -> Config:
-        """The AutoRec block is one rating task's second path (``encoders/autorec.py``)."""
-        if not self.model.autorec.hidden:
+        """AutoRec paths belong to one rating task (``encoders/autorec.py``)."""
+        on = [k for k in ("autorec", "user_autorec") if getattr(self.model, k).hidden]
+        if not on:
             return self
+        field = f"model.{on[0]}.hidden > 0"
         ratings = [t.name for t in self.tasks if t.kind == "rating"]
         if len(ratings) != 1:
             raise ValueError(
-                f"model.autorec.hidden > 0 needs exactly one rating task (its train labels fill "
-                f"the item bags), found {len(ratings)}: {ratings}"
+                f"{field} needs exactly one rating task (its train labels fill the bags), "
+                f"found {len(ratings)}: {ratings}"
             )
         retrieval = [t.name for t in self.tasks if t.kind == "retrieval"]
         if retrieval:
             raise ValueError(
-                f"model.autorec.hidden > 0 cannot be combined with a retrieval task "
-                f"({retrieval}): the AutoRec block is part of the user and item vectors, so "
-                "retrieval scores would include it; remove the task or set hidden = 0"
+                f"{field} cannot be combined with a retrieval task ({retrieval}): the AutoRec "
+                "blocks are part of the user and item vectors, so retrieval scores would include "
+                "them; remove the task or set hidden = 0"
             )
-        if self.data.streaming:
-            raise ValueError("model.autorec.hidden > 0 needs the train ratings in memory; "
-                             "set data.streaming = false")  # fmt: skip
+        needs = {"data.streaming": (self.data.streaming, "false (the train ratings in memory)"),
+                 "train.examples": (self.train.examples != "rows", "'rows'")}  # fmt: skip
+        for name, (bad, allowed) in needs.items():
+            if bad:
+                raise ValueError(f"{field} needs {name} = {allowed}")
+        task = next(t for t in self.tasks if t.kind == "rating")
+        used = {f"{k}_weight": getattr(task, f"{k}_weight") for k in on}
+        if sum(used.values()) > 1.0:
+            raise ValueError(f"task {task.name!r}: its AutoRec path weights sum past 1: {used}")
         return self
 
     @model_validator(mode="after")

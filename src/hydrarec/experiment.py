@@ -27,7 +27,7 @@ from hydrarec.data.dataset import Dataset
 from hydrarec.data.registry import load_dataset
 from hydrarec.data.schema import TIMESTAMP
 from hydrarec.data.splits import Split
-from hydrarec.encoders.autorec import ItemRatings
+from hydrarec.encoders.autorec import RatingBags
 from hydrarec.encoders.text import save_text_state
 from hydrarec.errors import ConfigError
 from hydrarec.evaluation.evaluate import evaluate_model
@@ -114,13 +114,12 @@ def _save_data(run: RunDir, ds: Dataset, split: Split, labels: dict[str, np.ndar
     )
 
 
-def train_ratings(cfg: Config, data: TrainData) -> ItemRatings | None:
-    """The rating task's train ratings by item: the bags of the AutoRec block (None without one).
-
-    Users and items by id-vocabulary index (the ids the towers read); unlabelled rows left out.
-    """
-    if not cfg.model.autorec.hidden:
-        return None
+def train_bags(cfg: Config, data: TrainData) -> dict[str, RatingBags]:
+    """The rating task's train ratings by item ("item") and by user ("user"): the inputs of the
+    AutoRec paths (none without them). Ids are id-vocabulary indices, the ids the towers read;
+    unlabelled rows are left out."""
+    if not (cfg.model.autorec.hidden or cfg.model.user_autorec.hidden):
+        return {}
     task = next(t.name for t in cfg.tasks if t.kind == "rating")  # exactly one (config check)
     rows = data.split.train
     inter = data.dataset.interactions
@@ -128,7 +127,11 @@ def train_ratings(cfg: Config, data: TrainData) -> ItemRatings | None:
     items = data.items.ids.numpy()[inter["item_idx"].to_numpy()[rows]]
     label = data.labels[task][rows]
     ok = ~np.isnan(label)
-    return ItemRatings.from_pairs(users[ok], items[ok], label[ok], data.item_spec.n_ids)
+    users, items, label = users[ok], items[ok], label[ok]
+    return {
+        "item": RatingBags.from_pairs(items, users, label, data.item_spec.n_ids),
+        "user": RatingBags.from_pairs(users, items, label, data.user_spec.n_ids),
+    }
 
 
 def _meta(cfg: Config, data: TrainData, model: MultiTaskRecommender) -> dict[str, Any]:
@@ -235,7 +238,7 @@ def _train(
         bar.advance()
     device = device or pick_device(cfg.train.device)
     model = build_model(
-        cfg, data.user_spec, data.item_spec, data.stats, ds.n_items, train_ratings(cfg, data)
+        cfg, data.user_spec, data.item_spec, data.stats, ds.n_items, train_bags(cfg, data)
     )
     objective = JointLoss(
         [t.name for t in cfg.tasks], cfg.loss, {t.name: t.weight for t in cfg.tasks}

@@ -61,21 +61,30 @@ class MultiTaskRecommender(nn.Module):
         history: Tensor,
         history_mask: Tensor,
         history_pos: Tensor | None = None,
+        leave_out: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """(B, D); ``history_pos``: window examples, see ``Batch.history_pos``."""
-        if history_pos is None:
-            return self.user_encoder(users, history, history_mask)  # (B, D)
-        return self.user_encoder(users, history, history_mask, history_pos)  # (B, D)
+        """(B, D); ``history_pos``: window examples, see ``Batch.history_pos``; ``leave_out``
+        (item ids, rows of ``users``): pairs a side block must not read."""
+        args = (history, history_mask) + (() if history_pos is None else (history_pos,))
+        if leave_out is None:
+            return self.user_encoder(users, *args)  # (B, D)
+        return self.user_encoder(users, *args, leave_out=leave_out)  # (B, D)
 
     # -- training -------------------------------------------------------------------------
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        # a side block reads the items' train ratings: it leaves out the batch's own pairs, so it
-        # never sees the rating it is trained to predict (encoders/autorec.py)
-        own = (batch.users.ids, batch.item_pos) if self.side_dim else None
-        items = self.encode_items(batch.items, own)  # (U, D)
+        # side blocks read the train ratings of items and users: they leave out the batch's own
+        # pairs, so they never see a rating they are trained to predict (encoders/autorec.py)
+        own_items = own_users = None
+        if self.side_dim:
+            own_items = (batch.users.ids, batch.item_pos)  # user id, row in batch.items
+            rows = torch.arange(len(batch.item_pos), device=batch.item_pos.device)
+            own_users = (batch.items.ids[batch.item_pos], rows)  # item id, row in batch.users
+        items = self.encode_items(batch.items, own_items)  # (U, D)
         item = items[batch.item_pos]  # (B, D)
         history = items[batch.history]  # (B, N, D), or (W, N, D) windows
-        user = self.encode_users(batch.users, history, batch.history_mask, batch.history_pos)
+        user = self.encode_users(
+            batch.users, history, batch.history_mask, batch.history_pos, own_users
+        )  # (B, D)
         return self.heads(user, item, items, batch)
 
     def heads(

@@ -23,7 +23,7 @@ from tests.contracts.helpers import (
 from torch import Tensor, nn
 
 from hydrarec.config import AutoRecConfig, ModelConfig, SequenceConfig, TextConfig
-from hydrarec.encoders.autorec import ItemAutoRec, ItemRatings, UserAutoRec, WithBlock
+from hydrarec.encoders.autorec import BagEncoder, Decoder, RatingBags, WithBlocks
 from hydrarec.encoders.embedding import OOV, FeatureEmbedding
 from hydrarec.encoders.sequence import TransformerSequenceEncoder, build_sequence_encoder
 from hydrarec.encoders.towers import ItemTower, UserTower
@@ -82,23 +82,22 @@ def _history_only(m: nn.Module, n: int) -> Tensor:
 
 
 AUTOREC = AutoRecConfig(hidden=5, input_dropout=0.2)
-# every item id 2..19 rated by three users (ids 2..19), so no row of make_features is cold
-_AR_ITEMS = torch.arange(2, SPEC.n_ids).repeat_interleave(3)  # (54,)
-_AR_USERS = 2 + (_AR_ITEMS + torch.arange(3).repeat(SPEC.n_ids - 2)) % 18  # (54,) distinct per item
-RATINGS = ItemRatings.from_pairs(
-    _AR_USERS.numpy(),
-    _AR_ITEMS.numpy(),
-    (_AR_ITEMS % 5 + 1).float().numpy(),
-    SPEC.n_ids,
-)
+# every id 2..19 rated by three ids of the other side, so no row of make_features is cold
+_AR_ITEMS = torch.arange(2, SPEC.n_ids).repeat_interleave(3).numpy()  # (54,)
+_AR_USERS = 2 + (_AR_ITEMS + torch.arange(3).repeat(SPEC.n_ids - 2).numpy()) % 18  # (54,)
+_AR_RATINGS = (_AR_ITEMS % 5 + 1).astype("float32")
+ITEM_BAGS = RatingBags.from_pairs(_AR_ITEMS, _AR_USERS, _AR_RATINGS, SPEC.n_ids)
+USER_BAGS = RatingBags.from_pairs(_AR_USERS, _AR_ITEMS, _AR_RATINGS, SPEC.n_ids)
 
 
-def _item_autorec() -> nn.Module:
-    return WithBlock(ItemTower(SPEC, model_cfg()), ItemAutoRec(SPEC.n_ids, 20, AUTOREC, RATINGS))
+def _item_autorec() -> nn.Module:  # the item side of I-AutoRec and of U-AutoRec
+    blocks = [BagEncoder(SPEC.n_ids, 20, AUTOREC, ITEM_BAGS), Decoder(SPEC.n_ids, AUTOREC)]
+    return WithBlocks(ItemTower(SPEC, model_cfg()), blocks)
 
 
-def _user_autorec() -> nn.Module:
-    return WithBlock(UserTower(SPEC, model_cfg("none")), UserAutoRec(20, AUTOREC))
+def _user_autorec() -> nn.Module:  # the user side of both
+    blocks = [Decoder(20, AUTOREC), BagEncoder(SPEC.n_ids, 20, AUTOREC, USER_BAGS)]
+    return WithBlocks(UserTower(SPEC, model_cfg("none")), blocks)
 
 
 CASES: dict[str, Case] = {
@@ -111,8 +110,8 @@ CASES: dict[str, Case] = {
         lambda: ItemTower(TEXT_SPEC, model_cfg(id_dropout=0.3)), _features(TEXT_SPEC), D
     ),
     "user-tower-none": Case(lambda: UserTower(SPEC, model_cfg("none")), _with_history, D),
-    "item-tower-autorec": Case(_item_autorec, _features(), D + AUTOREC.hidden + 1),
-    "user-tower-autorec": Case(_user_autorec, _with_history, D + AUTOREC.hidden + 1),
+    "item-tower-autorec": Case(_item_autorec, _features(), D + 2 * (AUTOREC.hidden + 1)),
+    "user-tower-autorec": Case(_user_autorec, _with_history, D + 2 * (AUTOREC.hidden + 1)),
     **{
         f"user-tower-{k}": Case(lambda k=k: UserTower(SPEC, model_cfg(k)), _with_history, D, True)  # type: ignore[misc]
         for k in KINDS

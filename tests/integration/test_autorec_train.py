@@ -1,5 +1,6 @@
-"""A model with the AutoRec block (model.autorec, issue 8) trains, saves, loads and serves through
-the ordinary paths: train -> run directory -> evaluate / Recommender, cold items included."""
+"""A model with both AutoRec paths (model.autorec, model.user_autorec; issue 8) trains, saves,
+loads and serves through the ordinary paths: train -> run directory -> evaluate / Recommender,
+cold items included."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.integration.tiny import tiny_raw
 
 from hydrarec.catalogue import add_items
 from hydrarec.config import config_from_dict
-from hydrarec.encoders.autorec import ItemAutoRec
+from hydrarec.encoders.autorec import BagEncoder
 from hydrarec.experiment import evaluate, train
 from hydrarec.recommender import Recommender
 from hydrarec.rundir import load_run
@@ -27,15 +28,16 @@ from hydrarec.training.progress import Progress
 def autorec_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw = tiny_raw(epochs=2)
     raw["model"]["autorec"] = {"hidden": 8, "input_dropout": 0.1, "l2": 0.001}
+    raw["model"]["user_autorec"] = {"hidden": 4, "l2": 0.001, "lr": 0.02}
     raw["tasks"] = [t for t in raw["tasks"] if t["kind"] != "retrieval"]  # not combinable
     out = tmp_path_factory.mktemp("runs") / "autorec"
     train(config_from_dict(raw), out, progress=Progress(enabled=False))
     return out
 
 
-def block_of(run: Path) -> ItemAutoRec:
-    block = load_run(run).model.item_encoder.block
-    assert isinstance(block, ItemAutoRec)
+def block_of(run: Path) -> BagEncoder:
+    block = load_run(run).model.item_encoder.blocks[0]  # the I-AutoRec item bags
+    assert isinstance(block, BagEncoder)
     return block
 
 
@@ -45,6 +47,7 @@ def test_the_run_carries_the_train_bags_and_evaluates_the_same(autorec_run: Path
     train_rows = inter[(inter["split"] == "train") & inter["rating"].notna()]
     block = block_of(autorec_run)
     assert len(block.ratings) == len(train_rows)  # every train rating, nothing held out
+    assert loaded.model.side_dim == 9 + 5  # [h_i, 1] + [W_i, b_i] on items, mirrored on users
     assert float(block.ratings.sum()) == pytest.approx(float(train_rows["rating"].sum()))
     metrics = evaluate(autorec_run, "test")
     saved = json.loads((autorec_run / "metrics.json").read_text())["test"]

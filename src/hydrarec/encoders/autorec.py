@@ -1,4 +1,4 @@
-"""I-AutoRec as a block of the two towers (issue 8).
+"""AutoRec as blocks of the two towers (issue 8).
 
 Sedhain, Menon, Sanner & Xie, "AutoRec: Autoencoders Meet Collaborative Filtering", WWW 2015.
 I-AutoRec reconstructs an item's ratings over all users, r_i (observed entries only):
@@ -9,26 +9,27 @@ I-AutoRec reconstructs an item's ratings over all users, r_i (observed entries o
 That is a dot product of an ITEM vector computed from the item's ratings and a USER vector, so it
 fits the towers as one more block at the end of each vector:
 
-    item block = [h_i, 1]   (K + 1)   ``ItemAutoRec``: an EmbeddingBag over the users who rated the
+    item block = [h_i, 1]   (K + 1)   ``BagEncoder``: an EmbeddingBag over the users who rated the
                                       item in train, weighted by their ratings, then the sigmoid
-    user block = [W_u, b_u] (K + 1)   ``UserAutoRec``: the user id's decoder row and bias
+    user block = [W_u, b_u] (K + 1)   ``Decoder``: the user id's decoder row and bias
 
-and dot(user block, item block) = W_u . h_i + b_u. The rating task adds that dot product to its
-own head (``MultiTaskRecommender(side_dim=K + 1)`` hands the blocks to the tasks apart from the
-rest of the vectors, which the multi-task architecture reads): the MF-style head and the
-autoencoder are two paths summed, trained together.
+and dot(user block, item block) = W_u . h_i + b_u. U-AutoRec is the mirror image: the USER's
+ratings over items are encoded (a ``BagEncoder`` in the user tower) and each item has a decoder
+row (a ``Decoder`` in the item tower). ``MultiTaskRecommender(side_dim=...)`` hands the blocks to
+the tasks apart from the rest of the vectors, which the multi-task architecture reads, and the
+rating task turns each pair of blocks into a path of its own (``tasks/rating.py``).
 
-The bags are the TRAIN ratings (``ItemRatings``), kept as buffers so that a run's weights hold
+The bags are the TRAIN ratings (``RatingBags``), kept as buffers so that a run's weights hold
 them (loading a run needs no data). In the paper an item's input includes the very ratings its
 output is trained on, and only the bottleneck and the L2 keep it from copying them. Here, in
-training, each item's bag leaves out the ratings of the batch's own (user, item) pairs
-(``leave_out``): the block never sees a rating it is trained to predict, which is the situation
-at evaluation, where held-out ratings are never in the bags (on ML100K-U1 validation this beat
-the paper's way and input dropout alike; benchmarks/results/ML100K-U1.md). Also available: input
-dropout, a share of every bag's ratings dropped per training forward (inverted dropout, the
-denoising of Vincent et al. 2008). An item with no ratings left in its bag (unseen in train,
-added later, or all left out) gets the zero block: the autoencoder path then adds nothing and the
-prediction is the head's alone.
+training, the bags leave out the ratings of the batch's own (user, item) pairs (``leave_out``):
+the block never sees a rating it is trained to predict, which is the situation at evaluation,
+where held-out ratings are never in the bags (on ML100K-U1 this beat the paper's way and input
+dropout alike; benchmarks/results/ML100K-U1.md). Also available: input dropout, a share of every
+bag's ratings dropped per training forward (inverted dropout, the denoising of Vincent et al.
+2008). An entity with no ratings left in its bag (unseen in train, added later, or all left out)
+gets the zero block, whose last channel, the "has ratings" flag, is 0: the rating task then
+predicts without that path.
 
 The paper's L2, ``l2 * (||V||^2 + ||W||^2)`` in the loss, is added as its gradient ``2 l2 V`` in
 the backward of the forward that reads the weight (``with_l2``), so the trainer sees ordinary
@@ -88,55 +89,57 @@ def with_l2(weight: Tensor, l2: float) -> Tensor:
 
 
 @dataclass(frozen=True)
-class ItemRatings:
-    """Each item's train ratings, by id-vocabulary index, in CSR form.
+class RatingBags:
+    """Each row entity's train ratings (an item's by user for I-AutoRec, a user's by item for
+    U-AutoRec), by id-vocabulary index, in CSR form.
 
-    indptr: (n_items + 1,) the ratings of item j are entries indptr[j]:indptr[j+1];
-    users: (nnz,) user id-vocabulary index of each rating; ratings: (nnz,) float32 values.
+    indptr: (n_rows + 1,) the ratings of row j are entries indptr[j]:indptr[j+1];
+    cols: (nnz,) id-vocabulary index of the other entity of each rating; ratings: (nnz,) float32.
     """
 
     indptr: Tensor
-    users: Tensor
+    cols: Tensor
     ratings: Tensor
 
     @classmethod
     def from_pairs(
-        cls, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_items: int
-    ) -> ItemRatings:
-        """From parallel arrays of (user id index, item id index, rating) of the train rows.
+        cls, rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray, n_rows: int
+    ) -> RatingBags:
+        """From parallel arrays of (row id index, column id index, rating) of the train rows.
 
-        >>> r = ItemRatings.from_pairs(np.array([3, 2, 2]), np.array([2, 4, 2]),
-        ...                            np.array([5.0, 1.0, 4.0]), n_items=5)
-        >>> r.indptr.tolist(), r.users.tolist(), r.ratings.tolist()
+        >>> b = RatingBags.from_pairs(np.array([2, 4, 2]), np.array([3, 2, 2]),
+        ...                           np.array([5.0, 1.0, 4.0]), n_rows=5)
+        >>> b.indptr.tolist(), b.cols.tolist(), b.ratings.tolist()
         ([0, 0, 0, 2, 2, 3], [2, 3, 2], [4.0, 5.0, 1.0])
         """
-        users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
+        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
         ratings = np.asarray(ratings, np.float32)
-        if not (len(users) == len(items) == len(ratings)):
-            raise DataError("ItemRatings: users, items and ratings differ in length")
-        if len(items) and (items.min() < 0 or items.max() >= n_items):
-            raise DataError(f"ItemRatings: item index outside 0..{n_items - 1}")
+        if not (len(rows) == len(cols) == len(ratings)):
+            raise DataError("RatingBags: rows, cols and ratings differ in length")
+        if len(rows) and (rows.min() < 0 or rows.max() >= n_rows):
+            raise DataError(f"RatingBags: row index outside 0..{n_rows - 1}")
         if not np.isfinite(ratings).all():
-            raise DataError("ItemRatings: ratings must be finite (a NaN label slipped through)")
-        order = np.lexsort((users, items))  # by item, then user: a deterministic layout
-        indptr = np.zeros(n_items + 1, np.int64)
-        np.cumsum(np.bincount(items, minlength=n_items), out=indptr[1:])
+            raise DataError("RatingBags: ratings must be finite (a NaN label slipped through)")
+        order = np.lexsort((cols, rows))  # by row, then column: a deterministic layout
+        indptr = np.zeros(n_rows + 1, np.int64)
+        np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
         return cls(
             torch.from_numpy(indptr),
-            torch.from_numpy(users[order]),
+            torch.from_numpy(cols[order]),
             torch.from_numpy(ratings[order]),
         )
 
 
-class ItemAutoRec(nn.Module):
-    """Item id indices (N,) -> the AutoRec item block [h_i, 1] (N, K + 1); zeros for empty bags."""
+class BagEncoder(nn.Module):
+    """Id indices (N,) -> the AutoRec block [h, 1] (N, K + 1) of each one's bag of ratings;
+    the zero block for an empty bag. ``n_rows`` ids are encoded, over ``n_cols`` columns."""
 
-    indptr: Tensor  # buffers: the bags (``ItemRatings``)
-    users: Tensor
+    indptr: Tensor  # buffers: the bags (``RatingBags``)
+    cols: Tensor
     ratings: Tensor
 
     def __init__(
-        self, n_items: int, n_users: int, cfg: AutoRecConfig, ratings: ItemRatings | None = None
+        self, n_rows: int, n_cols: int, cfg: AutoRecConfig, bags: RatingBags | None = None
     ) -> None:
         super().__init__()
         self.hidden = cfg.hidden
@@ -145,48 +148,45 @@ class ItemAutoRec(nn.Module):
         self.leave_out = cfg.leave_out
         self.l2 = cfg.l2
         self.lr = cfg.lr
-        # row u of ``encoder`` is column u of V, with nn.Linear's init of a (K, n_users) weight;
+        # row c of ``encoder`` is column c of V, with nn.Linear's init of a (K, n_cols) weight;
         # a plain parameter, so no embedding-table machinery (sparse updates) applies to it
-        bound = 1.0 / n_users**0.5
-        self.encoder = nn.Parameter(torch.empty(n_users, cfg.hidden).uniform_(-bound, bound))
+        bound = 1.0 / n_cols**0.5
+        self.encoder = nn.Parameter(torch.empty(n_cols, cfg.hidden).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.zeros(cfg.hidden))  # c
         # persistent buffers: the run's weights carry the bags; their sizes follow the state dict
-        empty = ItemRatings.from_pairs(np.zeros(0), np.zeros(0), np.zeros(0), n_items)
-        bags = ratings if ratings is not None else empty
-        if bags.indptr.shape[0] != n_items + 1:
-            raise DataError(
-                f"ItemAutoRec: ratings of {bags.indptr.shape[0] - 1} items, not {n_items}"
-            )
-        if len(bags.users) and int(bags.users.max()) >= n_users:
-            raise DataError(f"ItemAutoRec: a rating's user index is outside 0..{n_users - 1}")
+        bags = bags or RatingBags.from_pairs(np.zeros(0), np.zeros(0), np.zeros(0), n_rows)
+        if bags.indptr.shape[0] != n_rows + 1:
+            raise DataError(f"BagEncoder: bags of {bags.indptr.shape[0] - 1} ids, not {n_rows}")
+        if len(bags.cols) and int(bags.cols.max()) >= n_cols:
+            raise DataError(f"BagEncoder: a rating's column index is outside 0..{n_cols - 1}")
         self.register_buffer("indptr", bags.indptr.clone())
-        self.register_buffer("users", bags.users.clone())
+        self.register_buffer("cols", bags.cols.clone())
         self.register_buffer("ratings", bags.ratings.clone())
 
     def forward(
         self, feats: EntityFeatures, leave_out: tuple[Tensor, Tensor] | None = None
     ) -> Tensor:
-        """``leave_out``: (user id indices (P,), rows of ``feats`` (P,)): pairs whose rating is
-        taken out of the bag of that row's item (the batch's own pairs, in training)."""
+        """``leave_out``: (column id indices (P,), rows of ``feats`` (P,)): ratings taken out of
+        the bag of that row (the batch's own pairs, in training)."""
         rows, entries, offsets = self._entries(feats.ids)  # (n,), (n,), (N,)
-        users, weights = self.users[entries], self.ratings[entries]  # (n,) each
+        cols, weights = self.cols[entries], self.ratings[entries]  # (n,) each
         keep = torch.ones_like(rows, dtype=torch.bool)  # (n,)
         if leave_out is not None and self.leave_out:
-            n_users = self.encoder.shape[0]
-            pairs = leave_out[1] * n_users + leave_out[0]  # (P,) one key per (row, user)
-            keep &= ~torch.isin(rows * n_users + users, pairs)
+            n_cols = self.encoder.shape[0]
+            pairs = leave_out[1] * n_cols + leave_out[0]  # (P,) one key per (row, column)
+            keep &= ~torch.isin(rows * n_cols + cols, pairs)
         if self.training and self.input_dropout > 0:  # inverted dropout of bag entries
             keep &= torch.rand(keep.shape, device=keep.device) >= self.input_dropout
             weights = weights / (1.0 - self.input_dropout)
-        v = with_l2(self.encoder, self.l2)  # (n_users, K)
-        pre = F.embedding_bag(users, v, offsets, mode="sum", per_sample_weights=weights * keep)
+        v = with_l2(self.encoder, self.l2)  # (n_cols, K)
+        pre = F.embedding_bag(cols, v, offsets, mode="sum", per_sample_weights=weights * keep)
         h = torch.sigmoid(pre + self.bias)  # (N, K)
         block = torch.cat([h, torch.ones_like(h[:, :1])], dim=-1)  # (N, K + 1)
         kept = torch.zeros(len(offsets), device=h.device).index_add_(0, rows, keep.to(h.dtype))
         return block * (kept > 0).unsqueeze(-1).to(h.dtype)  # (N, K + 1); empty bag -> zeros
 
     def _entries(self, ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The bags of item ids (N,) laid end to end: each entry's row (n,), its index in the
+        """The bags of ids (N,) laid end to end: each entry's row (n,), its index in the
         buffers (n,), and where each row's bag starts (N,). Padding, out-of-vocabulary and ids
         past the table have empty bags."""
         inside = ids.clamp(max=self.indptr.shape[0] - 2)  # (N,)
@@ -199,7 +199,7 @@ class ItemAutoRec(nn.Module):
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # the bags' length is the data's, not the config's: take it from the saved tensors
-        for name in ("users", "ratings"):
+        for name in ("cols", "ratings"):
             saved = state_dict.get(prefix + name)
             if saved is not None:
                 setattr(self, name, torch.empty_like(saved, device=self.indptr.device))
@@ -210,49 +210,53 @@ class ItemAutoRec(nn.Module):
         return block_group(self, self.lr)
 
 
-class UserAutoRec(nn.Module):
-    """User id indices (B,) -> the AutoRec user block [W_u, b_u] (B, K + 1).
+class Decoder(nn.Module):
+    """Id indices (B,) -> the AutoRec block [W_u, b_u] (B, K + 1): each id's decoder row and bias.
 
-    The out-of-vocabulary row (users unseen in train) and the padding row stay zero in practice
-    (no train rating reaches them), so a cold user's autoencoder path adds nothing.
+    The out-of-vocabulary and padding rows start at zero and no train rating reaches them, so an
+    id unseen in train keeps a zero block.
     """
 
-    def __init__(self, n_users: int, cfg: AutoRecConfig) -> None:
+    def __init__(self, n_rows: int, cfg: AutoRecConfig) -> None:
         super().__init__()
         self.out_dim = cfg.hidden + 1
         self.l2 = cfg.l2
         self.lr = cfg.lr
-        # W, one (K,) row per user, with nn.Linear's init of W; plain parameters, as in ItemAutoRec
+        # W, one (K,) row per id, with nn.Linear's init of W; plain parameters, as in BagEncoder
         bound = 1.0 / cfg.hidden**0.5
-        self.decoder = nn.Parameter(torch.empty(n_users, cfg.hidden).uniform_(-bound, bound))
+        self.decoder = nn.Parameter(torch.empty(n_rows, cfg.hidden).uniform_(-bound, bound))
         with torch.no_grad():
             self.decoder[:2].zero_()  # padding and out of vocabulary
-        # b_u starts at 0: the rating head's bias already holds the global mean
-        self.user_bias = nn.Parameter(torch.zeros(n_users, 1))
+        # b starts at 0: the rating path has its own global mean (tasks/rating.py)
+        self.bias = nn.Parameter(torch.zeros(n_rows, 1))
 
-    def forward(self, feats: EntityFeatures) -> Tensor:
+    def forward(
+        self, feats: EntityFeatures, leave_out: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        """``leave_out`` is ignored: a decoder reads no ratings."""
         w = F.embedding(feats.ids, with_l2(self.decoder, self.l2))  # (B, K)
-        return torch.cat([w, F.embedding(feats.ids, self.user_bias)], dim=-1)  # (B, K + 1)
+        return torch.cat([w, F.embedding(feats.ids, self.bias)], dim=-1)  # (B, K + 1)
 
     def param_groups(self) -> list[dict[str, Any]]:
-        """No AdamW weight decay: W has its L2 (``with_l2``), the biases b_u none."""
+        """No AdamW weight decay: W has its L2 (``with_l2``), the biases b none."""
         return block_group(self, self.lr)
 
 
-class WithBlock(nn.Module):
-    """A tower whose vectors get a block appended: ``[tower(feats, ...) (D), block(feats) (S)]``.
+class WithBlocks(nn.Module):
+    """A tower whose vectors get blocks appended: ``[tower(feats, ...) (D), blocks(feats) (S)]``.
 
-    The tower is unchanged (its state lives under ``tower.``); the block reads the same features.
-    ``strip``: a user tower's history holds ITEM vectors, which carry the item block at their end;
-    the tower reads them without its last ``strip`` channels, as it was built to.
+    The tower is unchanged (its state lives under ``tower.``); the blocks read the same features.
+    ``strip``: a user tower's history holds ITEM vectors, which carry the item blocks at their end;
+    the tower reads them without their last ``strip`` channels, as it was built to.
     """
 
-    def __init__(self, tower: nn.Module, block: nn.Module, strip: int = 0) -> None:
+    def __init__(self, tower: nn.Module, blocks: list[nn.Module], strip: int = 0) -> None:
         super().__init__()
         self.tower = tower
-        self.block = block
+        self.blocks = nn.ModuleList(blocks)
         self.strip = strip
-        self.out_dim = int(getattr(tower, "out_dim", 0)) + int(getattr(block, "out_dim", 0))
+        widths = [int(getattr(b, "out_dim", 0)) for b in blocks]
+        self.out_dim = int(getattr(tower, "out_dim", 0)) + sum(widths)
 
     def forward(
         self,
@@ -260,19 +264,19 @@ class WithBlock(nn.Module):
         *args: Tensor | None,
         leave_out: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """``args`` go to the tower (a user tower's history), ``leave_out`` to the block."""
+        """``args`` go to the tower (a user tower's history), ``leave_out`` to the blocks."""
         if self.strip and args and args[0] is not None:
             args = (args[0][..., : -self.strip], *args[1:])  # (B, N, D + S) -> (B, N, D)
         main = self.tower(feats, *args)  # (B, D)
-        block = self.block(feats) if leave_out is None else self.block(feats, leave_out)  # (B, S)
-        return torch.cat([main, block.to(main.dtype)], dim=-1)  # (B, D + S)
+        blocks = [block(feats, leave_out).to(main.dtype) for block in self.blocks]
+        return torch.cat([main, *blocks], dim=-1)  # (B, D + S)
 
     def param_groups(self) -> list[dict[str, Any]]:
         groups: list[dict[str, Any]] = []
-        for part in (self.tower, self.block):
+        for part in (self.tower, *self.blocks):
             own = getattr(part, "param_groups", None)
             groups += own() if callable(own) else []
         return groups
 
 
-__all__ = ["ItemAutoRec", "ItemRatings", "UserAutoRec", "WithBlock"]
+__all__ = ["BagEncoder", "Decoder", "RatingBags", "WithBlocks"]

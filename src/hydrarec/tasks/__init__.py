@@ -32,7 +32,7 @@ def build_task(
     item_spec: EntitySpec,
     label_stats: dict[str, tuple[float, float, float]] | None,
     n_items: int,
-    side_dim: int = 0,
+    side_paths: tuple[tuple[str, int], ...] = (),
 ) -> Task:
     """The task of one ``[[tasks]]`` entry.
 
@@ -41,13 +41,13 @@ def build_task(
     label_stats: task name -> (min, max, mean) of its train labels (rating scale and bias; the
         label column is accepted as the key too);
     n_items: catalogue size (``full_softmax = None`` means full softmax when n_items <= 5000);
-    side_dim: width of the vectors' side blocks (the AutoRec path of a rating task), 0 without.
+    side_paths: the AutoRec paths in the vectors' side blocks, (encoded side, width) each.
     """
     if cfg.kind not in TASKS:
         raise ConfigError(
             f"task {cfg.name!r}: unknown kind {cfg.kind!r} (allowed: {', '.join(TASKS)})"
         )
-    ctx = TaskContext(rep_dim, dim, user_spec, item_spec, label_stats, n_items, side_dim)
+    ctx = TaskContext(rep_dim, dim, user_spec, item_spec, label_stats, n_items, side_paths)
     return TASKS[cfg.kind].from_config(cfg, ctx)
 
 

@@ -58,7 +58,9 @@ class TaskContext:
     item_spec: EntitySpec
     label_stats: dict[str, tuple[float, float, float]] | None
     n_items: int  # catalogue size
-    side_dim: int = 0  # S, width of the side blocks of the user and item vectors (0: none)
+    # the AutoRec paths of the vectors' side blocks, in order: (side whose ratings are encoded,
+    # "item" for I-AutoRec or "user" for U-AutoRec; width of the path's blocks); () for none
+    side_paths: tuple[tuple[str, int], ...] = ()
 
 
 class Task(nn.Module, ABC):

@@ -4,14 +4,16 @@ The global-mean bias is the baseline predictor of Koren, Bell & Volinsky, "Matri
 Techniques for Recommender Systems", IEEE Computer 2009 (r_ui = mu + ...): starting there, the
 head only learns deviations. Trained with MSE; scored by RMSE (the Netflix Prize metric) and MAE.
 
-With an AutoRec block (``model.autorec``, issue 8) the task has two paths: the head above and the
-autoencoder's, ``mu' + W_u . h_i + b_u`` (the dot product of the user and item side blocks). Each
-path is trained on its own squared error (the two share no parameter: two models trained at
-once), and the prediction is their blend ``(1 - a) head + a autorec``, ``a = autorec_weight``,
-chosen on validation (an ensemble as in GLocal-K / AutoRec follow-ups). On ML100K-U1 validation
-this beat summing the two paths under one loss, where the head overfits before the autoencoder
-has learned (benchmarks/results/ML100K-U1.md). An item whose bag is empty (cold) has the zero
-block, whose last channel, the "has ratings" flag, is 0: its prediction is the head's alone.
+With AutoRec paths (``model.autorec``, ``model.user_autorec``; issue 8) the task has more paths
+than the head above: each AutoRec path predicts ``mu_k + W . h + b``, its own global mean plus
+the dot product of its user and item blocks (``encoders/autorec.py``). Each path is trained on its
+own squared error (they share no parameter: several models trained at once), and the prediction
+is their blend ``(1 - a - b) head + a item-autoencoder + b user-autoencoder`` with the weights
+``autorec_weight`` / ``user_autorec_weight`` chosen on validation. On ML100K-U1 validation this
+beat summing the paths under one loss, where the head overfits before the autoencoder has learned
+(benchmarks/results/ML100K-U1.md). A path whose encoded side has no ratings (a cold item for
+I-AutoRec, a cold user for U-AutoRec) has the zero block, whose "has ratings" flag is 0: its
+weight goes to the head.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ class RatingTask(Task):
         column_scale: tuple[float, float],
         global_mean: float,
         mf_dim: int = 0,
-        autorec_weight: float | None = None,
+        autorec_paths: tuple[tuple[str, int, float], ...] = (),
     ) -> None:
-        """``autorec_weight``: the blend weight of the AutoRec path; None: no such path."""
+        """``autorec_paths``: (encoded side "item" or "user", block width, blend weight) of each
+        AutoRec path, in the order of the side blocks (``TaskContext.side_paths``)."""
         super().__init__(name)
         low, high = column_scale
         if not low < high:
@@ -48,9 +51,9 @@ class RatingTask(Task):
         self.scale = (float(low), float(high))
         self.head = nn.Linear(in_dim, 1)
         nn.init.constant_(self.head.bias, float(global_mean))  # the bias IS the global mean mu
-        self.autorec_weight = autorec_weight
-        if autorec_weight is not None:  # the AutoRec path's own global mean mu'
-            self.autorec_bias = nn.Parameter(torch.tensor(float(global_mean)))
+        self.autorec_paths = autorec_paths
+        if autorec_paths:  # each AutoRec path's own global mean mu_k
+            self.autorec_bias = nn.Parameter(torch.full((len(autorec_paths),), float(global_mean)))
         # Biased-MF paths (Koren et al. 2009: r = mu + b_u + b_i + p_u.q_i) read from the user and
         # item vectors (width ``mf_dim``); zero at start, so they only add what the data supports.
         self.mf_dim = mf_dim
@@ -74,36 +77,44 @@ class RatingTask(Task):
             )
         low, high, mean = stats[key]
         mf_dim = ctx.dim if cfg.mf_paths else 0
-        autorec = cfg.autorec_weight if ctx.side_dim else None
-        return cls(cfg.name, ctx.rep_dim, (low, high), mean, mf_dim, autorec)
+        weights = {"item": cfg.autorec_weight, "user": cfg.user_autorec_weight}
+        paths = tuple((side, width, weights[side]) for side, width in ctx.side_paths)
+        return cls(cfg.name, ctx.rep_dim, (low, high), mean, mf_dim, paths)
 
     def forward(self, inputs: TaskInputs) -> Tensor:
-        """(B,); with the AutoRec path (B, 3): [head path, AutoRec path, has-ratings flag]."""
+        """(B,); with P AutoRec paths (B, 1 + 2P): [head, each path, each path's flag]."""
         out = self.head(self._rep(inputs)).squeeze(-1)  # (B, H) -> (B,)
         if self.mf_dim:
             u, i = inputs.user, inputs.item  # (B, D) each
             out = out + self.user_bias(u).squeeze(-1) + self.item_bias(i).squeeze(-1)  # (B,)
             out = out + self.dot_scale * (u * i).sum(-1)  # (B,)
-        if self.autorec_weight is None:
+        if not self.autorec_paths:
             return out
         if inputs.side is None:
-            raise ValueError(f"task {self.name!r} has an AutoRec path; the model gave no blocks")
-        user_block, item_block = inputs.side  # (B, S) each: [W_u, b_u] and [h_i, 1]
-        autorec = self.autorec_bias + (user_block * item_block).sum(-1)  # (B,)
-        return torch.stack([out, autorec, item_block[:, -1]], dim=-1)  # (B, 3)
+            raise ValueError(f"task {self.name!r} has AutoRec paths; the model gave no blocks")
+        paths, flags, start = [], [], 0
+        for k, (side, width, _) in enumerate(self.autorec_paths):
+            user = inputs.side[0][:, start : start + width]  # (B, K + 1)
+            item = inputs.side[1][:, start : start + width]  # (B, K + 1)
+            paths.append(self.autorec_bias[k] + (user * item).sum(-1))  # (B,) mu_k + W . h + b
+            flags.append((item if side == "item" else user)[:, -1])  # (B,) the [h, 1] block's 1
+            start += width
+        return torch.stack([out, *paths, *flags], dim=-1)  # (B, 1 + 2P)
 
     def loss(self, output: Tensor, batch: Batch) -> Tensor:
         label, mask = self.labels(batch)
         if output.dim() == 1:
             return masked_mean((output - label) ** 2, mask)
         # each path on its own squared error: summed, the gradients stay apart
-        errors = (output[:, :2] - label.unsqueeze(-1)) ** 2  # (B, 2)
-        return masked_mean(errors.sum(-1), mask)
+        paths = output[:, : 1 + len(self.autorec_paths)]  # (B, 1 + P)
+        return masked_mean(((paths - label.unsqueeze(-1)) ** 2).sum(-1), mask)
 
     def predict(self, output: Tensor) -> Tensor:
-        if output.dim() == 2:  # the blend; items without ratings (flag 0) get the head alone
-            a = float(self.autorec_weight or 0.0) * output[:, 2]  # (B,)
-            output = (1.0 - a) * output[:, 0] + a * output[:, 1]  # (B,)
+        if output.dim() == 2:  # the blend; a path without ratings (flag 0) gives its weight away
+            p = len(self.autorec_paths)
+            weights = output.new_tensor([w for _, _, w in self.autorec_paths])  # (P,)
+            w = weights * output[:, 1 + p :]  # (B, P)
+            output = (1.0 - w.sum(-1)) * output[:, 0] + (w * output[:, 1 : 1 + p]).sum(-1)
         return output.clamp(*self.scale)
 
     def metrics(self, pred: np.ndarray, label: np.ndarray, user: np.ndarray) -> dict[str, float]:

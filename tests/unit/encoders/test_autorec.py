@@ -1,5 +1,6 @@
-"""The I-AutoRec block (encoders/autorec.py, issue 8): hand-worked forward, leave-out, masking,
-cold items, a planted low-rank matrix, state round-trips and the config checks."""
+"""The AutoRec blocks (encoders/autorec.py, issue 8): hand-worked forward, leave-out, masking,
+cold items and users, the blend of paths, a planted low-rank matrix, state round-trips and the
+config checks."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tests.unit.tasks.helpers import make_batch
 from torch.testing import assert_close
 
 from hydrarec.config import AutoRecConfig, config_from_dict
-from hydrarec.encoders.autorec import ItemAutoRec, ItemRatings, UserAutoRec, WithBlock
+from hydrarec.encoders.autorec import BagEncoder, Decoder, RatingBags, WithBlocks
 from hydrarec.errors import ConfigError, DataError
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.tasks import RatingTask, TaskInputs
@@ -21,25 +22,23 @@ from hydrarec.tasks import RatingTask, TaskInputs
 # and out of vocabulary. Observed: item 2 rated 5 by user 2 and 1 by user 3; item 3 rated 4 by
 # user 4. The other three entries are unobserved.
 N_USERS, N_ITEMS = 5, 4
-TOY = ItemRatings.from_pairs(
-    np.array([2, 3, 4]), np.array([2, 2, 3]), np.array([5.0, 1.0, 4.0]), N_ITEMS
+TOY = RatingBags.from_pairs(  # by item: rows are items, columns users
+    np.array([2, 2, 3]), np.array([2, 3, 4]), np.array([5.0, 1.0, 4.0]), N_ITEMS
 )
 S = lambda x: 1.0 / (1.0 + math.exp(-x))  # noqa: E731
 
 
-def toy_blocks(
-    cfg: AutoRecConfig | None = None, ratings: ItemRatings | None = TOY
-) -> tuple[ItemAutoRec, UserAutoRec]:
-    """K = 2, with V, c, W and b set by hand (see the test below for the numbers)."""
+def toy_blocks(cfg: AutoRecConfig | None = None) -> tuple[BagEncoder, Decoder]:
+    """I-AutoRec on the toy matrix, K = 2, with V, c, W and b set by hand (numbers below)."""
     cfg = cfg or AutoRecConfig(hidden=2)
-    items, users = ItemAutoRec(N_ITEMS, N_USERS, cfg, ratings), UserAutoRec(N_USERS, cfg)
+    items, users = BagEncoder(N_ITEMS, N_USERS, cfg, TOY), Decoder(N_USERS, cfg)
     with torch.no_grad():
         items.encoder.copy_(
             torch.tensor([[0, 0], [0, 0], [0.1, 0.0], [0.0, 0.2], [0.05, -0.1]])
         )  # (n_users, K): row u is column u of V
         items.bias.copy_(torch.tensor([0.0, 0.5]))  # c
         users.decoder.copy_(torch.tensor([[0, 0], [0, 0], [1, 2], [-1, 0], [2, -1]]))
-        users.user_bias.copy_(torch.tensor([[0.0], [0.0], [0.5], [0.0], [0.1]]))
+        users.bias.copy_(torch.tensor([[0.0], [0.0], [0.5], [0.0], [0.1]]))
     return items.eval(), users.eval()
 
 
@@ -86,7 +85,7 @@ def test_cold_items_get_the_zero_block_and_a_finite_prediction() -> None:
     # id 1 = out of vocabulary (unseen in train), id 0 = padding, id 9 = past the table: no bag
     items, users = toy_blocks()
     assert_close(items(ids(1, 0, 9)), torch.zeros(3, 3))
-    task = RatingTask("rating", 2, (1.0, 5.0), global_mean=3.5, autorec_weight=0.5)
+    task = RatingTask("rating", 2, (1.0, 5.0), 3.5, autorec_paths=(("item", 3, 0.5),))
     side = (users(ids(2)), items(ids(1)))
     rep = torch.tensor([[0.3, -0.2]])
     out = task(TaskInputs(torch.zeros(1, 2), torch.zeros(1, 2), rep=rep, side=side))  # (1, 3)
@@ -106,12 +105,29 @@ def test_blend_of_the_two_paths_by_hand() -> None:
         side=(users(ids(2)), items(ids(2))),
     )  # fmt: skip
     for a, expected in ((0.25, 3.989709), (1.0, 5.0), (0.0, 3.5)):
-        task = RatingTask("rating", 2, (1.0, 5.0), global_mean=3.0, autorec_weight=a)
+        task = RatingTask("rating", 2, (1.0, 5.0), 3.0, autorec_paths=(("item", 3, a),))
         with torch.no_grad():
             task.head.weight.copy_(torch.tensor([[1.0, 0.0]]))
         out = task(inputs)
         assert_close(out, torch.tensor([[3.5, 5.458835, 1.0]]), atol=1e-5, rtol=0)
         assert_close(task.predict(out), torch.tensor([expected]), atol=1e-5, rtol=0)
+
+
+def test_item_and_user_paths_blend_by_hand_and_give_way_when_cold() -> None:
+    # Side blocks [I-AutoRec | U-AutoRec], 3 channels each. User: [W_u, b_u | h_u, 1],
+    # item: [h_i, 1 | W_i, b_i]. I path: 2 + (1 * 0.5 + 2 * 0.25 + 0.5 * 1) = 3.5;
+    # U path: 2 + (0.2 * 1 + 0.4 * -1 + 1 * 0.3) = 2.1; head 2 (zero weights, bias 2).
+    # a = 0.5, b = 0.25: 0.25 * 2 + 0.5 * 3.5 + 0.25 * 2.1 = 2.775.
+    # A cold user (U block [0, 0, 0]): flag 0, its 0.25 goes to the head: 0.5 * 2 + 0.5 * 3.5
+    paths = (("item", 3, 0.5), ("user", 3, 0.25))
+    task = RatingTask("rating", 2, (1.0, 5.0), 2.0, autorec_paths=paths)
+    with torch.no_grad():
+        task.head.weight.zero_()
+    user = torch.tensor([[1.0, 2.0, 0.5, 0.2, 0.4, 1.0], [1.0, 2.0, 0.5, 0.0, 0.0, 0.0]])
+    item = torch.tensor([[0.5, 0.25, 1.0, 1.0, -1.0, 0.3]] * 2)
+    out = task(TaskInputs(user[:, :0], item[:, :0], rep=torch.zeros(2, 2), side=(user, item)))
+    assert_close(out[0], torch.tensor([2.0, 3.5, 2.1, 1.0, 1.0]))  # head, I, U, I flag, U flag
+    assert_close(task.predict(out), torch.tensor([2.775, 2.75]))
 
 
 def test_rating_loss_masks_unobserved_entries() -> None:
@@ -120,7 +136,7 @@ def test_rating_loss_masks_unobserved_entries() -> None:
     # squared error, summed, averaged over the two labelled rows:
     # ((0 - 5)^2 + (2.458835 - 5)^2 + (0 - 4)^2 + (0.674689 - 4)^2) / 2 = 29.2576
     items, users = toy_blocks()
-    task = RatingTask("rating", 2, (1.0, 5.0), global_mean=0.0, autorec_weight=0.5)
+    task = RatingTask("rating", 2, (1.0, 5.0), 0.0, autorec_paths=(("item", 3, 0.5),))
     with torch.no_grad():
         task.head.weight.zero_()
     batch = make_batch(
@@ -158,7 +174,7 @@ def test_input_dropout_only_in_training_and_deterministic_under_seed() -> None:
 def test_state_dict_round_trip_carries_the_bags() -> None:
     # a block built without ratings (as when a run is loaded) takes the bags from the weights
     trained, _ = toy_blocks()
-    loaded = ItemAutoRec(N_ITEMS, N_USERS, AutoRecConfig(hidden=2)).eval()
+    loaded = BagEncoder(N_ITEMS, N_USERS, AutoRecConfig(hidden=2)).eval()
     assert_close(loaded(ids(2, 3)), torch.zeros(2, 3))  # no bags yet: every item is cold
     loaded.load_state_dict(trained.state_dict())
     assert_close(loaded(ids(2, 3)), trained(ids(2, 3)))
@@ -183,14 +199,14 @@ def test_l2_enters_the_gradient_as_in_the_loss() -> None:
 
 def test_with_block_appends_and_collects_param_groups() -> None:
     cfg = AutoRecConfig(hidden=2, l2=0.3)
-    wrapped = WithBlock(_IdTower(), UserAutoRec(N_USERS, cfg))
+    wrapped = WithBlocks(_IdTower(), [Decoder(N_USERS, cfg)])
     assert wrapped.out_dim == 4
     out = wrapped(ids(2, 4))
     assert_close(out[:, :1], torch.tensor([[2.0], [4.0]]))  # the tower's part, unchanged
     (group,) = wrapped.param_groups()  # the block's parameters, without AdamW weight decay
     assert group["weight_decay"] == 0.0 and len(group["params"]) == 2
     assert "lr" not in group  # train.lr unless model.autorec.lr is set
-    (group,) = UserAutoRec(N_USERS, AutoRecConfig(hidden=2, lr=0.05)).param_groups()
+    (group,) = Decoder(N_USERS, AutoRecConfig(hidden=2, lr=0.05)).param_groups()
     assert group["lr"] == 0.05
 
 
@@ -216,8 +232,8 @@ def test_learns_a_planted_low_rank_matrix() -> None:
     mean = float(tr_r.mean())
     torch.manual_seed(0)
     cfg = AutoRecConfig(hidden=16)
-    bags = ItemRatings.from_pairs(tr_u, tr_i, tr_r - mean, n_i + 2)  # centred: converges faster
-    items, users = ItemAutoRec(n_i + 2, n_u + 2, cfg, bags), UserAutoRec(n_u + 2, cfg)
+    bags = RatingBags.from_pairs(tr_i, tr_u, tr_r - mean, n_i + 2)  # centred: converges faster
+    items, users = BagEncoder(n_i + 2, n_u + 2, cfg, bags), Decoder(n_u + 2, cfg)
     opt = torch.optim.Adam([*items.parameters(), *users.parameters()], lr=0.03)
     rows = np.arange(len(tr_r))
     for step in range(150):
@@ -241,13 +257,13 @@ def test_learns_a_planted_low_rank_matrix() -> None:
 
 def test_ratings_are_checked() -> None:
     with pytest.raises(DataError, match="differ in length"):
-        ItemRatings.from_pairs(np.array([1]), np.array([1, 2]), np.array([1.0]), 3)
+        RatingBags.from_pairs(np.array([1]), np.array([1, 2]), np.array([1.0]), 3)
     with pytest.raises(DataError, match="outside"):
-        ItemRatings.from_pairs(np.array([1]), np.array([3]), np.array([1.0]), 3)
+        RatingBags.from_pairs(np.array([3]), np.array([1]), np.array([1.0]), 3)
     with pytest.raises(DataError, match="finite"):
-        ItemRatings.from_pairs(np.array([1]), np.array([1]), np.array([np.nan]), 3)
-    with pytest.raises(DataError, match="user index"):
-        ItemAutoRec(N_ITEMS, 3, AutoRecConfig(hidden=2), TOY)  # user 4 is past 3 users
+        RatingBags.from_pairs(np.array([1]), np.array([1]), np.array([np.nan]), 3)
+    with pytest.raises(DataError, match="column index"):
+        BagEncoder(N_ITEMS, 3, AutoRecConfig(hidden=2), TOY)  # user 4 is past 3 users
 
 
 def _raw(*tasks: dict[str, str], **autorec: object) -> dict[str, object]:
@@ -267,13 +283,23 @@ def test_config_checks_name_the_field() -> None:
         config_from_dict(_raw(RATING, input_dropout=1.0))
     with pytest.raises(ConfigError, match=r"model\.autorec\.hidden"):
         config_from_dict(_raw(RATING, hidden=-1))
+    raw = _raw(RATING) | {"train": {"examples": "windows"}}
+    raw["model"]["sequence"] = {"kind": "gru"}  # type: ignore[index]
+    with pytest.raises(ConfigError, match=r"train\.examples = 'rows'"):
+        config_from_dict(raw)
+    both = _raw(RATING | {"autorec_weight": 0.8, "user_autorec_weight": 0.3})
+    both["model"]["user_autorec"] = {"hidden": 4}  # type: ignore[index]
+    with pytest.raises(ConfigError, match="sum past 1"):
+        config_from_dict(both)
+    both["model"]["autorec"] = {"hidden": 0}  # type: ignore[index]
+    assert config_from_dict(both).model.user_autorec.hidden == 4  # U-AutoRec alone: 0.3
 
 
 def test_batch_and_side_blocks_reach_the_rating_task_through_the_model() -> None:
     # the model splits the trailing S channels off both vectors and hands them to the task
     from hydrarec.model import MultiTaskRecommender
 
-    task = RatingTask("rating", 2, (1.0, 5.0), global_mean=2.0, autorec_weight=0.5)
+    task = RatingTask("rating", 2, (1.0, 5.0), 2.0, autorec_paths=(("item", 3, 0.5),))
     with torch.no_grad():
         task.head.weight.zero_()
     model = MultiTaskRecommender(_Null(), _Null(), _Arch(), [task], side_dim=3)
