@@ -32,11 +32,7 @@ class ItemSideCache:
         self._stacked: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
 
     def add(self, layer: nn.Linear) -> None:
-        start = (
-            self.layers[-1].out_features + self.slices[id(self.layers[-1])].start
-            if (self.layers)
-            else 0
-        )
+        start = sum(known.out_features for known in self.layers)
         self.layers.append(layer)
         self.slices[id(layer)] = slice(start, start + layer.out_features)
         self._stacked = None

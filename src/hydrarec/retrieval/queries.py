@@ -123,10 +123,14 @@ class QueryEncoder:
         if custom.any():
             rows = [q for q, c in zip(queries, custom, strict=True) if c]
             feats = _with_rows(feats, np.flatnonzero(custom), self._encode_features(rows))
-        vectors = self._encode(feats, hist, mask)
-        if plain.any():
-            at = np.flatnonzero(plain)
-            vectors[torch.from_numpy(at)] = self._known_vectors(uid[at], hist[at], mask[at])
+        if not plain.any():
+            return Users(self._encode(feats, hist, mask), hist, mask)
+        # a mixed batch: only the rows the cache cannot answer go through the tower
+        fresh, at = np.flatnonzero(~plain), np.flatnonzero(plain)
+        vectors = torch.empty(len(queries), self.item_vectors.shape[1], device=self.device)
+        new = self._encode(feats.gather(torch.from_numpy(fresh)), hist[fresh], mask[fresh])
+        vectors[torch.from_numpy(fresh)] = new
+        vectors[torch.from_numpy(at)] = self._known_vectors(uid[at], hist[at], mask[at])
         return Users(vectors, hist, mask)
 
     def _item_index(self, items: Sequence[Any] | None) -> np.ndarray:
