@@ -3,8 +3,8 @@
 The trainer picks tables by module type and size, so these tests use a toy two-table model
 (``Toy``) as well as the real one: a step must change only the batch's rows, clipping must match
 the dense path, a planted low-rank signal must be learnt as well as with dense tables, resume must
-equal an uninterrupted run, and a backend without sparse all-reduce (NCCL) must fall back to
-dense tables with a warning.
+equal an uninterrupted run, and two gloo ranks must average the sparse row gradients by hand
+(dense all-gathers, also when one rank touched no row).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 from tests.integration.tiny import tiny_config, train_until
 from torch import Tensor, nn
 
@@ -159,13 +160,38 @@ def test_resume_equals_uninterrupted_with_sparse_tables(tmp_path: Path) -> None:
     assert resumed.metrics["test"] == pytest.approx(full.metrics["test"], abs=1e-6)
 
 
-def test_backend_without_sparse_all_reduce_falls_back_to_dense(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(Distributed, "supports_sparse_gradients", lambda self: False)
-    monkeypatch.setattr(Distributed, "backend", lambda self: "nccl")
-    with pytest.warns(UserWarning, match="nccl backend cannot all-reduce sparse gradients"):
-        t = toy_trainer(True)
-    model = t.model
-    assert isinstance(model, Toy)
-    assert t.sparse_optimizer is None and not model.users.sparse and not model.items.sparse
+# rank -> (rows, values) of a (5, 2) table's gradient; rank 1 touches nothing in the 2nd table
+RANK_GRADS = {
+    0: ([[3, 1, 3]], [[1.0, 0.0], [2.0, 2.0], [4.0, -2.0]]),
+    1: ([[1, 4]], [[-2.0, 6.0], [8.0, 0.0]]),
+}
+
+
+def _average_on_rank(rank: int, store: str, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        a, b, c = (nn.Parameter(torch.zeros(5, 2)) for _ in range(3))
+        a.grad = torch.sparse_coo_tensor(*RANK_GRADS[rank], (5, 2), check_invariants=True)
+        if rank == 0:  # rank 1 has no gradient for b; c is touched by nobody
+            b.grad = torch.sparse_coo_tensor([[0]], [[3.0, 3.0]], (5, 2), check_invariants=True)
+        Distributed(rank=rank, world_size=2).average_sparse_gradients([a, b, c])
+        if rank == 0:
+            torch.save({"a": a.grad.to_dense(), "b": b.grad.to_dense(), "c": c.grad}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_average_sparse_gradients_by_hand(tmp_path: Path) -> None:
+    """Rows sum over ranks then halve: row 1 (2 - 2, 2 + 6) / 2 = (0, 4); row 3 (1 + 4, 0 - 2) / 2
+    = (2.5, -1); row 4 (8, 0) / 2 = (4, 0). A rank without a gradient sends no rows; a table no
+    rank touched keeps no gradient."""
+    out = tmp_path / "grads.pt"
+    mp.spawn(_average_on_rank, args=(str(tmp_path / "store"), str(out)), nprocs=2, join=True)
+    got = torch.load(out)
+    want_a = [[0.0, 0.0], [0.0, 4.0], [0.0, 0.0], [2.5, -1.0], [4.0, 0.0]]
+    torch.testing.assert_close(got["a"], torch.tensor(want_a), rtol=0, atol=0)
+    want_b = [[1.5, 1.5]] + [[0.0, 0.0]] * 4
+    torch.testing.assert_close(got["b"], torch.tensor(want_b), rtol=0, atol=0)
+    assert got["c"] is None

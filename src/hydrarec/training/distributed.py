@@ -15,7 +15,7 @@ exits non-zero, and a collective that waits longer than ``HYDRAREC_DIST_TIMEOUT`
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -104,20 +104,29 @@ class Distributed:
         """The process group's backend ("gloo", "nccl"); "none" in a single process."""
         return str(dist.get_backend()) if self.enabled else "none"
 
-    def supports_sparse_gradients(self) -> bool:
-        """Whether sparse gradients can be all-reduced: gloo can, NCCL cannot."""
-        return not self.enabled or self.backend() == "gloo"
-
-    def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
+    def wrap(
+        self, module: nn.Module, device: torch.device, own: Iterable[Tensor] = ()
+    ) -> nn.Module:
         """``module`` in DDP when distributed (gradients averaged over ranks in backward).
 
         ``static_graph``: the same parameters take part in every step (a task without labels in
         a batch still contributes a zero loss), so DDP learns the set once, also when a part is
         never used (e.g. an architecture's layer no task reads), instead of walking the autograd
         graph each step as ``find_unused_parameters`` does.
+
+        ``own``: parameters whose gradients the caller averages itself after the backward (the
+        sparse embedding tables, see ``average_sparse_gradients``). DDP ignores them; rank 0's
+        values are broadcast here, as DDP does for the rest.
         """
         if not self.enabled:
             return module
+        own_ids = {id(p) for p in own}
+        ignored = [name for name, p in module.named_parameters() if id(p) in own_ids]
+        if ignored:
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, ignored)
+            for name, p in module.named_parameters():
+                if name in ignored:
+                    dist.broadcast(p.data, src=0)
         ids = [device.index] if device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=ids, static_graph=True)
 
@@ -132,9 +141,46 @@ class Distributed:
         if not self.enabled:
             return
         for p in params:
-            if p.grad is not None:
+            if p.grad is not None and not p.grad.is_sparse:  # sparse: average_sparse_gradients
                 dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
                 p.grad.div_(self.world_size)
+
+    def average_sparse_gradients(self, params: Sequence[Tensor]) -> None:
+        """Average the sparse row gradients of embedding tables over ranks, with dense
+        collectives only: each rank's coalesced (rows, values) are padded to the largest row
+        count, all-gathered, concatenated and coalesced again, then divided by the world size.
+
+        This replaces DDP's own sparse all-reduce (gloo's allgatherv of sparse tensors), which
+        aborted one CI run with heap corruption ("malloc(): unaligned tcache chunk detected") and
+        which NCCL does not offer at all: here the tables stay sparse under either backend. A
+        rank whose batch touched no row of a table (no gradient, or only the padding row) sends
+        zero rows. Every rank must call this with the same parameters in the same order.
+        """
+        if not self.enabled or not params:
+            return
+        grads = [_coalesced_rows(p) for p in params]
+        device = params[0].device
+        counts = torch.tensor([len(rows) for rows, _ in grads], dtype=torch.long, device=device)
+        per_rank = [torch.empty_like(counts) for _ in range(self.world_size)]
+        dist.all_gather(per_rank, counts)
+        table = torch.stack(per_rank).tolist()  # [rank][parameter] -> rows sent
+        for j, (p, (rows, values)) in enumerate(zip(params, grads, strict=True)):
+            n = [table[r][j] for r in range(self.world_size)]
+            width = max(n)
+            if width == 0:
+                p.grad = None  # no rank touched the table: nothing to update
+                continue
+            rows_out = [rows.new_zeros(width) for _ in n]
+            values_out = [values.new_zeros((width, *values.shape[1:])) for _ in n]
+            dist.all_gather(rows_out, _pad(rows, width))
+            dist.all_gather(values_out, _pad(values, width))
+            all_rows = torch.cat([t[:k] for t, k in zip(rows_out, n, strict=True)])
+            all_values = torch.cat([t[:k] for t, k in zip(values_out, n, strict=True)])
+            # rows from coalesced gradients of this very table: in range by construction
+            grad = torch.sparse_coo_tensor(
+                all_rows[None], all_values, p.shape, check_invariants=False
+            )
+            p.grad = grad.coalesce().div_(self.world_size)
 
     def mean(self, sums: dict[str, float], count: int) -> dict[str, float]:
         """``sum(sums) / sum(count)`` over ranks, per key (every rank holds the same keys)."""
@@ -167,6 +213,30 @@ class Distributed:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+
+def _coalesced_rows(p: Tensor) -> tuple[Tensor, Tensor]:
+    """The (rows, values) of ``p``'s sparse row gradient, coalesced; none if it has no gradient.
+
+    >>> w = torch.zeros(4, 1, requires_grad=True)
+    >>> rows, values = [[3, 1, 3]], [[1.0], [2.0], [4.0]]
+    >>> w.grad = torch.sparse_coo_tensor(rows, values, (4, 1), check_invariants=True)
+    >>> rows, values = _coalesced_rows(w)
+    >>> rows.tolist(), values.flatten().tolist()
+    ([1, 3], [2.0, 5.0])
+    """
+    if p.grad is None:
+        return (
+            torch.zeros(0, dtype=torch.long, device=p.device),
+            p.new_zeros((0, *p.shape[1:])),
+        )
+    grad = p.grad.coalesce()
+    return grad.indices()[0], grad.values()
+
+
+def _pad(t: Tensor, n: int) -> Tensor:
+    """``t`` with zero rows appended up to ``n`` rows (all-gather needs equal shapes)."""
+    return torch.cat([t, t.new_zeros((n - len(t), *t.shape[1:]))]) if len(t) < n else t
 
 
 # what gloo / NCCL / the c10d store say when a peer is gone or a collective timed out

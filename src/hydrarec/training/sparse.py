@@ -21,19 +21,18 @@ What changes for a sparse table:
   shrink popular rows most, the reverse of what L2 on a dense table does);
 - **gradient clipping** takes one norm over the dense and the (coalesced) sparse gradients, the
   same number as the dense path would compute, since untouched rows have zero gradient;
-- **DDP**: gloo all-reduces sparse gradients (DDP handles them as their own buckets); NCCL has no
-  sparse all-reduce, so under NCCL the tables stay dense and a warning says so.
+- **DDP**: the sparse tables are left out of DDP's reducer; after the backward the trainer
+  averages their row gradients with ``Distributed.average_sparse_gradients`` (dense all-gathers
+  of each rank's touched rows), so they work under gloo and NCCL alike. DDP's own sparse path
+  (gloo's sparse all-reduce) aborted a CI run with heap corruption and does not exist in NCCL.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
-
-from hydrarec.training.distributed import Distributed
 
 SPARSE_MIN_ROWS = 100_000  # sparse_embeddings unset: tables with at least this many rows
 
@@ -62,22 +61,9 @@ def make_sparse(tables: Iterable[nn.Embedding]) -> list[Tensor]:
     return list(params.values())
 
 
-def sparse_parameters(
-    model: nn.Module, setting: bool | None, dist: Distributed | None = None
-) -> list[Tensor]:
-    """Switch the selected tables to sparse gradients; their weights (for ``SparseAdam``).
-
-    Under a backend without sparse all-reduce (NCCL) nothing is switched, with a warning.
-    """
-    tables = sparse_tables(model, setting)
-    if tables and dist is not None and not dist.supports_sparse_gradients():
-        warnings.warn(
-            f"train.sparse_embeddings: the {dist.backend()} backend cannot all-reduce sparse "
-            f"gradients; {len(tables)} embedding tables stay dense (AdamW)",
-            stacklevel=3,
-        )
-        return []
-    return make_sparse(tables)
+def sparse_parameters(model: nn.Module, setting: bool | None) -> list[Tensor]:
+    """Switch the selected tables to sparse gradients; their weights (for ``SparseAdam``)."""
+    return make_sparse(sparse_tables(model, setting))
 
 
 @torch.no_grad()

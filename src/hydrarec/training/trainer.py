@@ -98,7 +98,7 @@ class Trainer:
         self.model = model.to(device)
         self.dist = dist or Distributed()
         # large embedding tables: sparse gradients + SparseAdam (set before DDP wraps the model)
-        self.sparse_params = sparse_parameters(self.model, cfg.sparse_embeddings, self.dist)
+        self.sparse_params = sparse_parameters(self.model, cfg.sparse_embeddings)
         # GradNorm differentiates each task loss before the backward, which DDP's gradient hooks
         # mistake for part of the step (measured: the ranks' models drift apart); its gradients
         # are averaged by hand instead, after the backward, without DDP's overlap
@@ -108,7 +108,7 @@ class Trainer:
         self.compute_losses = (
             LossModule(self.model)
             if self.sync_by_hand
-            else self.dist.wrap(LossModule(self.model), device)
+            else self.dist.wrap(LossModule(self.model), device, own=self.sparse_params)
         )
         if self.sync_by_hand:
             self.dist.broadcast_parameters(self.model)  # what DDP does when it wraps a model
@@ -224,6 +224,7 @@ class Trainer:
         if self.sync_by_hand:
             self.dist.average_gradients(self.model.parameters())
         self.dist.average_gradients(self.objective.parameters())
+        self.dist.average_sparse_gradients(self.sparse_params)  # DDP leaves them out
         if self.cfg.grad_clip > 0 and self.sparse_params:  # torch's cannot take sparse grads
             clip_grad_norm(self.model.parameters(), self.cfg.grad_clip)
         elif self.cfg.grad_clip > 0:
