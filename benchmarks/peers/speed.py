@@ -90,7 +90,8 @@ def time_to_quality(history: list[dict[str, Any]], monitor: str) -> tuple[float,
 
 
 def equal_size_config(epochs: int) -> Any:
-    """ml100k_mmoe.toml at torch-rechub's sizes: no sequence encoder, rating + like only."""
+    """ml100k_mmoe.toml at torch-rechub's sizes: no sequence encoder, rating + like only, no
+    dropout (torch-rechub's MLP default)."""
     import tomllib
 
     from hydrarec.config import config_from_dict
@@ -102,7 +103,9 @@ def equal_size_config(epochs: int) -> Any:
         "experts": EXPERTS,
         "hidden": HIDDEN,
         "tower": TOWER,
+        "dropout": 0.0,  # torch-rechub's MLP default (dropout=0)
     }
+    raw["model"]["dropout"] = 0.0
     raw["tasks"] = [t for t in raw["tasks"] if t["name"] in ("rating", "like")]
     raw["train"].update(epochs=epochs, batch_size=BATCH, monitor="like/auc")
     raw.pop("recommend", None)
