@@ -105,12 +105,13 @@ def clocks() -> tuple[float, float]:
 
 def extrapolate(marks: list[tuple[float, float]], steps_per_epoch: int) -> dict[str, float]:
     """Per-step and per-epoch seconds (wall, CPU) from the clocks read at the timed epoch's
-    start (``marks[0]``) and as each of its batches was handed over (``marks[1:]``).
+    start (``marks[0]``) and as each of its steps finished (``marks[1:]``).
 
-    Steady step: the mean interval between batches 1 and k (a step plus the next batch's
-    assembly). The epoch's start (the shuffle of every train row, O(n), and the first batch's
-    assembly) is counted once, not once per step: a per-step mean over a few steps would charge
-    the shuffle to every step of the extrapolated epoch.
+    Steady step: the mean interval between the ends of steps 1 and k (a step, plus whatever of
+    the next batch's assembly the background thread has not done by then). The epoch's start
+    (the shuffle of every train row, O(n), the first batch's assembly and the first step) is
+    counted once, not once per step: a per-step mean over a few steps would charge the shuffle
+    to every step of the extrapolated epoch.
     """
     out = {}
     for key, c in (("", 0), ("cpu_", 1)):
@@ -132,16 +133,24 @@ def train_steps(cfg: Config, steps: int) -> dict[str, Any]:
         model = build_model(cfg, data.user_spec, data.item_spec, data.stats, ds.n_items)
         names = [t.name for t in cfg.tasks]
         objective = JointLoss(names, cfg.loss, {n: 1.0 for n in names})
-        trainer = Trainer(model, objective, cfg.train, device=device, dist=dist)
         marks: list[tuple[float, float]] = []  # the timed epoch (2)'s clocks
+
+        class Timed(Trainer):
+            """Clocks after each step of epoch 2 (not in ``batches``: with ``train.prefetch``
+            a background thread runs that generator ahead of the steps)."""
+
+            def _step(self, batch: Batch) -> tuple[dict[str, float], dict[str, float]]:
+                out = super()._step(batch)
+                if self.state.epoch == 1:  # epoch 2 under way
+                    marks.append(clocks())
+                return out
+
+        trainer = Timed(model, objective, cfg.train, device=device, dist=dist)
 
         def batches(epoch: int) -> Iterator[Batch]:
             if epoch == 2:
-                marks.append(clocks())
-            for batch in itertools.islice(data.epoch_batches(epoch), steps):
-                if epoch == 2:
-                    marks.append(clocks())
-                yield batch
+                marks.append(clocks())  # the epoch starts (shuffle, first batch)
+            yield from itertools.islice(data.epoch_batches(epoch), steps)
 
         trainer.fit(batches, steps, lambda m: {"x": 0.0}, "x", "min")
         timing = extrapolate(marks, data.steps_per_epoch)

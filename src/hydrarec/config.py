@@ -210,6 +210,8 @@ class TrainConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where to train
     amp: bool = True  # bf16 autocast on CUDA
     num_workers: int = Field(0, ge=0)  # reserved: batches are assembled in-process
+    # batches assembled ahead by a background thread (0: in the training loop; training/prefetch.py)
+    prefetch: int = Field(2, ge=0)
     eval_every: int = Field(1, ge=1)  # epochs between validations
 
 

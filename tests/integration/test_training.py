@@ -83,6 +83,16 @@ def test_same_seed_same_model(tmp_path: Path) -> None:
     assert a.metrics["test"] == b.metrics["test"]
 
 
+def test_background_batches_train_the_same_model(tmp_path: Path) -> None:
+    """``train.prefetch``: assembling batches in a thread changes nothing but the speed."""
+    a = train(tiny_config(epochs=2, prefetch=0), tmp_path / "a", progress=QUIET)
+    b = train(tiny_config(epochs=2, prefetch=3), tmp_path / "b", progress=QUIET)
+    wa, wb = read_tensors(a.path / "model.safetensors"), read_tensors(b.path / "model.safetensors")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0)
+    assert a.metrics["test"] == b.metrics["test"]
+
+
 def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
     full = train(tiny_config(epochs=3, patience=10), tmp_path / "full", progress=QUIET)
 

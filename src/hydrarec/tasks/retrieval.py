@@ -31,6 +31,7 @@ from torch import Tensor
 from hydrarec.config import TaskConfig
 from hydrarec.features.batch import Batch
 from hydrarec.tasks.base import Task, TaskContext, TaskInputs, masked_mean
+from hydrarec.training.distributed import keep
 
 FULL_SOFTMAX_MAX_ITEMS = 5000  # full_softmax = None: full softmax up to this catalogue size
 
@@ -73,12 +74,16 @@ def _all_gather_padded(x: Tensor, pad: float, grad: bool) -> Tensor:
     n = torch.tensor([x.shape[0]], device=x.device)
     sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
     dist.all_gather(sizes, n)
+    keep(n, sizes)
     longest = int(torch.stack(sizes).max())
     x = F.pad(x, (0, 0) * (x.dim() - 1) + (0, longest - x.shape[0]), value=pad)  # (M, ...)
     if grad:
-        return torch.cat(dist_fn.all_gather(x))
+        gathered = dist_fn.all_gather(x)
+        keep(x, gathered)
+        return torch.cat(gathered)
     parts = [torch.empty_like(x) for _ in sizes]
     dist.all_gather(parts, x)
+    keep(x, parts)
     return torch.cat(parts)
 
 

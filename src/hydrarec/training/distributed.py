@@ -15,6 +15,7 @@ exits non-zero, and a collective that waits longer than ``HYDRAREC_DIST_TIMEOUT`
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +32,25 @@ from hydrarec.errors import HydrarecError
 T = TypeVar("T")
 TIMEOUT_ENV = "HYDRAREC_DIST_TIMEOUT"  # seconds a collective may wait for the slowest rank
 DEFAULT_TIMEOUT_S = 1800.0  # torch's own default; validation on rank 0 must fit inside it
+
+
+# the tensors of the latest collectives (see ``keep``)
+_KEPT: deque[tuple[Any, ...]] = deque(maxlen=8)
+
+
+def keep(*tensors: Any) -> None:
+    """Keep Python's references to the tensors (or lists of them) of a collective past the call.
+
+    gloo's worker thread drops its own reference to a finished operation a moment after the
+    caller has been woken. If Python has let go of a tensor by then, that drop is the last one
+    and frees the tensor's Python object, for which the worker must take the GIL; should the main
+    thread hold the GIL while it joins that worker (the process group's destructor, run when DDP's
+    reducer is freed at the end of a job), both wait forever. This hung a 2-rank benchmark once:
+    ``~ProcessGroupGloo`` joining a worker blocked in ``gil_scoped_acquire``. Keeping the tensors
+    of the last 8 collective calls makes every worker's drop a non-final one; ``process_group``
+    lets go of them after the group is gone.
+    """
+    _KEPT.append(tensors)
 
 
 class DistributedError(HydrarecError, RuntimeError):
@@ -163,6 +183,7 @@ class Distributed:
         counts = torch.tensor([len(rows) for rows, _ in grads], dtype=torch.long, device=device)
         per_rank = [torch.empty_like(counts) for _ in range(self.world_size)]
         dist.all_gather(per_rank, counts)
+        keep(counts, per_rank)
         table = torch.stack(per_rank).tolist()  # [rank][parameter] -> rows sent
         for j, (p, (rows, values)) in enumerate(zip(params, grads, strict=True)):
             n = [table[r][j] for r in range(self.world_size)]
@@ -172,8 +193,10 @@ class Distributed:
                 continue
             rows_out = [rows.new_zeros(width) for _ in n]
             values_out = [values.new_zeros((width, *values.shape[1:])) for _ in n]
-            dist.all_gather(rows_out, _pad(rows, width))
-            dist.all_gather(values_out, _pad(values, width))
+            rows_in, values_in = _pad(rows, width), _pad(values, width)
+            dist.all_gather(rows_out, rows_in)
+            dist.all_gather(values_out, values_in)
+            keep(rows_in, values_in, rows_out, values_out)
             all_rows = torch.cat([t[:k] for t, k in zip(rows_out, n, strict=True)])
             all_values = torch.cat([t[:k] for t, k in zip(values_out, n, strict=True)])
             # rows from coalesced gradients of this very table: in range by construction
@@ -189,6 +212,7 @@ class Distributed:
         keys = sorted(sums)  # the same order on every rank
         t = torch.tensor([sums[k] for k in keys] + [float(count)], dtype=torch.float64)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        keep(t)
         total = max(float(t[-1]), 1.0)
         mean = {k: float(t[i]) / total for i, k in enumerate(keys)}
         return {k: mean[k] for k in sums}
@@ -305,3 +329,4 @@ def process_group(device: torch.device) -> Iterator[tuple[Distributed, torch.dev
     finally:
         if owned:
             dist.destroy_process_group()
+            _KEPT.clear()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +33,7 @@ from hydrarec.config import TrainConfig
 from hydrarec.features.batch import Batch
 from hydrarec.training import checkpoint
 from hydrarec.training.distributed import Distributed, DistributedError, LossModule
+from hydrarec.training.prefetch import prefetch
 from hydrarec.training.progress import Progress
 from hydrarec.training.schedule import warmup_cosine
 from hydrarec.training.sparse import clip_grad_norm, sparse_parameters
@@ -178,7 +179,9 @@ class Trainer:
         stopped = False
         while self.state.epoch < self.cfg.epochs:
             epoch = self.state.epoch + 1
-            record = self._train_epoch(epoch, batches(epoch), steps_per_epoch)
+            # closing: an error in a step stops the assembling thread at once
+            with closing(prefetch(batches(epoch), self.cfg.prefetch)) as epoch_batches:
+                record = self._train_epoch(epoch, epoch_batches, steps_per_epoch)
             if epoch % self.cfg.eval_every == 0 or epoch == self.cfg.epochs:
                 stopped = self._validate(record, validate, monitor, mode)
             self.state.epoch = epoch
