@@ -221,8 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.protocol == "SPEED":
         from peers import speed
 
-        loo_run = Path("runs/bench") / LOO / "hydrarec-mmoe" / "seed0"
-        lines = speed.main(loo_run)
+        lines = speed.main()
         write(args.protocol, lines[2:], lines[:2])
         return
     if args.child:

@@ -263,8 +263,10 @@ class Trainer:
     ) -> bool:
         """Record validation metrics; keep the best model; True when patience ran out."""
         self.model.eval()
+        start = time.perf_counter()
         metrics = self.dist.from_main(lambda: validate(self.model))  # rank 0 validates
         record["valid"] = metrics
+        record["valid_seconds"] = round(time.perf_counter() - start, 3)
         if monitor not in metrics:
             raise KeyError(f"monitored metric {monitor!r} not among {sorted(metrics)}")
         value = metrics[monitor]
