@@ -22,7 +22,8 @@ from hydrarec.encoders.towers import ItemTower
 from hydrarec.errors import ConfigError, RunError
 from hydrarec.features.batch import EntityFeatures, EntitySpec
 from hydrarec.tasks.joint import JointLoss
-from hydrarec.training.trainer import Trainer, model_param_groups
+from hydrarec.training.optim import model_param_groups
+from hydrarec.training.trainer import Trainer
 
 CPU = torch.device("cpu")
 TEXTS = [
