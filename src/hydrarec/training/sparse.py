@@ -23,8 +23,9 @@ What changes for a sparse table:
   same number as the dense path would compute, since untouched rows have zero gradient;
 - **DDP**: the sparse tables are left out of DDP's reducer; after the backward the trainer
   averages their row gradients with ``Distributed.average_sparse_gradients`` (dense all-gathers
-  of each rank's touched rows), so they work under gloo and NCCL alike. DDP's own sparse path
-  (gloo's sparse all-reduce) aborted a CI run with heap corruption and does not exist in NCCL.
+  of each rank's touched rows), the same collectives under gloo and NCCL (the NCCL path is
+  untested here: no GPU). DDP's own sparse path (gloo's sparse all-reduce) aborted a CI run with
+  heap corruption and does not exist in NCCL.
 """
 
 from __future__ import annotations
