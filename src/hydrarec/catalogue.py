@@ -35,7 +35,8 @@ import torch
 
 from hydrarec.config import Config, config_from_dict
 from hydrarec.data.schema import ITEM_ID
-from hydrarec.encoders.text import STATE_FILE, TextEncoder, template_columns
+from hydrarec.encoders.text import STATE_FILE, TextEncoder
+from hydrarec.encoders.text_template import template_columns
 from hydrarec.errors import DataError, RunError
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.features.encoders import MultiHotEncoder

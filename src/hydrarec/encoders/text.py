@@ -23,9 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import os
-import string
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -37,6 +35,7 @@ import pandas as pd
 import torch
 
 from hydrarec.config import TextConfig
+from hydrarec.encoders.text_template import render_texts
 from hydrarec.encoders.text_tuning import (
     TunedTextLayers,
     check_finetune_layers,
@@ -44,7 +43,7 @@ from hydrarec.encoders.text_tuning import (
     prefix_states,
     tuned_layers_from,
 )
-from hydrarec.errors import ConfigError, DataError, RunError
+from hydrarec.errors import ConfigError, RunError
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.io import write_json
 
@@ -52,7 +51,6 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 CACHE_FORMAT = "hydrarec.text-cache/1"
 STATES_FORMAT = "hydrarec.text-states/1"  # token states of the frozen prefix (fine-tuning)
 STATE_FILE = "text.json"  # RUN/features/text.json: which model and template made the run's vectors
-LIST_SEP = ", "  # list cells (e.g. genres) in a template
 FINGERPRINT_BYTES = 1 << 20  # bytes hashed at each end of a weights file
 _MODEL_FILES = (
     "config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
@@ -105,98 +103,6 @@ def model_identity(path: Path) -> str:
             tail = fh.read(FINGERPRINT_BYTES)
         h.update(f"{w.name}:{size}".encode() + head + tail)
     return h.hexdigest()
-
-
-# -- item text --------------------------------------------------------------------------------
-def template_columns(template: str) -> list[str]:
-    """The item columns a template reads, in order of first use.
-
-    >>> template_columns("{title} ({year}). Genres: {genres}; {title}")
-    ['title', 'year', 'genres']
-    """
-    names: list[str] = []
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as e:
-        raise ConfigError(f"model.text.template: {e} in {template!r}") from None
-    for _, field, _, _ in parsed:
-        if field is None:
-            continue
-        base = field.split(".", 1)[0].split("[", 1)[0]
-        if not base or base.isdigit():
-            raise ConfigError(
-                f"model.text.template: every field must name an item column, got {{{field}}} "
-                f"in {template!r}"
-            )
-        if base not in names:
-            names.append(base)
-    return names
-
-
-def cell_text(value: Any) -> Any:
-    """A cell as a template sees it: missing -> "", lists joined by ", ", 1995.0 -> 1995.
-
-    >>> cell_text(["Animation", "Comedy"]), cell_text(float("nan")), cell_text(1995.0)
-    ('Animation, Comedy', '', 1995)
-    """
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return LIST_SEP.join(str(cell_text(v)) for v in value if cell_text(v) != "")
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return ""
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return int(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def render_texts(
-    items: pd.DataFrame,
-    template: str,
-    *,
-    source: str | Path | None = None,
-    first_line: int | None = None,
-    id_column: str = "item_id",
-) -> list[str]:
-    """One text per row of ``items`` from ``template`` (see ``cell_text``).
-
-    Errors name the missing column, or the row (``first_line + row`` when the rows come from a
-    file, e.g. 2 for a CSV with a header) and item whose text is empty.
-
-    >>> df = pd.DataFrame({"title": ["Heat"], "year": [1995.0], "genres": [["Action", "Crime"]]})
-    >>> render_texts(df, "{title} ({year}). Genres: {genres}")
-    ['Heat (1995). Genres: Action, Crime']
-    """
-    columns = template_columns(template)
-    missing = [c for c in columns if c not in items.columns]
-    if missing:
-        raise DataError(
-            f"model.text.template {template!r} reads column(s) {missing}, which the items table "
-            f"lacks (columns: {list(items.columns)})",
-            file=source, field=missing[0], expected="every column the template names",
-        )  # fmt: skip
-    texts = []
-    for row, values in enumerate(zip(*(items[c].tolist() for c in columns), strict=True)):
-        cells = {c: cell_text(v) for c, v in zip(columns, values, strict=True)}
-        text = _format(template, cells).strip()
-        if not text or all(str(v).strip() == "" for v in cells.values()):
-            where = f"row {row}" if first_line is None else None
-            item = cell_text(items[id_column].iloc[row]) if id_column in items.columns else "?"
-            raise DataError(
-                f"item {item!r}{' (' + where + ')' if where else ''} has empty text: "
-                f"{', '.join(columns)} are all missing or blank",
-                file=source, line=None if first_line is None else first_line + row,
-                field=columns[0] if columns else None, expected="some text for every item",
-            )  # fmt: skip
-        texts.append(text)
-    return texts
-
-
-def _format(template: str, cells: dict[str, Any]) -> str:
-    try:
-        return template.format_map(cells)
-    except (ValueError, TypeError, IndexError, AttributeError) as e:
-        raise ConfigError(f"model.text.template {template!r}: {e}") from None
 
 
 # -- the encoder ------------------------------------------------------------------------------

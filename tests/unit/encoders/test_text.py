@@ -22,9 +22,9 @@ from hydrarec.encoders.text import (
     default_cache_dir,
     load_sentence_model,
     model_identity,
-    render_texts,
     resolve_model,
 )
+from hydrarec.encoders.text_template import render_texts
 from hydrarec.errors import ConfigError, DataError, RunError
 
 TEMPLATE = "{title} ({year}). Genres: {genres}"
