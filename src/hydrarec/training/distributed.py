@@ -141,12 +141,12 @@ class Distributed:
         if not self.enabled:
             return module
         own_ids = {id(p) for p in own}
-        ignored = [name for name, p in module.named_parameters() if id(p) in own_ids]
+        ignored = [(name, p) for name, p in module.named_parameters() if id(p) in own_ids]
         if ignored:
-            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, ignored)
-            for name, p in module.named_parameters():
-                if name in ignored:
-                    dist.broadcast(p.data, src=0)
+            names = [name for name, _ in ignored]
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, names)
+            for _, p in ignored:
+                dist.broadcast(p.data, src=0)
         ids = [device.index] if device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=ids, static_graph=True)
 

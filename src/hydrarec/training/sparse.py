@@ -53,18 +53,14 @@ def sparse_tables(model: nn.Module, setting: bool | None) -> list[nn.Embedding]:
     return tables
 
 
-def make_sparse(tables: Iterable[nn.Embedding]) -> list[Tensor]:
-    """Switch ``tables`` to sparse gradients; their weights, each once (a table may be shared)."""
+def sparse_parameters(model: nn.Module, setting: bool | None) -> list[Tensor]:
+    """Switch the selected tables to sparse gradients; their weights (for ``SparseAdam``), each
+    once (a table may be shared)."""
     params: dict[int, Tensor] = {}
-    for t in tables:
+    for t in sparse_tables(model, setting):
         t.sparse = True
         params[id(t.weight)] = t.weight
     return list(params.values())
-
-
-def sparse_parameters(model: nn.Module, setting: bool | None) -> list[Tensor]:
-    """Switch the selected tables to sparse gradients; their weights (for ``SparseAdam``)."""
-    return make_sparse(sparse_tables(model, setting))
 
 
 @torch.no_grad()
