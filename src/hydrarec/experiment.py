@@ -40,7 +40,7 @@ from hydrarec.tasks.joint import JointLoss
 from hydrarec.training.data import TrainData, make_train_data
 from hydrarec.training.distributed import Distributed, process_group
 from hydrarec.training.progress import Progress
-from hydrarec.training.stream_data import StreamTrainData, make_stream_train_data
+from hydrarec.training.stream_data import make_stream_train_data
 from hydrarec.training.trainer import Trainer, TrainResult, pick_device
 
 SPLIT_NAMES = ("train", "valid", "test")
@@ -149,7 +149,7 @@ def _meta(cfg: Config, data: TrainData, model: MultiTaskRecommender) -> dict[str
         "tasks": {t.name: t.kind for t in cfg.tasks},
         "parameters": sum(p.numel() for p in model.parameters()),
         "split_sizes": {k: len(getattr(data.split, k)) for k in SPLIT_NAMES}
-        | ({"train": data.train_rows} if isinstance(data, StreamTrainData) else {}),
+        | {"train": data.train_rows},
     }
 
 

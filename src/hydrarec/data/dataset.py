@@ -103,8 +103,8 @@ class Dataset:
         features, so every id in the interactions has an index."""
         if len(interactions) == 0:
             raise DataError(f"dataset {name!r} has no interactions", expected="at least one row")
-        users = _complete(users, interactions[USER_ID], USER_ID)
-        items = _complete(items, interactions[ITEM_ID], ITEM_ID)
+        users = complete_ids(users, interactions[USER_ID], USER_ID)
+        items = complete_ids(items, interactions[ITEM_ID], ITEM_ID)
         return cls(name, interactions, users, items, schema, given_splits=given_splits or {})
 
     @property
@@ -147,7 +147,10 @@ class Dataset:
         return out
 
 
-def _complete(table: pd.DataFrame | None, ids: pd.Series, id_col: str) -> pd.DataFrame:
+def complete_ids(
+    table: pd.DataFrame | None, ids: pd.Series | np.ndarray, id_col: str
+) -> pd.DataFrame:
+    """``table`` (or a new one) with a row, of missing features, for each of ``ids`` it lacks."""
     if table is None:
         table = pd.DataFrame({id_col: pd.unique(ids)})
     missing = pd.Index(pd.unique(ids)).difference(pd.Index(table[id_col]))

@@ -270,21 +270,29 @@ class ParquetInteractions:
                 parts = np.array_split(np.arange(rows_of(batch)), world_size)
                 yield take(batch, parts[rank])
 
-    def _split(self, table: pa.Table) -> tuple[pa.Table, pa.Table | None]:
-        """(train rows, held-out rows with their ``part``) of one row group."""
+    def _parts(self, table: pa.Table) -> np.ndarray | None:
+        """Each row's part (0 train, else held out) in one row group; None without a carve."""
         if self.carve is None:
-            return table, None
+            return None
         users = table.column(self.user_column).to_numpy(zero_copy_only=False)
         items = table.column(self.item_column).to_numpy(zero_copy_only=False)
-        parts = self.carve.parts(users, items)
+        return self.carve.parts(users, items)
+
+    def _split(self, table: pa.Table) -> tuple[pa.Table, pa.Table | None]:
+        """(train rows, held-out rows with their ``part``) of one row group."""
+        parts = self._parts(table)
+        if parts is None:
+            return table, None
         out = table.filter(pa.array(parts > 0)).append_column("part", pa.array(parts[parts > 0]))
         return table.filter(pa.array(parts == 0)), out
 
     def _encoded(self, order: Iterable[int]) -> Iterator[Columns]:
+        """Each group's train rows, encoded (the held-out rows are only built by ``fit``)."""
         columns = [self.user_column, self.item_column, *self.label_columns]
         for g in order:
-            train, _ = self._split(read_group(self.groups_[g], columns))
-            yield self._encode(train)
+            table = read_group(self.groups_[g], columns)
+            parts = self._parts(table)
+            yield self._encode(table if parts is None else table.filter(pa.array(parts == 0)))
 
     def _encode(self, table: pa.Table) -> Columns:
         out: Columns = {}

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from hydrarec.config import DataConfig
-from hydrarec.data.dataset import Dataset
+from hydrarec.data.dataset import Dataset, complete_ids
 from hydrarec.data.schema import ITEM_ID, TIMESTAMP, USER_ID, Column, Kind, Schema
 from hydrarec.data.splits import Split
 from hydrarec.data.streaming import Columns, HashCarve, ParquetInteractions
@@ -105,8 +105,8 @@ def load_streaming(
         "tabular",
         heldout,
         schema,
-        users=_with_ids(users, users_raw, USER_ID),
-        items=_with_ids(items, items_raw, ITEM_ID),
+        users=complete_ids(users, users_raw, USER_ID),
+        items=complete_ids(items, items_raw, ITEM_ID),
     )
     split = Split(np.empty(0), np.flatnonzero(part == 1), np.flatnonzero(part == 2))
     return StreamingSource(
@@ -174,12 +174,3 @@ def _ids(table: pd.DataFrame | None, column: str) -> list[np.ndarray]:
 def _ids_as(ids: np.ndarray, as_int: bool) -> np.ndarray:
     """Raw ids as int64 when every id of that kind is a plain integer, else as strings."""
     return ids.astype(np.int64) if as_int else np.asarray([str(x) for x in ids], dtype=object)
-
-
-def _with_ids(table: pd.DataFrame | None, ids: np.ndarray, column: str) -> pd.DataFrame:
-    """``table`` with a row (of missing features) for each of ``ids`` it lacks."""
-    if table is None:
-        return pd.DataFrame({column: ids})
-    missing = pd.Index(ids).difference(pd.Index(table[column]))
-    extra = pd.DataFrame({column: missing.to_numpy()})
-    return pd.concat([table, extra], ignore_index=True)

@@ -191,10 +191,10 @@ class TextEncoder:
         """Set the text of ``feats`` (the encoded rows of ``items``): the vectors ``feats.text``,
         or, when layers are fine-tuned, the prefix states ``feats.text_states`` and
         ``feats.text_mask``. Returns the width T of the text vector the item tower sees."""
-        texts = render_texts(items, self.cfg.template, source=source, first_line=first_line)
         if self.cfg.finetune_layers == 0:
-            feats.text = torch.from_numpy(np.array(self.encode(texts), dtype=np.float32))
+            feats.text = self.encode_items(items, source=source, first_line=first_line)
             return int(feats.text.shape[1])
+        texts = render_texts(items, self.cfg.template, source=source, first_line=first_line)
         states, mask = self.encode_states(texts)
         feats.text_states = torch.from_numpy(np.array(states, dtype=np.float32))  # (N, S, H)
         feats.text_mask = torch.from_numpy(np.array(mask, dtype=bool))  # (N, S)

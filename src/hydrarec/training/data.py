@@ -57,6 +57,11 @@ class TrainData:
         return self.builder.units(self.split.train)
 
     @property
+    def train_rows(self) -> int:
+        """Training interactions (rows of the split's train part)."""
+        return len(self.split.train)
+
+    @property
     def steps_per_epoch(self) -> int:
         """Optimizer steps per epoch: global batches, the same on every rank and for any W."""
         return BatchBuilder.num_batches(len(self.units), self.cfg.train.batch_size)
