@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import socket
@@ -48,6 +49,8 @@ class Load:
     server_cpu_s: float  # CPU seconds the server processes used meanwhile (nan if unknown)
     client_cpu_s: float  # CPU seconds the load generator (this process) used meanwhile
     workers: int = 1
+    model_processes: int = 1
+    steal: float = float("nan")  # share of the machine's CPU time the hypervisor took meanwhile
 
     @property
     def cpu_ms_per_request(self) -> float:
@@ -91,7 +94,7 @@ def free_port() -> int:
 
 
 def start_server(
-    run: Path, index: str, port: int, threads: int, workers: int = 1
+    run: Path, index: str, port: int, threads: int, workers: int = 1, model_processes: int = 1
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     cmd = [
@@ -106,6 +109,8 @@ def start_server(
         index,
         "--workers",
         str(workers),
+        "--model-processes",
+        str(model_processes),
         "--no-access-log",
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -129,6 +134,16 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=15)
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(steal, total) CPU ticks of the machine so far, from Linux /proc/stat; (0, 0) elsewhere.
+    On a shared virtual machine, steal is time the hypervisor gave to other guests."""
+    try:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -239,11 +254,12 @@ def serve_and_drive(
     threads: int,
     floor: bool,
     workers: int = 1,
+    model_processes: int = 1,
 ) -> list[Load]:
     """Start a server with ``index``, warm it up, drive each load level; with ``floor``, also
     ``GET /healthz`` at the first level (what the HTTP stack alone allows)."""
     port = free_port()
-    proc = start_server(run, index, port, threads, workers)
+    proc = start_server(run, index, port, threads, workers, model_processes)
     url = f"http://127.0.0.1:{port}"
     users = known_users(run)
     plan = [("/recommend", c) for c in levels] + ([("/healthz", levels[0])] if floor else [])
@@ -251,10 +267,12 @@ def serve_and_drive(
         _run(drive(url, users, 4, min(3.0, seconds)))  # warm up
         out = []
         for endpoint, c in plan:
-            cpu0, client0 = cpu_seconds(proc.pid), time.process_time()
+            cpu0, client0, ticks0 = cpu_seconds(proc.pid), time.process_time(), cpu_ticks()
             lat, err, took = _run(drive(url, users, c, seconds, endpoint))
             server_cpu, client_cpu = cpu_seconds(proc.pid) - cpu0, time.process_time() - client0
+            stolen, total = (b - a for a, b in zip(ticks0, cpu_ticks(), strict=True))
             ld = Load(index, endpoint, c, took, lat, err, server_cpu, client_cpu, workers)
+            ld.model_processes, ld.steal = model_processes, stolen / total if total else math.nan
             out.append(ld)
             print(f"  {index} {endpoint} c={c}: {ld.throughput:.0f} req/s", flush=True)
         return out
@@ -277,16 +295,19 @@ def batch_users_per_second(run: Path, index: str, k: int = 100) -> tuple[float, 
 
 def table(loads: list[Load], batch: dict[str, tuple[float, float]]) -> str:
     lines = [
-        "| index | workers | request | concurrency | requests/s | p50 ms | p95 ms | p99 ms "
-        "| errors | server cores used | server CPU ms / request | client CPU ms / request |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| index | workers | model processes | request | concurrency | requests/s | p50 ms "
+        "| p95 ms | p99 ms | errors | server cores used | server CPU ms / request "
+        "| client CPU ms / request | steal % |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for ld in loads:
         lines.append(
-            f"| {ld.index} | {ld.workers} | {ld.endpoint} | {ld.concurrency} "
+            f"| {ld.index} | {ld.workers} | {ld.model_processes} | {ld.endpoint} "
+            f"| {ld.concurrency} "
             f"| {ld.throughput:.0f} | {ld.percentile(50):.1f} | {ld.percentile(95):.1f} "
             f"| {ld.percentile(99):.1f} | {ld.errors} | {ld.server_cpu_s / ld.seconds:.2f} "
-            f"| {ld.cpu_ms_per_request:.2f} | {ld.client_ms_per_request:.2f} |"
+            f"| {ld.cpu_ms_per_request:.2f} | {ld.client_ms_per_request:.2f} "
+            f"| {100 * ld.steal:.0f} |"
         )
     lines += ["", "| index | batch `--all-users` users/s (k = 100) | seconds |", "|---|---:|---:|"]
     lines += [f"| {kind} | {ups:.0f} | {s:.2f} |" for kind, (ups, s) in batch.items()]
@@ -303,6 +324,13 @@ def main() -> None:
     p.add_argument(
         "--workers", type=int, nargs="+", default=[1], help="server worker processes to try"
     )
+    p.add_argument(
+        "--model-processes",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="processes running the /recommend model to try (0: in the HTTP process)",
+    )
     p.add_argument("--no-floor", action="store_true", help="skip the GET /healthz floor row")
     args = p.parse_args()
     ensure_run(args.run)
@@ -313,16 +341,18 @@ def main() -> None:
     )
     loads: list[Load] = []
     for workers in args.workers:
-        for index in args.indexes:
-            loads += serve_and_drive(
-                args.run,
-                index,
-                args.concurrency,
-                args.duration,
-                args.server_threads,
-                floor=not args.no_floor and index == args.indexes[0],
-                workers=workers,
-            )
+        for model_processes in args.model_processes:
+            for index in args.indexes:
+                loads += serve_and_drive(
+                    args.run,
+                    index,
+                    args.concurrency,
+                    args.duration,
+                    args.server_threads,
+                    floor=not args.no_floor and index == args.indexes[0],
+                    workers=workers,
+                    model_processes=model_processes,
+                )
     batch = {index: batch_users_per_second(args.run, index) for index in args.indexes}
     print(table(loads, batch))
 

@@ -300,6 +300,13 @@ def serve(
     access_log: Annotated[
         bool, typer.Option(help="Log every request (costs CPU under heavy load).")
     ] = True,
+    model_processes: Annotated[
+        int,
+        typer.Option(
+            help="Processes that run the /recommend model, off the HTTP process's GIL; several "
+            "score batches at once (0: in the HTTP process)."
+        ),
+    ] = 1,
 ) -> None:
     """Serve the run over HTTP: /recommend, /predict, /items/{id}/similar, /docs."""
     from hydrarec.serving.server import serve as run_serve
@@ -314,6 +321,7 @@ def serve(
         max_body_bytes=max_body_bytes,
         max_batch=max_batch,
         access_log=access_log,
+        model_processes=model_processes,
     )
 
 

@@ -59,3 +59,7 @@ class UnknownIdError(HydrarecError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain
         return str(self.args[0])
+
+    def __reduce__(self) -> tuple[type, tuple[str, list[object]]]:
+        # pickled (e.g. back from the serving model process) with its own arguments
+        return (type(self), (self.kind, self.ids))

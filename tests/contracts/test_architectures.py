@@ -120,10 +120,10 @@ def test_empty_width_lists(name: str) -> None:
     assert [o.shape for o in out] == [(B, IN_DIM)] * 2
 
 
-@pytest.mark.parametrize("widths", [{}, {"hidden": [], "tower": []}])
+@pytest.mark.parametrize("widths", [{}, {"hidden": [8]}, {"hidden": [], "tower": []}])
 @pytest.mark.parametrize("name", NAMES)
 def test_factored_pairs_equal_the_dense_input(name: str, widths: dict[str, list[int]]) -> None:
-    # stage-two re-ranking feeds Pairs (user part once per user, item part cached per item)
+    # stage-two re-ranking feeds Pairs (one matrix per user, all first layers in one product)
     # instead of [user, item, user * item]: the outputs must be the same
     arch = make_arch(name, 3, **widths).eval()
     d, n_items = IN_DIM // 3, 7
@@ -131,7 +131,7 @@ def test_factored_pairs_equal_the_dense_input(name: str, widths: dict[str, list[
     table, user = torch.randn(n_items, d, generator=gen), torch.randn(4, d, generator=gen)
     cand = torch.randint(0, n_items, (4, 5), generator=gen)
     cache = ItemSideCache(table)
-    for _ in range(2):  # the second call reuses the cache's stacked weights and item part
+    for _ in range(2):  # the second call reuses the cache's stacked weights
         pairs = Pairs(user, cand, cache)
         got = arch(pairs)
         want = arch(pairs.dense())

@@ -7,6 +7,7 @@ blocks copied into every DeepCTR-Torch multi-task model are what this avoids).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +16,17 @@ from hydrarec.architectures.pairs import Pairs, first
 from hydrarec.config import ArchitectureConfig
 from hydrarec.nn import mlp
 
-__all__ = ["Architecture", "Experts", "Pairs", "first", "mix", "mlp", "task_towers", "width"]
+__all__ = [
+    "Architecture",
+    "Experts",
+    "Pairs",
+    "first",
+    "mix",
+    "mix_tasks",
+    "mlp",
+    "task_towers",
+    "width",
+]
 
 
 def width(in_dim: int, widths: Sequence[int]) -> int:
@@ -33,14 +44,31 @@ def mix(logits: Tensor, experts: Tensor) -> Tensor:
     return torch.bmm(weights.unsqueeze(1), experts).squeeze(1)  # (B, H)
 
 
+def mix_tasks(logits: Tensor, experts: Tensor) -> Tensor:
+    """Every task's ``mix`` at once: logits (B, T, E), experts (B, E, H) -> (B, T, H).
+
+    Inference only (stage two): the softmax is written out, since ``torch.softmax`` over a last
+    dimension of a few experts took 0.63 ms for B = 3200, T = 2, E = 4 on CPU, against 0.26 ms.
+    """
+    weights = (logits - logits.amax(dim=-1, keepdim=True)).exp_()
+    return torch.bmm(weights.div_(weights.sum(dim=-1, keepdim=True)), experts)
+
+
 class Experts(nn.Module):
     """``n`` expert MLPs of widths ``cfg.hidden`` on the same input: (B, in_dim) -> (B, n, H)."""
 
     def __init__(self, in_dim: int, n: int, cfg: ArchitectureConfig) -> None:
         super().__init__()
         self.experts = nn.ModuleList(mlp(in_dim, cfg.hidden, cfg.dropout) for _ in range(n))
+        # one hidden layer (Linear, ReLU, Dropout): stage two runs all experts' first layers as
+        # one product and the ReLU once, in place, over its output
+        self.one_layer = len(cfg.hidden) == 1
 
     def forward(self, x: Tensor | Pairs) -> Tensor:
+        if isinstance(x, Pairs) and self.one_layer and not self.training:
+            firsts = [cast(nn.Sequential, expert)[0] for expert in self.experts]
+            block = x.linears(cast(list[nn.Linear], firsts))  # (B, n * H), ours
+            return block.relu_().view(len(block), len(self.experts), -1)  # (B, n, H)
         return torch.stack([first(expert, x) for expert in self.experts], dim=1)  # (B, n, H)
 
 

@@ -12,6 +12,8 @@ so tasks that disagree can lean on different experts instead of fighting over on
 
 from __future__ import annotations
 
+from typing import cast
+
 from torch import Tensor, nn
 
 from hydrarec.architectures.layers import (
@@ -20,6 +22,7 @@ from hydrarec.architectures.layers import (
     Pairs,
     first,
     mix,
+    mix_tasks,
     task_towers,
     width,
 )
@@ -39,6 +42,12 @@ class MMoE(Architecture):
         if not self.towers:
             return []
         experts = self.experts(x)  # (B, E, H)
+        if isinstance(x, Pairs):  # stage two: every gate in one product, every mix in one bmm
+            logits = x.linears(cast(list[nn.Linear], list(self.gates))).view(
+                len(experts), len(self.gates), -1
+            )
+            mixed = mix_tasks(logits, experts)  # (B, T, H)
+            return [tower(mixed[:, t]) for t, tower in enumerate(self.towers)]
         out = []
         for gate, tower in zip(self.gates, self.towers, strict=True):
             mixed = mix(first(gate, x), experts)  # (B, E) gate over (B, E, H) -> (B, H)

@@ -2,17 +2,23 @@
 
 Re-ranking scores every user against its ``n`` candidates: ``x = [user, item, user * item]``
 (B * n, 3D). Whatever reads ``x`` first is a Linear layer (the first layer of an expert, a gate,
-a bottom or a tower), and a Linear over a concatenation splits into one matrix per part:
+a bottom or a tower), and a Linear over a concatenation splits into one matrix per part, which
+regroup into one matrix per user:
 
     W x + b = (W_u user + b) + W_i item + W_x (user * item)
+            = (W_u user + b) + (W_i + W_x diag(user)) item
 
-The user part is computed once per user instead of once per pair, and the item part once per
-catalogue item (cached across requests), so per pair only ``W_x (user * item)`` is left: a third
-of the multiply-adds of the first layer, which dominates stage two. Equal to the plain path up to
-float rounding (a test checks every architecture).
+so each user's candidates go through one product with their own (D + 1, out) matrix (the
+constant part rides on an extra input fixed at 1): no (B * n, 3D) input, no per-pair gather of a
+cached item part and no extra passes over the (B * n, out) output, whose memory traffic is what
+stage two spends its time on. Linears read together (all experts, all gates) are stacked into
+one product (``Pairs.linears``). Equal to the plain path up to float rounding (a test checks
+every architecture).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -20,38 +26,37 @@ from torch.nn import functional as F
 
 
 class ItemSideCache:
-    """What re-ranking can compute once per item table: ``W_i item`` of every catalogue item for
-    every Linear that reads the pair input, and those Linears' weights split and stacked, so all of
-    them are one matrix product per batch. The layers are learnt on first use (a model's forward
-    reads them in a fixed order); a new one re-stacks."""
+    """What re-ranking keeps across calls for one item table: for each group of Linears read
+    together, their weights split by part (user, item, cross) and stacked by output."""
 
     def __init__(self, item_vectors: Tensor) -> None:
         self.item_vectors = item_vectors  # (I, D)
-        self.layers: list[nn.Linear] = []
-        self.slices: dict[int, slice] = {}  # id(layer) -> its columns in the stacked outputs
-        self._stacked: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+        # id of each layer in the group -> (the layers, kept so the ids stay theirs; the parts)
+        self._stacked: dict[
+            tuple[int, ...], tuple[Sequence[nn.Linear], Tensor, Tensor, Tensor]
+        ] = {}
 
-    def add(self, layer: nn.Linear) -> None:
-        start = sum(known.out_features for known in self.layers)
-        self.layers.append(layer)
-        self.slices[id(layer)] = slice(start, start + layer.out_features)
-        self._stacked = None
-
-    def stacked(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(W_user, W_cross, bias) of every layer stacked by output, and the item part of every
-        catalogue item, (I, total)."""
-        if self._stacked is None:
+    def stacked(self, layers: Sequence[nn.Linear]) -> tuple[Tensor, Tensor, Tensor]:
+        """``(W_user; bias)`` (D + 1, total), ``W_item`` and ``W_cross`` (D, total) of the layers,
+        stacked by output in their order."""
+        key = tuple(id(layer) for layer in layers)
+        if key not in self._stacked:
             d = self.item_vectors.shape[1]
-            w = torch.cat([layer.weight for layer in self.layers])  # (total, 3D)
+            w = torch.cat([layer.weight for layer in layers]).T  # (3D, total)
             bias = torch.cat(
                 [
                     layer.bias if layer.bias is not None else w.new_zeros(layer.out_features)
-                    for layer in self.layers
+                    for layer in layers
                 ]
             )
-            item = self.item_vectors @ w[:, d : 2 * d].T  # (I, total)
-            self._stacked = (w[:, :d].T.contiguous(), w[:, 2 * d :].T.contiguous(), bias, item)
-        return self._stacked
+            user = torch.cat([w[:d], bias[None, :]])  # the bias rides on a constant 1
+            self._stacked[key] = (
+                list(layers),
+                user.contiguous(),
+                w[d : 2 * d].contiguous(),
+                w[2 * d :].contiguous(),
+            )
+        return self._stacked[key][1:]  # type: ignore[return-value]
 
 
 class Pairs:
@@ -61,7 +66,7 @@ class Pairs:
         self.user = user  # (B, D)
         self.candidates = candidates  # (B, n)
         self.cache = cache
-        self._out: Tensor | None = None  # (B * n, total): every known layer's output
+        self._items: Tensor | None = None  # (B, n, D + 1): the candidates' vectors and a 1
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -80,20 +85,27 @@ class Pairs:
 
     def linear(self, layer: nn.Linear) -> Tensor:
         """``layer(self.dense())`` without materialising it, (B * n, out)."""
+        return self.linears([layer])
+
+    def linears(self, layers: Sequence[nn.Linear]) -> Tensor:
+        """``torch.cat([layer(self.dense()) for layer in layers], dim=1)`` as one product, a new
+        (B * n, total) tensor the caller owns."""
         d = self.user.shape[1]
-        if layer.in_features != 3 * d:
-            raise ValueError(f"a Linear over pairs needs in_features {3 * d}, got {layer}")
-        if id(layer) not in self.cache.slices:
-            self.cache.add(layer)
-            self._out = None
-        if self._out is None:
-            w_user, w_cross, bias, item = self.cache.stacked()
-            b, n = self.shape
-            cross = (self.items() * self.user[:, None, :]) @ w_cross  # (B, n, total)
-            cross += F.embedding(self.candidates, item)
-            cross += (self.user @ w_user + bias)[:, None, :]
-            self._out = cross.reshape(b * n, -1)
-        return self._out[:, self.cache.slices[id(layer)]]
+        for layer in layers:
+            if layer.in_features != 3 * d:
+                raise ValueError(f"a Linear over pairs needs in_features {3 * d}, got {layer}")
+        w_user, w_item, w_cross = self.cache.stacked(layers)
+        b, n = self.shape
+        if self._items is None:
+            self._items = torch.cat([self.items(), self.user.new_ones(b, n, 1)], dim=-1)
+        per_user = torch.cat(
+            [
+                torch.addcmul(w_item, self.user[:, :, None], w_cross),  # W_i + diag(u) W_x
+                (torch.cat([self.user, self.user.new_ones(b, 1)], dim=1) @ w_user)[:, None],
+            ],
+            dim=1,
+        )  # (B, D + 1, total)
+        return torch.bmm(self._items, per_user).reshape(b * n, -1)
 
 
 def first(module: nn.Module, x: Tensor | Pairs) -> Tensor:

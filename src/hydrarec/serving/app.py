@@ -27,7 +27,9 @@ from hydrarec import __version__
 from hydrarec.errors import DataError, UnknownIdError
 from hydrarec.recommender import Recommender
 from hydrarec.serving.batcher import MicroBatcher
+from hydrarec.serving.fast_lane import FastLane
 from hydrarec.serving.limits import BodyLimit
+from hydrarec.serving.model_process import ModelPool, settle_heap
 from hydrarec.serving.routes import api_router, probe_router
 
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: ~10,000 ids with room to spare
@@ -39,17 +41,28 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY,
     index: str | None = None,
     max_batch: int = 64,
+    model_processes: int = 0,
+    fast_lane: bool = True,
 ) -> FastAPI:
     """The HTTP service of a run (a path, loaded read-only, or a loaded ``Recommender``).
 
     ``index`` overrides the run's ``recommend.index`` when a path is given; ``max_batch`` caps
-    how many concurrent ``/recommend`` requests share one model call (1: no batching).
+    how many concurrent ``/recommend`` requests share one model call (1: no batching). With
+    ``model_processes`` > 0, ``/recommend`` runs its model in that many processes of their own
+    (``serving/model_process.py``): the event loop and the model then no longer share a GIL, and
+    several batches can be scored at once. 0: in this process, one batch at a time.
+    ``fast_lane`` answers valid ``/recommend`` requests without FastAPI's request machinery
+    (``serving/fast_lane.py``); off, every request takes the FastAPI route.
     """
     rec = run if isinstance(run, Recommender) else Recommender.load(run, index=index)
-    batcher = MicroBatcher(rec, max_batch)
+    ranker: Recommender | ModelPool = rec
+    if model_processes:
+        ranker = ModelPool(rec.run.run.path, rec.index.kind, model_processes)
+    batcher = MicroBatcher(ranker, max_batch)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settle_heap()
         yield
         batcher.close()
 
@@ -60,6 +73,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.recommender = rec
+    if fast_lane:
+        app.add_middleware(FastLane, batcher=batcher, api_key=api_key)  # type: ignore[arg-type]
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # type: ignore[arg-type]
     guard = [Depends(_key_guard(api_key))] if api_key else []
     app.include_router(api_router(rec, batcher), dependencies=guard)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydrarec.recommender import Recommendations, Recommender, UserQuery
+from hydrarec.serving.model_process import ModelPool
 
 
 @dataclass(frozen=True)
@@ -57,15 +58,26 @@ class _Pending:
 
 
 class MicroBatcher:
-    def __init__(self, rec: Recommender, max_batch: int = 64) -> None:
+    """``rec``: a ``Recommender`` or a ``ModelPool``. ``parallel`` model calls run at once
+    (default: one per process of a pool, else 1): while one batch is scored, the next is taken."""
+
+    def __init__(
+        self, rec: Recommender | ModelPool, max_batch: int = 64, parallel: int | None = None
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if parallel is None:
+            parallel = len(rec) if isinstance(rec, ModelPool) else 1
+        if parallel < 1:
+            raise ValueError(f"parallel must be >= 1, got {parallel}")
         self.rec = rec
         self.max_batch = max_batch
+        self.parallel = parallel
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hydrarec-model")
+        self._calls: set[asyncio.Task[None]] = set()  # batches being answered
+        self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="hydrarec-model")
 
     async def recommend(self, query: UserQuery, options: Options) -> Recommendations:
         """One user's recommendations (a one-row ``Recommendations``), batched with others."""
@@ -85,7 +97,9 @@ class MicroBatcher:
         return await future
 
     async def _run(self, queue: asyncio.Queue[_Pending]) -> None:
+        free = asyncio.Semaphore(self.parallel)  # model calls that may start now
         while True:
+            await free.acquire()  # wait for the model before taking a batch, so it takes all
             batch = [await queue.get()]
             # let the event loop finish the requests it has already read (one pass over its
             # ready callbacks), so requests that arrived together are scored together
@@ -95,8 +109,18 @@ class MicroBatcher:
             groups: dict[Options, list[_Pending]] = {}
             for p in batch:
                 groups.setdefault(p.options, []).append(p)
-            for options, members in groups.items():
-                await self._answer(options, members)
+            call = asyncio.create_task(self._answer_groups(list(groups.items())))
+            self._calls.add(call)
+
+            def finished(done: asyncio.Task[None], free: asyncio.Semaphore = free) -> None:
+                self._calls.discard(done)
+                free.release()
+
+            call.add_done_callback(finished)
+
+    async def _answer_groups(self, groups: list[tuple[Options, list[_Pending]]]) -> None:
+        for options, members in groups:
+            await self._answer(options, members)
 
     async def _answer(self, options: Options, members: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
@@ -127,6 +151,8 @@ class MicroBatcher:
         if self._worker is not None:
             self._worker.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if isinstance(self.rec, ModelPool):
+            self.rec.close()
 
 
 def _settle(

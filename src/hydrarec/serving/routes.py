@@ -9,7 +9,8 @@ import math
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
+from pydantic_core import to_json
 
 from hydrarec.io import read_json
 from hydrarec.recommender import Recommendations, Recommender, UserQuery
@@ -20,13 +21,11 @@ from hydrarec.serving.schemas import (
     PairPrediction,
     PredictRequest,
     PredictResponse,
-    RecommendedItem,
     RecommendRequest,
     RecommendResponse,
     SimilarItem,
     SimilarResponse,
     Status,
-    Support,
 )
 
 
@@ -34,13 +33,13 @@ def api_router(rec: Recommender, batcher: MicroBatcher) -> APIRouter:
     router = APIRouter()
 
     @router.post("/recommend", response_model=RecommendResponse, response_model_exclude_none=True)
-    async def recommend(body: RecommendRequest) -> RecommendResponse:
+    async def recommend(body: RecommendRequest) -> Response:
         """Top-k items for one user (by id, history and / or features), with every task's
         prediction and, with ``explain``, the history items behind each."""
         query = UserQuery(body.user_id, body.history, body.features)
         options = Options.of(body.k, body.exclude_seen, body.allow, body.deny, body.explain)
         out = await batcher.recommend(query, options)
-        return RecommendResponse(user_id=body.user_id, items=items_of(out, 0))
+        return json_response({"user_id": body.user_id, "items": items_of(out, 0)})
 
     @router.post("/predict", response_model=PredictResponse)
     def predict(body: PredictRequest) -> PredictResponse:
@@ -96,27 +95,35 @@ def probe_router(rec: Recommender) -> APIRouter:
     return router
 
 
-def items_of(out: Recommendations, row: int) -> list[RecommendedItem]:
-    """The filled slots of one user's recommendations as response items."""
-    items = []
-    for j in np.flatnonzero(out.items[row] >= 0):
-        because = None
-        if out.support is not None and out.support_ids is not None:
-            sims = out.support_scores[row, j] if out.support_scores is not None else []
-            because = [
-                Support(item_id=_plain(i), similarity=float(s))
-                for i, s in zip(out.support_ids[row, j], sims, strict=True)
+def items_of(out: Recommendations, row: int) -> list[dict[str, Any]]:
+    """The filled slots of one user's recommendations, as ``RecommendedItem`` JSON objects."""
+    filled = np.flatnonzero(out.items[row] >= 0)
+    ids = [_plain(i) for i in out.ids[row, filled]]
+    scores = out.scores[row, filled].tolist()
+    preds = {t: p[row, filled].tolist() for t, p in out.predictions.items()}
+    items: list[dict[str, Any]] = [
+        {"item_id": i, "score": s, "predictions": {t: p[j] for t, p in preds.items()}}
+        for j, (i, s) in enumerate(zip(ids, scores, strict=True))
+    ]
+    if out.support is not None and out.support_ids is not None and out.support_scores is not None:
+        for item, j in zip(items, filled, strict=True):
+            item["because"] = [
+                {"item_id": _plain(i), "similarity": float(s)}
+                for i, s in zip(out.support_ids[row, j], out.support_scores[row, j], strict=True)
                 if i is not None and not math.isnan(float(s))
             ]
-        items.append(
-            RecommendedItem(
-                item_id=_plain(out.ids[row, j]),
-                score=float(out.scores[row, j]),
-                predictions={t: float(p[row, j]) for t, p in out.predictions.items()},
-                because=because,
-            )
-        )
     return items
+
+
+def json_body(content: Any) -> bytes:
+    """``content`` (plain JSON types) serialised by pydantic's Rust encoder, NaN and infinities
+    as ``null`` (as pydantic models write them). The hot path builds its answers this way instead
+    of through response-model objects, which FastAPI would validate and encode again."""
+    return to_json(content, inf_nan_mode="null")
+
+
+def json_response(content: Any) -> Response:
+    return Response(json_body(content), media_type="application/json")
 
 
 def metadata_of(rec: Recommender) -> Metadata:

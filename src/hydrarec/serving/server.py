@@ -22,6 +22,7 @@ ENV_INDEX = "HYDRAREC_SERVE_INDEX"
 ENV_KEY_NAME = "HYDRAREC_SERVE_API_KEY_ENV"
 ENV_MAX_BODY = "HYDRAREC_SERVE_MAX_BODY"
 ENV_MAX_BATCH = "HYDRAREC_SERVE_MAX_BATCH"
+ENV_MODEL_PROCESSES = "HYDRAREC_SERVE_MODEL_PROCESSES"
 
 
 def api_key_from(env_name: str | None) -> str | None:
@@ -44,6 +45,7 @@ def app_from_env() -> FastAPI:
         max_body_bytes=int(os.environ.get(ENV_MAX_BODY, DEFAULT_MAX_BODY)),
         index=os.environ.get(ENV_INDEX) or None,
         max_batch=int(os.environ.get(ENV_MAX_BATCH, 64)),
+        model_processes=int(os.environ.get(ENV_MODEL_PROCESSES, 0)),
     )
 
 
@@ -59,6 +61,7 @@ def serve(
     max_batch: int = 64,
     log_level: str = "info",
     access_log: bool = True,
+    model_processes: int = 1,
 ) -> None:
     """Serve ``run`` over HTTP until interrupted (binds loopback unless ``host`` says otherwise)."""
     import uvicorn
@@ -67,8 +70,12 @@ def serve(
     api_key_from(api_key_env)  # fail now, not in every worker
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if model_processes < 0:
+        raise ConfigError(f"--model-processes must be >= 0, got {model_processes}")
     if workers == 1:
-        app = create_app(run, api_key_from(api_key_env), max_body_bytes, index, max_batch)
+        app = create_app(
+            run, api_key_from(api_key_env), max_body_bytes, index, max_batch, model_processes
+        )
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
         return
     os.environ[ENV_RUN] = str(Path(run).resolve())
@@ -76,6 +83,7 @@ def serve(
     os.environ[ENV_KEY_NAME] = api_key_env or ""
     os.environ[ENV_MAX_BODY] = str(max_body_bytes)
     os.environ[ENV_MAX_BATCH] = str(max_batch)
+    os.environ[ENV_MODEL_PROCESSES] = str(model_processes)
     uvicorn.run(
         "hydrarec.serving.server:app_from_env",
         factory=True,

@@ -1,0 +1,171 @@
+"""The service's fast paths give the same answers as the plain ones: the fast lane against the
+FastAPI route, the model processes against the in-process ``Recommender``, parallel batches
+against one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from hydrarec.errors import RunError, UnknownIdError
+from hydrarec.recommender import Recommendations, Recommender, UserQuery
+from hydrarec.serving import create_app, fast_lane
+from hydrarec.serving.batcher import MicroBatcher, Options
+from hydrarec.serving.model_process import ModelPool
+
+KEY = "test-key-123"
+AUTH = {"X-API-Key": KEY}
+
+
+@pytest.fixture(scope="module")
+def rec(tiny_run: Path) -> Recommender:
+    return Recommender.load(tiny_run)
+
+
+@pytest.fixture(scope="module")
+def clients(rec: Recommender) -> Iterator[tuple[TestClient, TestClient]]:
+    fast = create_app(rec, api_key=KEY, max_body_bytes=4096)
+    plain = create_app(rec, api_key=KEY, max_body_bytes=4096, fast_lane=False)
+    with TestClient(fast) as f, TestClient(plain) as p:
+        yield f, p
+
+
+def requests(rec: Recommender) -> list[tuple[dict[str, str], Any]]:
+    """(headers, body) pairs: valid ones, then every kind of refusal."""
+    items = [int(i) for i in rec.run.item_ids.raw_ids[:12]]
+    json = {**AUTH, "content-type": "application/json"}
+    return [
+        (AUTH, {"user_id": 1, "k": 5}),
+        (AUTH, {"user_id": 2, "k": 4, "explain": True, "allow": items, "deny": items[:2]}),
+        (AUTH, {"history": items[:3], "k": 3, "exclude_seen": False}),
+        ({**AUTH, "content-type": "application/vnd.api+json"}, {"user_id": 3}),
+        (AUTH, {"user_id": 987654}),  # unknown: 404
+        (AUTH, {"history": [1, 55555]}),  # unknown item: 404
+        (AUTH, {"user_id": 1, "k": 0}),  # 422
+        (AUTH, {"user_id": True}),  # 422
+        (AUTH, {"k": 3}),  # nobody: 422
+        (AUTH, {"features": {"height": 2}}),  # unknown feature: 422 from the model
+        (json, b'{"user_id": '),  # malformed: 422
+        ({**AUTH, "content-type": "text/plain"}, b'{"user_id": 1}'),  # not JSON: 422
+        ({}, {"user_id": 1}),  # no key: 401
+        ({"X-API-Key": "wrong"}, {"user_id": 1}),  # 401
+        ([("X-API-Key", "wrong"), ("X-API-Key", KEY)], {"user_id": 1}),  # the first counts: 401
+    ]
+
+
+def test_the_fast_lane_answers_as_the_fastapi_route(
+    clients: tuple[TestClient, TestClient], rec: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, plain = clients
+    answered = []
+    items_of = fast_lane.items_of
+
+    def counted(out: Recommendations, row: int) -> list[dict[str, Any]]:
+        answered.append(row)
+        return items_of(out, row)
+
+    monkeypatch.setattr(fast_lane, "items_of", counted)
+    statuses = []
+    for headers, body in requests(rec):
+        kw: dict[str, Any] = {"content": body} if isinstance(body, bytes) else {"json": body}
+        a = fast.post("/recommend", headers=headers, **kw)
+        b = plain.post("/recommend", headers=headers, **kw)
+        assert (a.status_code, a.json()) == (b.status_code, b.json()), (headers, body)
+        assert a.headers["content-type"] == b.headers["content-type"] == "application/json"
+        statuses.append(a.status_code)
+    assert statuses == [200] * 4 + [404] * 2 + [422] * 6 + [401] * 3
+    assert len(answered) == 4  # the valid requests took the fast lane, the others the route
+    assert gc.get_freeze_count() > 0  # the startup heap is out of the collector's reach
+
+
+def test_model_processes_answer_as_the_library(tiny_run: Path, rec: Recommender) -> None:
+    pool = ModelPool(tiny_run, processes=2)
+    try:
+        assert len(pool) == 2 and len(set(pool.pids)) == 2
+        queries = [UserQuery(user_id=u) for u in (1, 2, 3)] + [UserQuery(history=[5, 7])]
+        for _ in range(3):  # every process answers at least once
+            got = pool.recommend_for(queries, 5, explain=True, predictions=True)
+            want = rec.recommend_for(queries, 5, explain=True, predictions=True)
+            assert got.ids.tolist() == want.ids.tolist()
+            np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5)
+            assert got.support is not None and want.support is not None
+            assert got.support.tolist() == want.support.tolist()
+            for task, p in want.predictions.items():
+                np.testing.assert_allclose(got.predictions[task], p, rtol=1e-5)
+        # errors come back as themselves
+        with pytest.raises(UnknownIdError, match="987654") as err:
+            pool.recommend_for([UserQuery(user_id=987654)], 5)
+        assert err.value.ids == [987654]
+        with pytest.raises(ValueError, match="k must be >= 1"):
+            pool.recommend_for(queries, 0)
+    finally:
+        pool.close()
+    assert pool.pids == [None, None]
+
+
+def test_a_dead_model_process_fails_its_call_and_is_replaced(tiny_run: Path) -> None:
+    pool = ModelPool(tiny_run, processes=1)
+    try:
+        (pid,) = pool.pids
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(RuntimeError, match="model process exited"):
+            pool.recommend_for([UserQuery(user_id=1)], 3)
+        out = pool.recommend_for([UserQuery(user_id=1)], 3)  # a new process
+        assert out.ids.shape == (1, 3) and pool.pids != [pid]
+    finally:
+        pool.close()
+
+
+def test_a_bad_run_fails_the_model_process_with_its_error(tmp_path: Path) -> None:
+    with pytest.raises(RunError, match=r"run directory not found: .*nowhere"):
+        ModelPool(tmp_path / "nowhere", processes=1)
+
+
+class SlowRanker:
+    """Answers after 0.2 s and records how many calls overlapped."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = self.most = 0
+        self.sizes: list[int] = []
+
+    def recommend_for(self, queries: list[UserQuery], k: int, **_: Any) -> Recommendations:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.sizes.append(len(queries))
+        time.sleep(0.2)
+        with self.lock:
+            self.running -= 1
+        ids = np.array([[q.user_id] * k for q in queries])
+        return Recommendations(ids, ids.astype(object), np.zeros(ids.shape, np.float32))
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_batches_run_in_parallel_up_to_the_limit(parallel: int) -> None:
+    ranker = SlowRanker()
+    batcher = MicroBatcher(ranker, max_batch=2, parallel=parallel)  # type: ignore[arg-type]
+    opts = Options.of(3, None, None, None, False)
+
+    async def go() -> list[Recommendations]:
+        return await asyncio.gather(*(batcher.recommend(UserQuery(u), opts) for u in range(6)))
+
+    t0 = time.perf_counter()
+    results = asyncio.run(go())
+    took = time.perf_counter() - t0
+    batcher.close()
+    assert [r.ids.tolist() for r in results] == [[[u] * 3] for u in range(6)]
+    assert ranker.sizes == [2, 2, 2] and ranker.most == parallel
+    assert took < 0.2 * (3 if parallel == 1 else 2) + 0.15
