@@ -77,6 +77,7 @@ class MicroBatcher:
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._calls: set[asyncio.Task[None]] = set()  # batches being answered
+        self._scoring = 0  # requests in those batches
         self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="hydrarec-model")
 
     async def recommend(self, query: UserQuery, options: Options) -> Recommendations:
@@ -104,16 +105,23 @@ class MicroBatcher:
             # let the event loop finish the requests it has already read (one pass over its
             # ready callbacks), so requests that arrived together are scored together
             await asyncio.sleep(0)
-            while len(batch) < self.max_batch and not queue.empty():
+            # with several model calls at once, a fair share of the requests in the service
+            # (queued or being scored), so calls stay even instead of one taking all
+            share = -(-(queue.qsize() + 1 + self._scoring) // self.parallel)
+            while len(batch) < min(self.max_batch, share) and not queue.empty():
                 batch.append(queue.get_nowait())
             groups: dict[Options, list[_Pending]] = {}
             for p in batch:
                 groups.setdefault(p.options, []).append(p)
             call = asyncio.create_task(self._answer_groups(list(groups.items())))
             self._calls.add(call)
+            self._scoring += len(batch)
 
-            def finished(done: asyncio.Task[None], free: asyncio.Semaphore = free) -> None:
+            def finished(
+                done: asyncio.Task[None], free: asyncio.Semaphore = free, n: int = len(batch)
+            ) -> None:
                 self._calls.discard(done)
+                self._scoring -= n
                 free.release()
 
             call.add_done_callback(finished)
