@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from hydrarec.architectures.pairs import ItemSideCache, Pairs
 from hydrarec.features.batch import Batch, EntityFeatures
+from hydrarec.nn import param_groups_of
 from hydrarec.tasks.base import Task, TaskInputs
 
 
@@ -124,11 +125,7 @@ class MultiTaskRecommender(nn.Module):
         """Parameter groups with their own optimizer settings, e.g. the item tower's fine-tuned
         language-model layers at ``model.text.finetune_lr``; the trainer puts every other
         parameter in its default group (it reads the settings, not where they come from)."""
-        groups: list[dict[str, Any]] = []
-        for tower in (self.user_encoder, self.item_encoder):
-            own = getattr(tower, "param_groups", None)
-            groups += own() if callable(own) else []
-        return groups
+        return param_groups_of(self.user_encoder, self.item_encoder)
 
     def rank_representations(
         self, user: Tensor, item: Tensor, pairs: Pairs | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
@@ -22,3 +23,13 @@ def mlp(
             layers += [nn.ReLU(), nn.Dropout(dropout)]
         in_dim = width
     return nn.Sequential(*layers)
+
+
+def param_groups_of(*modules: nn.Module) -> list[dict[str, Any]]:
+    """The optimizer groups the modules ask for: each module's ``param_groups()`` (params and
+    AdamW settings such as ``lr``), where it defines one."""
+    groups: list[dict[str, Any]] = []
+    for module in modules:
+        own = getattr(module, "param_groups", None)
+        groups += own() if callable(own) else []
+    return groups

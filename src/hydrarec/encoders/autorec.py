@@ -53,6 +53,7 @@ from torch import Tensor, nn
 from hydrarec.config import AutoRecConfig
 from hydrarec.errors import DataError
 from hydrarec.features.batch import EntityFeatures
+from hydrarec.nn import param_groups_of
 
 
 def block_group(block: nn.Module, lr: float | None) -> list[dict[str, Any]]:
@@ -272,11 +273,7 @@ class WithBlocks(nn.Module):
         return torch.cat([main, *blocks], dim=-1)  # (B, D + S)
 
     def param_groups(self) -> list[dict[str, Any]]:
-        groups: list[dict[str, Any]] = []
-        for part in (self.tower, *self.blocks):
-            own = getattr(part, "param_groups", None)
-            groups += own() if callable(own) else []
-        return groups
+        return param_groups_of(self.tower, *self.blocks)
 
 
 __all__ = ["BagEncoder", "Decoder", "RatingBags", "WithBlocks"]

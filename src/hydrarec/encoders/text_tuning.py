@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from hydrarec.errors import ConfigError
+from hydrarec.features.batch import cat_padded
 
 FIELD = "model.text.finetune_layers"
 MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra")  # layers(states, additive mask)
@@ -80,16 +81,11 @@ def prefix_states(model: Any, texts: list[str], k: int) -> tuple[np.ndarray, np.
 def pad_states(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Batches of ``prefix_states``, each padded to its own longest text, as one table padded
     to the longest of all (the states of real tokens do not depend on the padding)."""
-    n, width = sum(len(m) for _, m in parts), max((m.shape[1] for _, m in parts), default=1)
-    hidden = parts[0][0].shape[2] if parts else 0
-    states = np.zeros((n, width, hidden), dtype=np.float32)  # (N, S, H)
-    mask = np.zeros((n, width), dtype=bool)  # (N, S)
-    row = 0
-    for s, m in parts:
-        states[row : row + len(s), : s.shape[1]] = s
-        mask[row : row + len(m), : m.shape[1]] = m
-        row += len(s)
-    return states, mask
+    if not parts:
+        return np.zeros((0, 1, 0), dtype=np.float32), np.zeros((0, 1), dtype=bool)
+    states = cat_padded([torch.from_numpy(s) for s, _ in parts])  # (N, S, H)
+    mask = cat_padded([torch.from_numpy(m) for _, m in parts])  # (N, S)
+    return states.numpy(), mask.numpy()
 
 
 # -- the trainable suffix -----------------------------------------------------------------------

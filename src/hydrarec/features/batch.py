@@ -72,16 +72,16 @@ class EntityFeatures:
                 k: torch.cat([p.categorical[k] for p in parts]) for k in first.categorical
             },
             numeric=None if first.numeric is None else torch.cat([p.numeric for p in parts]),  # type: ignore[misc]
-            multi_hot={k: _cat_padded([p.multi_hot[k] for p in parts]) for k in first.multi_hot},
+            multi_hot={k: cat_padded([p.multi_hot[k] for p in parts]) for k in first.multi_hot},
             text=None if first.text is None else torch.cat([p.text for p in parts]),  # type: ignore[misc]
             text_states=None if first.text_states is None
-            else _cat_padded([p.text_states for p in parts]),  # type: ignore[misc]
+            else cat_padded([p.text_states for p in parts]),  # type: ignore[misc]
             text_mask=None if first.text_mask is None
-            else _cat_padded([p.text_mask for p in parts]),  # type: ignore[misc]
+            else cat_padded([p.text_mask for p in parts]),  # type: ignore[misc]
         )  # fmt: skip
 
 
-def _cat_padded(ts: list[Tensor]) -> Tensor:
+def cat_padded(ts: list[Tensor]) -> Tensor:
     """Concatenate along rows, padding dimension 1 with zeros (False) to the widest."""
     width = max(t.shape[1] for t in ts)
     return torch.cat([torch.cat([t, t.new_zeros((len(t), width - t.shape[1], *t.shape[2:]))], 1)

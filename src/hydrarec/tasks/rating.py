@@ -54,6 +54,10 @@ class RatingTask(Task):
         self.autorec_paths = autorec_paths
         if autorec_paths:  # each AutoRec path's own global mean mu_k
             self.autorec_bias = nn.Parameter(torch.full((len(autorec_paths),), float(global_mean)))
+        # the paths' blend weights, (P,): a buffer (it follows the module's device), not saved
+        weights = torch.tensor([w for _, _, w in autorec_paths], dtype=torch.float32)
+        self.path_weights: Tensor
+        self.register_buffer("path_weights", weights, persistent=False)
         # Biased-MF paths (Koren et al. 2009: r = mu + b_u + b_i + p_u.q_i) read from the user and
         # item vectors (width ``mf_dim``); zero at start, so they only add what the data supports.
         self.mf_dim = mf_dim
@@ -112,8 +116,7 @@ class RatingTask(Task):
     def predict(self, output: Tensor) -> Tensor:
         if output.dim() == 2:  # the blend; a path without ratings (flag 0) gives its weight away
             p = len(self.autorec_paths)
-            weights = output.new_tensor([w for _, _, w in self.autorec_paths])  # (P,)
-            w = weights * output[:, 1 + p :]  # (B, P)
+            w = self.path_weights.to(output.dtype) * output[:, 1 + p :]  # (B, P)
             output = (1.0 - w.sum(-1)) * output[:, 0] + (w * output[:, 1 : 1 + p]).sum(-1)
         return output.clamp(*self.scale)
 

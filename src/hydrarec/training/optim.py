@@ -10,13 +10,13 @@ import torch
 from torch import Tensor, nn
 
 from hydrarec.config import TrainConfig
+from hydrarec.nn import param_groups_of
 
 
 def model_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """The groups a model asks for (``model.param_groups()``: params + AdamW settings such as
     ``lr``), none when it asks for none. Defaults: ``train.weight_decay``, ``train.lr``."""
-    own = getattr(model, "param_groups", None)
-    return [{"weight_decay": weight_decay, **g} for g in own()] if callable(own) else []
+    return [{"weight_decay": weight_decay, **g} for g in param_groups_of(model)]
 
 
 def adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
