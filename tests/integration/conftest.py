@@ -8,6 +8,7 @@ import pytest
 from tests.integration.tiny import tiny_config
 
 from hydrarec.experiment import train
+from hydrarec.recommender import Recommender
 from hydrarec.training.progress import Progress
 
 
@@ -17,3 +18,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train(tiny_config(), out, progress=Progress(enabled=False))
     return out
+
+
+@pytest.fixture(scope="session")
+def rec(tiny_run: Path) -> Recommender:
+    """The tiny run, loaded (read-only: tests must not modify it)."""
+    return Recommender.load(tiny_run)

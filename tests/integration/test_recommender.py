@@ -19,11 +19,6 @@ from hydrarec.recommender import Recommender, UserQuery
 from hydrarec.retrieval.build import build_index, saved_index
 
 
-@pytest.fixture(scope="module")
-def rec(tiny_run: Path) -> Recommender:
-    return Recommender.load(tiny_run)
-
-
 def seen(rec: Recommender, user: int) -> set[int]:
     u = rec.user_index([user])[0]
     return set(rec.known.items[rec.known.indptr[u] : rec.known.indptr[u + 1]].tolist())

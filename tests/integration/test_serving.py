@@ -15,20 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from tests.integration.tiny import AUTH, KEY
 
 from hydrarec.errors import ConfigError, UnknownIdError
 from hydrarec.recommender import Recommendations, Recommender, UserQuery
 from hydrarec.serving import create_app
 from hydrarec.serving.batcher import MicroBatcher, Options
 from hydrarec.serving.server import ENV_KEY_NAME, ENV_RUN, app_from_env
-
-KEY = "test-key-123"
-AUTH = {"X-API-Key": KEY}
-
-
-@pytest.fixture(scope="module")
-def rec(tiny_run: Path) -> Recommender:
-    return Recommender.load(tiny_run)
 
 
 @pytest.fixture(scope="module")

@@ -17,20 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from tests.integration.tiny import AUTH, KEY
 
 from hydrarec.errors import RunError, UnknownIdError
 from hydrarec.recommender import Recommendations, Recommender, UserQuery
 from hydrarec.serving import create_app, fast_lane
 from hydrarec.serving.batcher import MicroBatcher, Options
 from hydrarec.serving.model_process import ModelPool
-
-KEY = "test-key-123"
-AUTH = {"X-API-Key": KEY}
-
-
-@pytest.fixture(scope="module")
-def rec(tiny_run: Path) -> Recommender:
-    return Recommender.load(tiny_run)
 
 
 @pytest.fixture(scope="module")

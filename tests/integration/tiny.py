@@ -12,6 +12,9 @@ from hydrarec.experiment import train
 from hydrarec.training.progress import Progress
 from hydrarec.training.trainer import Trainer
 
+KEY = "test-key-123"  # the API key the service tests set
+AUTH = {"X-API-Key": KEY}
+
 
 def tiny_raw(**train: Any) -> dict[str, Any]:
     return {
