@@ -155,10 +155,10 @@ def test_batches_run_in_parallel_up_to_the_limit(parallel: int) -> None:
     async def go() -> list[Recommendations]:
         return await asyncio.gather(*(batcher.recommend(UserQuery(u), opts) for u in range(6)))
 
-    t0 = time.perf_counter()
     results = asyncio.run(go())
-    took = time.perf_counter() - t0
     batcher.close()
     assert [r.ids.tolist() for r in results] == [[[u] * 3] for u in range(6)]
-    assert ranker.sizes == [2, 2, 2] and ranker.most == parallel
-    assert took < 0.2 * (3 if parallel == 1 else 2) + 0.15
+    assert sum(ranker.sizes) == 6 and max(ranker.sizes) == 2 and ranker.most == parallel
+    if parallel == 1:
+        assert ranker.sizes == [2, 2, 2]
+    # with 2 at once, the last two requests go one to each call when both calls end together

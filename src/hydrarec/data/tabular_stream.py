@@ -173,4 +173,4 @@ def _ids(table: pd.DataFrame | None, column: str) -> list[np.ndarray]:
 
 def _ids_as(ids: np.ndarray, as_int: bool) -> np.ndarray:
     """Raw ids as int64 when every id of that kind is a plain integer, else as strings."""
-    return ids.astype(np.int64) if as_int else np.asarray([str(x) for x in ids], dtype=object)
+    return ids.astype(np.int64) if as_int else ids.astype(str).astype(object)

@@ -239,9 +239,9 @@ class TextEncoder:
                            for chunk in self._chunks(texts, " (first layers)")])  # fmt: skip
 
     def tuned_layers(self) -> TunedTextLayers:
-        """A trainable copy of the last ``finetune_layers`` layers and the pooling (on CPU)."""
-        model = load_sentence_model(str(self.path), self.device)
-        return tuned_layers_from(model, self.cfg.finetune_layers)
+        """A trainable copy of the last ``finetune_layers`` layers and the pooling."""
+        return tuned_layers_from(load_sentence_model(str(self.path), self.device),
+                                 self.cfg.finetune_layers)  # fmt: skip
 
     def state(self, dim: int) -> dict[str, Any]:
         """What a run records about its text vectors (``RUN/features/text.json``)."""
@@ -293,6 +293,14 @@ def _write_cache(path: Path, vectors: np.ndarray) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def tuned_text_layers(cfg: TextConfig) -> TunedTextLayers:
+    """``TextEncoder(cfg).tuned_layers()`` on CPU, without what only encoding needs (the hash
+    of the model files that keys the cache): what a model's item tower builds."""
+    path = resolve_model(cfg.model)
+    check_finetune_layers(cfg.finetune_layers, path)
+    return tuned_layers_from(load_sentence_model(str(path), "cpu"), cfg.finetune_layers)
 
 
 def add_item_text(

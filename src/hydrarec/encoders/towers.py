@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from hydrarec.config import ModelConfig
 from hydrarec.encoders.embedding import OOV, PAD, FeatureEmbedding
 from hydrarec.encoders.sequence import build_sequence_encoder
-from hydrarec.encoders.text import TextEncoder
+from hydrarec.encoders.text import tuned_text_layers
 from hydrarec.features.batch import EntityFeatures, EntitySpec
 from hydrarec.nn import mlp
 
@@ -59,7 +59,7 @@ class ItemTower(nn.Module):
         F = self.features.out_dim
         self.mlp = mlp(F, [*cfg.tower_hidden, cfg.dim], cfg.dropout, activate_last=False)
         tuned = spec.text_dim > 0 and cfg.text.finetune_layers > 0
-        self.text_layers = TextEncoder(cfg.text, progress=False).tuned_layers() if tuned else None
+        self.text_layers = tuned_text_layers(cfg.text) if tuned else None
         self.finetune_lr = cfg.text.finetune_lr
         self.text = nn.Linear(spec.text_dim, cfg.dim) if spec.text_dim else None
         self.gate = nn.Linear(F + cfg.dim, cfg.dim) if spec.text_dim else None

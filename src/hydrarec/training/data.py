@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class TrainData:
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         """This rank's batches of ``epoch``: the same shuffle for a given (seed, epoch)."""
-        seed = self.cfg.train.seed * 1_000_003 + epoch
+        seed = epoch_seed(self.cfg, epoch)
         if self.world_size == 1:
             return self.builder.iterate(
                 self.units, self.cfg.train.batch_size, shuffle=True, seed=seed
@@ -135,14 +136,47 @@ def _columns(ds: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     return inter["user_idx"].to_numpy(), inter["item_idx"].to_numpy(), ts
 
 
-def _retrieval_settings(cfg: Config, n_items: int) -> tuple[bool, int, str, float]:
-    for t in cfg.tasks:
-        if t.kind == "retrieval":
-            full = (
-                t.full_softmax if t.full_softmax is not None else n_items <= FULL_SOFTMAX_MAX_ITEMS
+def retrieval_sampling(cfg: Config, n_items: int, counts: np.ndarray) -> dict[str, Any]:
+    """``BatchBuilder``'s candidate arguments from the retrieval task's config and the items'
+    train counts: sampled negatives and their sampler, each item's log sampling probability (for
+    logQ) and whether the softmax runs over the whole catalogue."""
+    task = next((t for t in cfg.tasks if t.kind == "retrieval"), None)
+    full, negatives, sampler = False, 0, None
+    if task is not None:
+        default = n_items <= FULL_SOFTMAX_MAX_ITEMS
+        full = task.full_softmax if task.full_softmax is not None else default
+        negatives = task.negatives
+        if negatives > 0:
+            sampler = (
+                PopularitySampler(counts, task.alpha)
+                if task.sampler == "popularity"
+                else UniformSampler(n_items)
             )
-            return full, t.negatives, t.sampler, t.alpha
-    return False, 0, "uniform", 0.0
+    with np.errstate(divide="ignore"):
+        log_prob = np.log(counts / counts.sum())
+    return {
+        "negatives": negatives,
+        "sampler": sampler,
+        "item_log_prob": log_prob,
+        "full_catalogue": full,
+    }
+
+
+def epoch_seed(cfg: Config, epoch: int) -> int:
+    """The seed of one epoch's shuffle and sampling (the same for every rank)."""
+    return cfg.train.seed * 1_000_003 + epoch
+
+
+def item_spec_with_text(
+    cfg: Config, pipeline: FeaturePipeline, items: EntityFeatures, ds: Dataset
+) -> EntitySpec:
+    """The pipeline's item spec; with ``model.text``, every catalogue item's text encoded into
+    ``items`` (cold ones too: text is content, not labels) and its width recorded: (N, T)
+    vectors, or (N, S, H) token states when the last layers are fine-tuned."""
+    spec = pipeline.item_spec()
+    if cfg.model.text.enabled:
+        spec = replace(spec, text_dim=add_item_text(cfg.model.text, items, ds.items))
+    return spec
 
 
 def make_train_data(cfg: Config, ds: Dataset, rank: int = 0, world_size: int = 1) -> TrainData:
@@ -159,25 +193,10 @@ def make_train_data(cfg: Config, ds: Dataset, rank: int = 0, world_size: int = 1
     pipeline = FeaturePipeline(cfg.features).fit(ds, split.train)
     users = pipeline.transform_users(ds.users)
     items = pipeline.transform_items(ds.items)
-    item_spec = pipeline.item_spec()
-    if cfg.model.text.enabled:  # every catalogue item, cold ones too: text is content, not labels
-        # (N, T) vectors, or (N, S, H) token states when the last layers are fine-tuned
-        item_spec = replace(item_spec, text_dim=add_item_text(cfg.model.text, items, ds.items))
+    item_spec = item_spec_with_text(cfg, pipeline, items, ds)
     user_idx, item_idx, ts = _columns(ds)
     train_hist = UserHistories(user_idx, item_idx, ts, rows=split.train, n_users=ds.n_users)
     counts = np.bincount(item_idx[split.train], minlength=ds.n_items).astype(np.float64)
-    full, negatives, sampler_kind, alpha = _retrieval_settings(cfg, ds.n_items)
-    sampler = (
-        (
-            PopularitySampler(counts, alpha)
-            if sampler_kind == "popularity"
-            else UniformSampler(ds.n_items)
-        )
-        if negatives > 0
-        else None
-    )
-    with np.errstate(divide="ignore"):
-        log_prob = np.log(counts / counts.sum())
     builder = BatchBuilder(
         user_idx,
         item_idx,
@@ -186,10 +205,7 @@ def make_train_data(cfg: Config, ds: Dataset, rank: int = 0, world_size: int = 1
         items,
         histories=train_hist,
         history_len=cfg.model.sequence.max_len if cfg.model.sequence.kind != "none" else 1,
-        negatives=negatives,
-        sampler=sampler,
-        item_log_prob=log_prob,
-        full_catalogue=full,
+        **retrieval_sampling(cfg, ds.n_items, counts),
         examples=cfg.train.examples,
         window_stride=cfg.train.window_stride or 0,
     )

@@ -22,21 +22,24 @@ same data and are not comparable with them.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from hydrarec.config import Config, TaskConfig
-from hydrarec.data.sampling import PopularitySampler, UniformSampler
 from hydrarec.data.streaming import Columns
 from hydrarec.data.tabular_stream import StreamingSource, load_streaming
-from hydrarec.encoders.text import add_item_text
 from hydrarec.features.batch import Batch
 from hydrarec.features.batching import BatchBuilder
 from hydrarec.features.pipeline import FeaturePipeline
 from hydrarec.labels import task_labels
-from hydrarec.training.data import TrainData, _retrieval_settings
+from hydrarec.training.data import (
+    TrainData,
+    epoch_seed,
+    item_spec_with_text,
+    retrieval_sampling,
+)
 
 
 class LabelStats:
@@ -87,7 +90,7 @@ class StreamTrainData(TrainData):
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         """This rank's batches of ``epoch``, read from the files (see the module doc)."""
-        source, seed = self._source(), self.cfg.train.seed * 1_000_003 + epoch
+        source, seed = self._source(), epoch_seed(self.cfg, epoch)
         names = source.stream.label_columns
         batches = source.stream.epoch(seed, self.cfg.train.batch_size, self.rank, self.world_size)
         for step, cols in enumerate(batches):
@@ -112,20 +115,7 @@ def make_stream_train_data(cfg: Config, rank: int = 0, world_size: int = 1) -> S
         ds, np.unique(source.user_index), np.unique(source.item_index)
     )
     users, items = pipeline.transform_users(ds.users), pipeline.transform_items(ds.items)
-    item_spec = pipeline.item_spec()
-    if cfg.model.text.enabled:  # every catalogue item, cold ones too: text is content, not labels
-        item_spec = replace(item_spec, text_dim=add_item_text(cfg.model.text, items, ds.items))
-    counts = source.item_counts()
-    full, negatives, sampler_kind, alpha = _retrieval_settings(cfg, ds.n_items)
-    sampler = None
-    if negatives > 0:
-        sampler = (
-            PopularitySampler(counts, alpha)
-            if sampler_kind == "popularity"
-            else UniformSampler(ds.n_items)
-        )
-    with np.errstate(divide="ignore"):
-        log_prob = np.log(counts / counts.sum())
+    item_spec = item_spec_with_text(cfg, pipeline, items, ds)
     none = np.empty(0, dtype=np.int64)
     builder = BatchBuilder(
         none,
@@ -133,10 +123,7 @@ def make_stream_train_data(cfg: Config, rank: int = 0, world_size: int = 1) -> S
         {name: np.empty(0, dtype=np.float32) for name in labels},
         users,
         items,
-        negatives=negatives,
-        sampler=sampler,
-        item_log_prob=log_prob,
-        full_catalogue=full,
+        **retrieval_sampling(cfg, ds.n_items, source.item_counts()),
     )
     return StreamTrainData(
         cfg,
