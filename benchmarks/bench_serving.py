@@ -34,6 +34,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from hydrarec.serving.model_process import cpu_count
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "ml100k_mmoe.toml"
 
@@ -328,8 +330,9 @@ def main() -> None:
         "--model-processes",
         type=int,
         nargs="+",
-        default=[1],
-        help="processes running the /recommend model to try (0: in the HTTP process)",
+        default=[min(4, cpu_count())],
+        help="processes running the /recommend model to try (0: in the HTTP process; default: "
+        "the server's, one per core up to 4)",
     )
     p.add_argument("--no-floor", action="store_true", help="skip the GET /healthz floor row")
     args = p.parse_args()

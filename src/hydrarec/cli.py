@@ -301,12 +301,12 @@ def serve(
         bool, typer.Option(help="Log every request (costs CPU under heavy load).")
     ] = True,
     model_processes: Annotated[
-        int,
+        int | None,
         typer.Option(
             help="Processes that run the /recommend model, off the HTTP process's GIL; several "
-            "score batches at once (0: in the HTTP process)."
+            "score batches at once (0: in the HTTP process; default: one per core, up to 4)."
         ),
-    ] = 1,
+    ] = None,
 ) -> None:
     """Serve the run over HTTP: /recommend, /predict, /items/{id}/similar, /docs."""
     from hydrarec.serving.server import serve as run_serve

@@ -166,7 +166,8 @@ class MultiTaskRecommender(nn.Module):
     ) -> dict[str, Tensor]:
         """``predict_pairs`` of each user (B, D) against its candidates (B, n) (indices into
         ``cache.item_vectors``), flattened to (B * n,): the architecture's first layers are
-        computed factored, the item side cached across calls (``architectures/pairs.py``).
+        computed factored, one product per user, their stacked weights cached across calls
+        (``architectures/pairs.py``).
         With a side block the pairs are scored plainly (the factoring reads whole vectors)."""
         pairs = Pairs(user, candidates, cache)
         b, n = candidates.shape

@@ -90,7 +90,7 @@ class Recommender:
         self.item_vectors = encode_items(self.model, run.items, self.device)  # (I, D)
         self.index = self._load_index(index or self.config.recommend.index)
         self.queries = QueryEncoder(run, self.known, self.item_vectors, self.device)
-        self._item_side: ItemSideCache | None = None  # stage two's per-item precomputation
+        self._item_side: ItemSideCache | None = None  # stage two's stacked weights
         self._check_blend()
 
     @classmethod

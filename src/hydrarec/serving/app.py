@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
 
 from hydrarec import __version__
@@ -30,7 +30,7 @@ from hydrarec.serving.batcher import MicroBatcher
 from hydrarec.serving.fast_lane import FastLane
 from hydrarec.serving.limits import BodyLimit
 from hydrarec.serving.model_process import ModelPool, settle_heap
-from hydrarec.serving.routes import api_router, probe_router
+from hydrarec.serving.routes import api_router, error_answer, probe_router
 
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: ~10,000 ids with room to spare
 
@@ -73,14 +73,15 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.recommender = rec
+    app.state.model_pool = ranker if isinstance(ranker, ModelPool) else None
     if fast_lane:
         app.add_middleware(FastLane, batcher=batcher, api_key=api_key)  # type: ignore[arg-type]
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # type: ignore[arg-type]
     guard = [Depends(_key_guard(api_key))] if api_key else []
     app.include_router(api_router(rec, batcher), dependencies=guard)
     app.include_router(probe_router(rec))
-    app.add_exception_handler(UnknownIdError, _not_found)  # type: ignore[arg-type]
-    app.add_exception_handler(DataError, _invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(UnknownIdError, _model_error)
+    app.add_exception_handler(DataError, _model_error)
     return app
 
 
@@ -96,9 +97,9 @@ def _key_guard(expected: str) -> Callable[..., Any]:
     return check
 
 
-async def _not_found(request: Request, exc: UnknownIdError) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=404)
-
-
-async def _invalid(request: Request, exc: DataError) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=422)
+async def _model_error(request: Request, exc: Exception) -> Response:
+    answer = error_answer(exc)
+    if answer is None:  # only registered for the errors error_answer knows
+        raise exc
+    status, body = answer
+    return Response(body, status_code=status, media_type="application/json")

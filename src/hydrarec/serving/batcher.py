@@ -92,6 +92,7 @@ class MicroBatcher:
             )
         ):
             self._loop, self._queue = loop, asyncio.Queue()
+            self._scoring = 0  # calls of an old loop, if any, never finish in this one
             self._worker = loop.create_task(self._run(self._queue))
         future: asyncio.Future[Recommendations] = loop.create_future()
         await self._queue.put(_Pending(query, options, future))
@@ -121,7 +122,8 @@ class MicroBatcher:
                 done: asyncio.Task[None], free: asyncio.Semaphore = free, n: int = len(batch)
             ) -> None:
                 self._calls.discard(done)
-                self._scoring -= n
+                if self._queue is queue:  # not a call of an event loop since replaced
+                    self._scoring -= n
                 free.release()
 
             call.add_done_callback(finished)

@@ -10,9 +10,11 @@ parsed and validated in one pass by pydantic's Rust core), hands the query to th
 writes the JSON.
 
 Anything else goes to the FastAPI app unchanged, body replayed: another route or method, a
-missing or wrong key, a body that is not JSON or does not validate, an error from the model (an
-unknown id, bad features). So every error keeps the status and message of the documented API
-(401, 404, 422, 500), which the FastAPI route, still the one in ``/docs``, produces.
+missing or wrong key, a body that is not JSON or does not validate. So those refusals keep the
+status and message of the documented API (401, 413, 422), which the FastAPI route, still the one
+in ``/docs``, produces. An error of the model (an unknown id, bad features) is answered here with
+the route's own answer (``routes.error_answer``: 404, 422), without running the model again;
+any other error propagates, as from the route, to the 500 of Starlette's error middleware.
 """
 
 from __future__ import annotations
@@ -23,10 +25,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hydrarec.recommender import UserQuery
-from hydrarec.serving.batcher import MicroBatcher, Options
+from hydrarec.serving.batcher import MicroBatcher
 from hydrarec.serving.limits import ASGIApp, Message, Receive, Send
-from hydrarec.serving.routes import items_of, json_body
+from hydrarec.serving.routes import error_answer, recommend_body, recommend_query
 from hydrarec.serving.schemas import RecommendRequest
 
 PATH = "/recommend"
@@ -65,25 +66,15 @@ class FastLane:
         except ValidationError:
             await self.app(scope, replay, send)  # FastAPI's 422, naming the field
             return
-        query = UserQuery(body.user_id, body.history, body.features)
-        options = Options.of(body.k, body.exclude_seen, body.allow, body.deny, body.explain)
         try:
-            out = await self.batcher.recommend(query, options)
-        except Exception:
-            await self.app(scope, replay, send)  # the same request through the documented path
+            out = await self.batcher.recommend(*recommend_query(body))
+        except Exception as e:
+            answer = error_answer(e)  # the route's own answer to it (404, 422), or a 500
+            if answer is None:
+                raise
+            await _send(send, *answer)
             return
-        content = json_body({"user_id": body.user_id, "items": items_of(out, 0)})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(content)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": content})
+        await _send(send, 200, recommend_body(body, out))
 
     @staticmethod
     def _json(headers: dict[bytes, bytes]) -> bool:
@@ -100,4 +91,13 @@ class FastLane:
         if self.api_key is None:
             return True
         given = headers.get(b"x-api-key")
-        return given is not None and secrets.compare_digest(given, self.api_key)
+        # read as Starlette reads a header (latin-1), compared as FastAPI's guard compares (UTF-8)
+        return given is not None and secrets.compare_digest(
+            given.decode("latin-1").encode(), self.api_key
+        )
+
+
+async def _send(send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -3,17 +3,17 @@
 
 In one process, the event loop (HTTP parsing, validation, JSON) and the model thread take turns
 on one GIL. The model releases it inside each torch kernel and must take it back after each of
-its ~100 kernels per call; while the event loop holds it, every take-back waits for the
+its ~300 kernels per call; while the event loop holds it, a take-back can wait for the
 interpreter's switch interval (5 ms). Measured on the ML-100K MMoE run, 8 users per call, one
-torch thread: 8 ms with an idle main thread, 31-258 ms with a main thread running Python
-(``benchmarks/bench_serving.py`` tells the story under load). In a process of its own the model
-has a GIL to itself, and the two halves of the service use both cores.
+torch thread: 8 ms with an idle main thread, 31-258 ms with a main thread running pure Python.
+In processes of their own the model has a GIL to itself, and with several of them several
+batches are scored at once on as many cores (``benchmarks/RESULTS.md``, *Serving*).
 
 The child loads the run itself (spawned, not forked: torch's threads do not survive a fork) and
 answers ``recommend_for`` calls over a pipe: queries and options in, ``Recommendations`` (a few
 small arrays) out, errors sent back and raised again in the server as themselves (an unknown id
-stays an ``UnknownIdError``, so it is still a 404). If the child dies, the call that saw it fails
-with a ``RuntimeError`` naming its exit code, and the next call starts a new child.
+stays an ``UnknownIdError``, so it is still a 404). A child that dies or hangs during a call fails
+that call with a ``RuntimeError``; one found dead before a call is replaced first.
 """
 
 from __future__ import annotations
@@ -21,54 +21,96 @@ from __future__ import annotations
 import contextlib
 import gc
 import multiprocessing as mp
+import os
 import pickle
 import queue
 import signal
 import threading
+import weakref
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from hydrarec.recommender import Recommendations, Recommender, UserQuery
 
 
 class ModelProcess:
-    """``recommend_for`` of the run at ``run``, computed in a child process (one call at a time)."""
+    """``recommend_for`` of the run at ``run``, computed in a child process (one call at a time).
 
-    def __init__(self, run: str | Path, index: str | None = None, start_timeout: float = 300.0):
+    The child loads the run from its directory, on CPU, with ``threads`` torch threads (default:
+    torch's own choice, e.g. ``OMP_NUM_THREADS``). It is a daemon: it ends with the server even
+    when nobody closes it. A call gets ``call_timeout`` seconds; a child that does not answer in
+    time is killed and the call fails. ``start=False`` spawns without waiting for the load
+    (``wait_ready`` does), so several children can load at once.
+    """
+
+    def __init__(
+        self,
+        run: str | Path,
+        index: str | None = None,
+        *,
+        threads: int | None = None,
+        start_timeout: float = 300.0,
+        call_timeout: float = 60.0,
+        start: bool = True,
+    ) -> None:
         self.run = Path(run)
         self.index = index
+        self.threads = threads
         self.start_timeout = start_timeout
+        self.call_timeout = call_timeout
         self._lock = threading.Lock()
         self._conn: Connection | None = None
         self._proc: mp.process.BaseProcess | None = None
-        self._start()
+        self._spawn()
+        if start:
+            self.wait_ready()
 
-    def _start(self) -> None:
+    def _spawn(self) -> None:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        proc = ctx.Process(
-            target=_child, args=(child, str(self.run), self.index), name="hydrarec-model"
-        )
+        args = (child, str(self.run), self.index, self.threads)
+        proc = ctx.Process(target=_child, args=args, name="hydrarec-model", daemon=True)
         proc.start()
         child.close()
-        if not parent.poll(self.start_timeout):
-            proc.kill()
+        self._conn, self._proc = parent, proc
+
+    def wait_ready(self) -> None:
+        """Wait until the child has loaded the run; raise its error (as itself) if it could not."""
+        assert self._conn is not None and self._proc is not None
+        if not self._conn.poll(self.start_timeout):
+            self._discard()
             raise RuntimeError(
                 f"the model process did not load {self.run} in {self.start_timeout} s"
             )
         try:
-            status, payload = parent.recv()
+            status, payload = self._conn.recv()
         except EOFError:
-            proc.join(5)
+            code = self._discard()
             raise RuntimeError(
-                f"the model process exited while loading {self.run} (exit code {proc.exitcode})"
+                f"the model process exited while loading {self.run} (exit code {code})"
             ) from None
         if status == "error":
-            proc.join(5)
+            self._discard()
             raise payload
-        self._conn, self._proc = parent, proc
+
+    def _discard(self) -> int | None:
+        """Stop the child however it is (killed if it does not leave), close the pipe; its exit
+        code."""
+        code = None
+        if self._proc is not None:
+            self._proc.join(0.5)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join(5)
+            code = self._proc.exitcode
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = self._proc = None
+        return code
 
     @property
     def pid(self) -> int | None:
@@ -77,55 +119,78 @@ class ModelProcess:
     def recommend_for(
         self, queries: Sequence[UserQuery], k: int = 10, **options: Any
     ) -> Recommendations:
-        """``Recommender.recommend_for(queries, k, **options)``, in the child."""
+        """``Recommender.recommend_for(queries, k, **options)``, in the child. A child that died
+        since the last call is replaced first; one that dies or hangs during this call fails it
+        with a ``RuntimeError`` (and is replaced at the next)."""
         with self._lock:
             if self._proc is None or not self._proc.is_alive():
-                self._start()  # the last one died: its call has failed already, this one need not
-            assert self._conn is not None and self._proc is not None
+                self._discard()
+                self._spawn()
+                self.wait_ready()
+            assert self._conn is not None
             try:
                 self._conn.send((list(queries), k, options))
+                if not self._conn.poll(self.call_timeout):
+                    self._discard()
+                    raise RuntimeError(
+                        f"the model process did not answer in {self.call_timeout} s (killed)"
+                    )
                 status, payload = self._conn.recv()
-            except (EOFError, OSError, BrokenPipeError):
-                self._proc.join(5)
-                code = self._proc.exitcode
-                self._proc = None
+            except (EOFError, OSError):
+                code = self._discard()
                 raise RuntimeError(f"the model process exited (exit code {code})") from None
         if status == "error":
             raise payload
         return payload  # type: ignore[no-any-return]
 
-    def close(self) -> None:
-        with self._lock:
-            if self._proc is None:
-                return
-            assert self._conn is not None
+    def stop(self) -> None:
+        """Ask the child to leave (what ``close`` waits for)."""
+        if self._conn is not None:
             with contextlib.suppress(OSError):  # the child is gone already
                 self._conn.send(None)
-            self._proc.join(10)
-            if self._proc.is_alive():
-                self._proc.kill()
-                self._proc.join(5)
-            self._conn.close()
-            self._proc = None
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the child: it leaves after its current call; killed after ``timeout`` seconds."""
+        self.stop()
+        if self._lock.acquire(timeout=timeout):  # a call in flight ends first
+            try:
+                self._discard()
+            finally:
+                self._lock.release()
+        elif self._proc is not None:  # a call that does not end: do not wait for it
+            self._proc.kill()
 
 
 class ModelPool:
-    """``n`` ``ModelProcess``es of one run; each ``recommend_for`` call takes an idle one (calls
-    from ``n`` threads run at once, on as many cores as the machine gives them)."""
+    """``n`` ``ModelProcess``es of one run, loaded at once; each ``recommend_for`` call takes an
+    idle one (calls from ``n`` threads run at once, on as many cores as the machine gives them).
+    Each process holds a copy of the model: memory is ``n`` + 1 times one model with the server's.
+    ``threads``: torch threads per process (default: the cores shared out, at least 1)."""
 
-    def __init__(self, run: str | Path, index: str | None = None, processes: int = 1) -> None:
+    def __init__(
+        self,
+        run: str | Path,
+        index: str | None = None,
+        processes: int = 1,
+        threads: int | None = None,
+    ) -> None:
         if processes < 1:
             raise ValueError(f"model processes must be >= 1, got {processes}")
+        if threads is None and "OMP_NUM_THREADS" not in os.environ:
+            threads = max(1, cpu_count() // processes)
         self._all: list[ModelProcess] = []
         try:
             for _ in range(processes):
-                self._all.append(ModelProcess(run, index))
+                self._all.append(ModelProcess(run, index, threads=threads, start=False))
+            for proc in self._all:
+                proc.wait_ready()
         except BaseException:
             self.close()
             raise
         self._idle: queue.SimpleQueue[ModelProcess] = queue.SimpleQueue()
         for proc in self._all:
             self._idle.put(proc)
+        weakref.finalize(self, ModelPool._close_all, list(self._all))
 
     def __len__(self) -> int:
         return len(self._all)
@@ -144,13 +209,29 @@ class ModelPool:
             self._idle.put(proc)
 
     def close(self) -> None:
-        for proc in self._all:
+        self._close_all(self._all)
+
+    @staticmethod
+    def _close_all(procs: list[ModelProcess]) -> None:
+        for proc in procs:  # all asked first, so they leave together
+            proc.stop()
+        for proc in procs:
             proc.close()
 
 
-def _child(conn: Connection, run: str, index: str | None) -> None:
+def cpu_count() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _child(conn: Connection, run: str, index: str | None, threads: int | None) -> None:
     # the server's Ctrl-C reaches the whole process group; the server closes this process itself
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         rec = Recommender.load(run, index=index)
     except Exception as e:

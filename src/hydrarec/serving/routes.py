@@ -12,6 +12,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic_core import to_json
 
+from hydrarec.errors import DataError, UnknownIdError
 from hydrarec.io import read_json
 from hydrarec.recommender import Recommendations, Recommender, UserQuery
 from hydrarec.serving.batcher import MicroBatcher, Options
@@ -36,10 +37,8 @@ def api_router(rec: Recommender, batcher: MicroBatcher) -> APIRouter:
     async def recommend(body: RecommendRequest) -> Response:
         """Top-k items for one user (by id, history and / or features), with every task's
         prediction and, with ``explain``, the history items behind each."""
-        query = UserQuery(body.user_id, body.history, body.features)
-        options = Options.of(body.k, body.exclude_seen, body.allow, body.deny, body.explain)
-        out = await batcher.recommend(query, options)
-        return json_response({"user_id": body.user_id, "items": items_of(out, 0)})
+        out = await batcher.recommend(*recommend_query(body))
+        return Response(recommend_body(body, out), media_type="application/json")
 
     @router.post("/predict", response_model=PredictResponse)
     def predict(body: PredictRequest) -> PredictResponse:
@@ -95,6 +94,29 @@ def probe_router(rec: Recommender) -> APIRouter:
     return router
 
 
+def recommend_query(body: RecommendRequest) -> tuple[UserQuery, Options]:
+    """What the batcher needs of a ``/recommend`` body."""
+    query = UserQuery(body.user_id, body.history, body.features)
+    return query, Options.of(body.k, body.exclude_seen, body.allow, body.deny, body.explain)
+
+
+def recommend_body(body: RecommendRequest, out: Recommendations) -> bytes:
+    """The ``RecommendResponse`` JSON of one user's recommendations (no ``user_id`` for a user
+    given only by history or features, as the response model leaves out what is None)."""
+    answer: dict[str, Any] = {} if body.user_id is None else {"user_id": body.user_id}
+    return json_body({**answer, "items": items_of(out, 0)})
+
+
+def error_answer(exc: Exception) -> tuple[int, bytes] | None:
+    """The documented answer to an error of the model: 404 naming an unknown id, 422 for bad
+    input data (e.g. an unknown feature); None for anything else (a 500)."""
+    if isinstance(exc, UnknownIdError):
+        return 404, json_body({"detail": str(exc)})
+    if isinstance(exc, DataError):
+        return 422, json_body({"detail": str(exc)})
+    return None
+
+
 def items_of(out: Recommendations, row: int) -> list[dict[str, Any]]:
     """The filled slots of one user's recommendations, as ``RecommendedItem`` JSON objects."""
     filled = np.flatnonzero(out.items[row] >= 0)
@@ -120,10 +142,6 @@ def json_body(content: Any) -> bytes:
     as ``null`` (as pydantic models write them). The hot path builds its answers this way instead
     of through response-model objects, which FastAPI would validate and encode again."""
     return to_json(content, inf_nan_mode="null")
-
-
-def json_response(content: Any) -> Response:
-    return Response(json_body(content), media_type="application/json")
 
 
 def metadata_of(rec: Recommender) -> Metadata:

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from hydrarec.errors import ConfigError
 from hydrarec.rundir import RunDir
 from hydrarec.serving.app import DEFAULT_MAX_BODY, create_app
+from hydrarec.serving.model_process import cpu_count
 
 ENV_RUN = "HYDRAREC_SERVE_RUN"
 ENV_INDEX = "HYDRAREC_SERVE_INDEX"
@@ -61,7 +62,7 @@ def serve(
     max_batch: int = 64,
     log_level: str = "info",
     access_log: bool = True,
-    model_processes: int = 1,
+    model_processes: int | None = None,
 ) -> None:
     """Serve ``run`` over HTTP until interrupted (binds loopback unless ``host`` says otherwise)."""
     import uvicorn
@@ -70,6 +71,8 @@ def serve(
     api_key_from(api_key_env)  # fail now, not in every worker
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if model_processes is None:  # one per core, up to 4 (each holds a copy of the model)
+        model_processes = min(4, cpu_count())
     if model_processes < 0:
         raise ConfigError(f"--model-processes must be >= 0, got {model_processes}")
     if workers == 1:
