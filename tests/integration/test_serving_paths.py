@@ -57,18 +57,24 @@ def requests(rec: Recommender) -> list[tuple[dict[str, str], Any]]:
     ]
 
 
+def spy(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[tuple[Any, ...]]:
+    """Record the arguments of every call of ``owner.name`` (which still runs)."""
+    calls: list[tuple[Any, ...]] = []
+    real = getattr(owner, name)
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recorded)
+    return calls
+
+
 def test_the_fast_lane_answers_as_the_fastapi_route(
     clients: tuple[TestClient, TestClient], rec: Recommender, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fast, plain = clients
-    answered = []
-    recommend_body = fast_lane.recommend_body
-
-    def counted(body: Any, out: Recommendations) -> bytes:
-        answered.append(body)
-        return recommend_body(body, out)
-
-    monkeypatch.setattr(fast_lane, "recommend_body", counted)
+    answered = spy(monkeypatch, fast_lane, "recommend_body")
     statuses = []
     for headers, body in requests(rec):
         kw: dict[str, Any] = {"content": body} if isinstance(body, bytes) else {"json": body}
@@ -87,17 +93,10 @@ def test_an_error_of_the_model_runs_it_once(
     clients: tuple[TestClient, TestClient], rec: Recommender, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fast, _ = clients
-    calls = []
-    recommend_for = rec.recommend_for
-
-    def counted(queries: list[UserQuery], *args: Any, **kwargs: Any) -> Recommendations:
-        calls.append(len(queries))
-        return recommend_for(queries, *args, **kwargs)
-
-    monkeypatch.setattr(rec, "recommend_for", counted)
+    calls = spy(monkeypatch, rec, "recommend_for")
     r = fast.post("/recommend", json={"user_id": 987654}, headers=AUTH)
     assert r.status_code == 404 and "987654" in r.json()["detail"]
-    assert calls == [1]  # answered by the fast lane, not run again through the route
+    assert len(calls) == 1  # answered by the fast lane, not run again through the route
 
 
 def test_the_service_settles_its_heap_once_started(
