@@ -307,6 +307,9 @@ def serve(
             "score batches at once (0: in the HTTP process; default: one per core, up to 4)."
         ),
     ] = None,
+    pin: Annotated[
+        bool, typer.Option(help="Run each model process on its own share of the cores (Linux).")
+    ] = True,
 ) -> None:
     """Serve the run over HTTP: /recommend, /predict, /items/{id}/similar, /docs."""
     from hydrarec.serving.server import serve as run_serve
@@ -322,6 +325,7 @@ def serve(
         max_batch=max_batch,
         access_log=access_log,
         model_processes=model_processes,
+        pin=pin,
     )
 
 

@@ -23,7 +23,7 @@ from hydrarec.recommender import Recommendations, Recommender, UserQuery
 from hydrarec.serving import app as app_module
 from hydrarec.serving import create_app, fast_lane
 from hydrarec.serving.batcher import MicroBatcher, Options
-from hydrarec.serving.model_process import ModelPool
+from hydrarec.serving.model_process import ModelPool, cpu_share
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +128,9 @@ def test_model_processes_answer_as_the_library(tiny_run: Path, rec: Recommender)
     pool = ModelPool(tiny_run, processes=2)
     try:
         assert len(pool) == 2 and len(set(pool.pids)) == 2
+        # each on its own share of the cores (pinned by default)
+        pinned = [os.sched_getaffinity(pid) for pid in pool.pids if pid is not None]
+        assert pinned == [cpu_share(0, 2), cpu_share(1, 2)]
         queries = [UserQuery(user_id=u) for u in (1, 2, 3)] + [UserQuery(history=[5, 7])]
         for _ in range(3):  # every process answers at least once
             got = pool.recommend_for(queries, 5, explain=True, predictions=True)
@@ -147,6 +150,14 @@ def test_model_processes_answer_as_the_library(tiny_run: Path, rec: Recommender)
     finally:
         pool.close()
     assert pool.pids == [None, None]
+
+
+def test_cores_are_shared_out_among_model_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4, 5, 6, 7})
+    assert [cpu_share(i, 2) for i in range(2)] == [{4, 5}, {6, 7}]
+    assert [cpu_share(i, 3) for i in range(3)] == [{4}, {5}, {6}]  # one left to the server
+    assert [cpu_share(i, 6) for i in range(6)] == [{4}, {5}, {6}, {7}, {4}, {5}]  # cycling
+    assert cpu_share(0, 1) == {4, 5, 6, 7}
 
 
 def test_a_model_process_found_dead_is_replaced_before_the_call(tiny_run: Path) -> None:

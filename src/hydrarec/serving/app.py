@@ -43,6 +43,7 @@ def create_app(
     max_batch: int = 64,
     model_processes: int = 0,
     fast_lane: bool = True,
+    pin: bool = True,
 ) -> FastAPI:
     """The HTTP service of a run (a path, loaded read-only, or a loaded ``Recommender``).
 
@@ -50,14 +51,15 @@ def create_app(
     how many concurrent ``/recommend`` requests share one model call (1: no batching). With
     ``model_processes`` > 0, ``/recommend`` runs its model in that many processes of their own
     (``serving/model_process.py``): the event loop and the model then no longer share a GIL, and
-    several batches can be scored at once. 0: in this process, one batch at a time.
+    several batches can be scored at once, each process on its own cores with ``pin``. 0: in this
+    process, one batch at a time.
     ``fast_lane`` answers valid ``/recommend`` requests without FastAPI's request machinery
     (``serving/fast_lane.py``); off, every request takes the FastAPI route.
     """
     rec = run if isinstance(run, Recommender) else Recommender.load(run, index=index)
     ranker: Recommender | ModelPool = rec
     if model_processes:
-        ranker = ModelPool(rec.run.run.path, rec.index.kind, model_processes)
+        ranker = ModelPool(rec.run.run.path, rec.index.kind, model_processes, pin=pin)
     batcher = MicroBatcher(ranker, max_batch)
 
     @asynccontextmanager

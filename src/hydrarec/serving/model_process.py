@@ -41,7 +41,8 @@ class ModelProcess:
     """``recommend_for`` of the run at ``run``, computed in a child process (one call at a time).
 
     The child loads the run from its directory, on CPU, with ``threads`` torch threads (default:
-    torch's own choice, e.g. ``OMP_NUM_THREADS``). It is a daemon: it ends with the server even
+    torch's own choice, e.g. ``OMP_NUM_THREADS``), on the CPUs ``cpus`` when given (Linux). It
+    is a daemon: it ends with the server even
     when nobody closes it. A call gets ``call_timeout`` seconds; a child that does not answer in
     time is killed and the call fails. ``start=False`` spawns without waiting for the load
     (``wait_ready`` does), so several children can load at once.
@@ -53,6 +54,7 @@ class ModelProcess:
         index: str | None = None,
         *,
         threads: int | None = None,
+        cpus: set[int] | None = None,
         start_timeout: float = 300.0,
         call_timeout: float = 60.0,
         start: bool = True,
@@ -60,6 +62,7 @@ class ModelProcess:
         self.run = Path(run)
         self.index = index
         self.threads = threads
+        self.cpus = cpus
         self.start_timeout = start_timeout
         self.call_timeout = call_timeout
         self._lock = threading.Lock()
@@ -72,7 +75,7 @@ class ModelProcess:
     def _spawn(self) -> None:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        args = (child, str(self.run), self.index, self.threads)
+        args = (child, str(self.run), self.index, self.threads, self.cpus)
         proc = ctx.Process(target=_child, args=args, name="hydrarec-model", daemon=True)
         proc.start()
         child.close()
@@ -165,7 +168,11 @@ class ModelPool:
     """``n`` ``ModelProcess``es of one run, loaded at once; each ``recommend_for`` call takes an
     idle one (calls from ``n`` threads run at once, on as many cores as the machine gives them).
     Each process holds a copy of the model: memory is ``n`` + 1 times one model with the server's.
-    ``threads``: torch threads per process (default: the cores shared out, at least 1)."""
+    ``threads``: torch threads per process (default: the cores shared out, at least 1). With
+    ``pin`` (Linux), process i runs on its own share of the CPUs this process may use, cycling
+    when there are more processes than CPUs; the HTTP process stays free to run anywhere.
+    Measured at c = 16 on 2 cores, 2 processes: 935-960 requests/s and p99 31-32 ms unpinned,
+    1,031-1,078 and 27-28 ms pinned (alternating runs)."""
 
     def __init__(
         self,
@@ -173,6 +180,7 @@ class ModelPool:
         index: str | None = None,
         processes: int = 1,
         threads: int | None = None,
+        pin: bool = True,
     ) -> None:
         if processes < 1:
             raise ValueError(f"model processes must be >= 1, got {processes}")
@@ -180,8 +188,9 @@ class ModelPool:
             threads = max(1, cpu_count() // processes)
         self._all: list[ModelProcess] = []
         try:
-            for _ in range(processes):
-                self._all.append(ModelProcess(run, index, threads=threads, start=False))
+            for i in range(processes):
+                cpus = cpu_share(i, processes) if pin else None
+                self._all.append(ModelProcess(run, index, threads=threads, cpus=cpus, start=False))
             for proc in self._all:
                 proc.wait_ready()
         except BaseException:
@@ -227,11 +236,27 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _child(conn: Connection, run: str, index: str | None, threads: int | None) -> None:
+def cpu_share(i: int, n: int) -> set[int] | None:
+    """The CPUs of process ``i`` of ``n`` when the CPUs this process may use are shared out
+    (each gets at least one; more processes than CPUs cycle); None where affinity is unknown."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return None
+    each = max(1, len(cpus) // n)
+    start = (i * each) % len(cpus)
+    return set(cpus[start : start + each])
+
+
+def _child(
+    conn: Connection, run: str, index: str | None, threads: int | None, cpus: set[int] | None
+) -> None:
     # the server's Ctrl-C reaches the whole process group; the server closes this process itself
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if threads is not None:
         torch.set_num_threads(threads)
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     try:
         rec = Recommender.load(run, index=index)
     except Exception as e:

@@ -24,6 +24,7 @@ ENV_KEY_NAME = "HYDRAREC_SERVE_API_KEY_ENV"
 ENV_MAX_BODY = "HYDRAREC_SERVE_MAX_BODY"
 ENV_MAX_BATCH = "HYDRAREC_SERVE_MAX_BATCH"
 ENV_MODEL_PROCESSES = "HYDRAREC_SERVE_MODEL_PROCESSES"
+ENV_PIN = "HYDRAREC_SERVE_PIN"
 
 
 def api_key_from(env_name: str | None) -> str | None:
@@ -47,6 +48,7 @@ def app_from_env() -> FastAPI:
         index=os.environ.get(ENV_INDEX) or None,
         max_batch=int(os.environ.get(ENV_MAX_BATCH, 64)),
         model_processes=int(os.environ.get(ENV_MODEL_PROCESSES, 0)),
+        pin=os.environ.get(ENV_PIN, "1") == "1",
     )
 
 
@@ -63,6 +65,7 @@ def serve(
     log_level: str = "info",
     access_log: bool = True,
     model_processes: int | None = None,
+    pin: bool = True,
 ) -> None:
     """Serve ``run`` over HTTP until interrupted (binds loopback unless ``host`` says otherwise)."""
     import uvicorn
@@ -77,7 +80,13 @@ def serve(
         raise ConfigError(f"--model-processes must be >= 0, got {model_processes}")
     if workers == 1:
         app = create_app(
-            run, api_key_from(api_key_env), max_body_bytes, index, max_batch, model_processes
+            run,
+            api_key_from(api_key_env),
+            max_body_bytes,
+            index,
+            max_batch,
+            model_processes,
+            pin=pin,
         )
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
         return
@@ -87,6 +96,7 @@ def serve(
     os.environ[ENV_MAX_BODY] = str(max_body_bytes)
     os.environ[ENV_MAX_BATCH] = str(max_batch)
     os.environ[ENV_MODEL_PROCESSES] = str(model_processes)
+    os.environ[ENV_PIN] = "1" if pin else "0"
     uvicorn.run(
         "hydrarec.serving.server:app_from_env",
         factory=True,
