@@ -238,11 +238,6 @@ class TextEncoder:
         return pad_states([prefix_states(model, chunk, k)
                            for chunk in self._chunks(texts, " (first layers)")])  # fmt: skip
 
-    def tuned_layers(self) -> TunedTextLayers:
-        """A trainable copy of the last ``finetune_layers`` layers and the pooling."""
-        return tuned_layers_from(load_sentence_model(str(self.path), self.device),
-                                 self.cfg.finetune_layers)  # fmt: skip
-
     def state(self, dim: int) -> dict[str, Any]:
         """What a run records about its text vectors (``RUN/features/text.json``)."""
         return {"model": self.cfg.model, "identity": self.identity, "template": self.cfg.template,
@@ -296,8 +291,8 @@ def _write_cache(path: Path, vectors: np.ndarray) -> None:
 
 
 def tuned_text_layers(cfg: TextConfig) -> TunedTextLayers:
-    """``TextEncoder(cfg).tuned_layers()`` on CPU, without what only encoding needs (the hash
-    of the model files that keys the cache): what a model's item tower builds."""
+    """A trainable copy (on CPU) of the last ``cfg.finetune_layers`` layers of the text model and
+    its pooling: what an item tower fine-tunes over ``TextEncoder.encode_states``."""
     path = resolve_model(cfg.model)
     check_finetune_layers(cfg.finetune_layers, path)
     return tuned_layers_from(load_sentence_model(str(path), "cpu"), cfg.finetune_layers)

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hydrarec.serving.batcher import MicroBatcher
-from hydrarec.serving.limits import ASGIApp, Message, Receive, Send
+from hydrarec.serving.limits import ASGIApp, Message, Receive, Send, replaying
 from hydrarec.serving.routes import error_answer, recommend_body, recommend_query
 from hydrarec.serving.schemas import RecommendRequest
 
@@ -57,10 +57,7 @@ class FastLane:
             chunks.append(msg.get("body", b""))
             if not msg.get("more_body", False):
                 break
-
-        async def replay() -> Message:
-            return messages.pop(0) if messages else await receive()
-
+        replay = replaying(messages, receive)
         try:
             body = RecommendRequest.model_validate_json(b"".join(chunks))
         except ValidationError:

@@ -42,10 +42,10 @@ class ModelProcess:
 
     The child loads the run from its directory, on CPU, with ``threads`` torch threads (default:
     torch's own choice, e.g. ``OMP_NUM_THREADS``), on the CPUs ``cpus`` when given (Linux). It
-    is a daemon: it ends with the server even
-    when nobody closes it. A call gets ``call_timeout`` seconds; a child that does not answer in
-    time is killed and the call fails. ``start=False`` spawns without waiting for the load
-    (``wait_ready`` does), so several children can load at once.
+    is a daemon: it ends with the server even when nobody closes it. A call gets
+    ``call_timeout`` seconds; a child that does not answer in time is killed and the call fails.
+    ``start=False`` spawns without waiting for the load (``wait_ready`` does), so several
+    children can load at once.
     """
 
     def __init__(
@@ -228,20 +228,25 @@ class ModelPool:
             proc.close()
 
 
+def _allowed_cpus() -> list[int] | None:
+    """The CPUs this process may run on, in order; None where affinity is unknown (not Linux)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return None
+
+
 def cpu_count() -> int:
     """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    cpus = _allowed_cpus()
+    return len(cpus) if cpus is not None else os.cpu_count() or 1
 
 
 def cpu_share(i: int, n: int) -> set[int] | None:
     """The CPUs of process ``i`` of ``n`` when the CPUs this process may use are shared out
     (each gets at least one; more processes than CPUs cycle); None where affinity is unknown."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
+    cpus = _allowed_cpus()
+    if cpus is None:
         return None
     each = max(1, len(cpus) // n)
     start = (i * each) % len(cpus)

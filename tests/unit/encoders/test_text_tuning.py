@@ -17,7 +17,13 @@ import torch
 from hydrarec.config import LossConfig, ModelConfig, TextConfig, TrainConfig, config_from_dict
 from hydrarec.encoders import text as text_mod
 from hydrarec.encoders import text_tuning
-from hydrarec.encoders.text import DEFAULT_MODEL, TextEncoder, load_sentence_model, resolve_model
+from hydrarec.encoders.text import (
+    DEFAULT_MODEL,
+    TextEncoder,
+    load_sentence_model,
+    resolve_model,
+    tuned_text_layers,
+)
 from hydrarec.encoders.towers import ItemTower
 from hydrarec.errors import ConfigError, RunError
 from hydrarec.features.batch import EntityFeatures, EntitySpec
@@ -61,7 +67,7 @@ def test_untouched_layers_give_the_frozen_vector(
     states, mask = tensors(*enc.encode_states(TEXTS))
     assert states.shape[0] == 4 and states.shape[2] == 384 and mask.shape == states.shape[:2]
     assert mask[1].sum() == 3  # "Heat": [CLS] heat [SEP]
-    layers = enc.tuned_layers().eval()
+    layers = tuned_text_layers(enc.cfg).eval()
     want = minilm.encode(TEXTS, convert_to_numpy=True)  # embeddings, 6 layers, mean, normalise
     with torch.no_grad():
         got = layers(states, mask).numpy()
@@ -71,7 +77,7 @@ def test_untouched_layers_give_the_frozen_vector(
 
 
 def test_the_copy_trains_and_leaves_the_shared_model_alone(minilm: Any, tmp_path: Path) -> None:
-    layers = encoder(tmp_path, finetune_layers=2).tuned_layers()
+    layers = tuned_text_layers(encoder(tmp_path, finetune_layers=2).cfg)
     assert len(layers.layers) == 2 and layers.pooling == "mean" and layers.normalize
     last = minilm[0].auto_model.encoder.layer[5]
     assert all(p.requires_grad for p in layers.parameters())
@@ -86,7 +92,7 @@ def test_training_the_last_layer_learns_a_planted_pairing(tmp_path: Path) -> Non
     the last layer trains; two AdamW steps at 1e-3 must lower the loss and change the weights."""
     enc = encoder(tmp_path, finetune_layers=1)
     states, mask = tensors(*enc.encode_states(TEXTS[:2]))
-    layers = enc.tuned_layers()
+    layers = tuned_text_layers(enc.cfg)
     before = {k: v.clone() for k, v in layers.state_dict().items()}
 
     def loss() -> torch.Tensor:
