@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import traceback
 from dataclasses import asdict
 from datetime import date
@@ -206,6 +207,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--systems", default="", help="comma-separated subset of the protocol's systems")
     p.add_argument("--set", action="append", default=[], help="override for hydrarec configs")
     p.add_argument("--budget-s", type=float, default=0.0, help="SASRec: training seconds cap")
+    p.add_argument("--threads", type=int, default=1, help="SPEED: torch threads of both models")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-out", type=Path, default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -223,7 +225,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.protocol == "SPEED":
         from peers import speed
 
-        lines = speed.main()
+        # --systems throughput: the throughput rows alone (no time-to-quality run)
+        ttq = "" if args.systems == "throughput" else speed.TTQ_CONFIG
+        lines = speed.main(threads=args.threads, ttq_config=ttq)
+        stamp = f"; commit {commit()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} |"
+        lines = lines[:2] + [line.removesuffix(" |") + stamp for line in lines[2:]]
         write(args.protocol, lines[2:], lines[:2])
         return
     if args.child:

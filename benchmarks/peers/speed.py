@@ -2,9 +2,12 @@
 
 Both models train on the ML100K-LOO train rows, one process at a time, with the same torch
 thread count, batch size 512 and equal sizes: id embeddings of 64, 4 experts of [128], task
-towers of [64], two tasks (rating regression, like = rating >= 4). torch-rechub's model sees the
-user and item ids (its MMOE has no sequence or side-feature towers); hydrarec's sees what its
-config gives it, so it does more work per example; the row says which.
+towers of [64], two tasks (rating regression, like = rating >= 4), no dropout and no gradient
+clipping (torch-rechub's defaults). torch-rechub's model sees the user and item ids (its MMOE has
+no sequence or side-feature towers). hydrarec runs twice: with the same inputs ("equal inputs":
+ids only, each tower one Linear) and with its side features and tower MLPs ("equal sizes"),
+which is more work per example. Either way its experts read ``[u, i, u * i]`` (3 x 64 wide)
+where torch-rechub's read ``[u, i]`` (2 x 64): 1.5x the experts' multiply-adds.
 
 Throughput = train rows x epochs / summed training-epoch seconds (validation excluded).
 Time-to-quality = seconds of training epochs and their validations until the epoch whose validation
@@ -27,6 +30,7 @@ from peers.common import load_split
 
 RUNS = Path("runs/bench/SPEED")
 BATCH, DIM, EXPERTS, HIDDEN, TOWER = 512, 64, 4, [128], [64]
+TTQ_CONFIG = "configs/ml100k_loo.toml"
 
 
 def rechub_throughput(epochs: int = 2) -> tuple[float, int]:
@@ -92,9 +96,11 @@ def time_to_quality(history: list[dict[str, Any]], monitor: str) -> tuple[float,
     return secs, best["epoch"], best["valid"][monitor]
 
 
-def equal_size_config(epochs: int) -> Any:
+def equal_size_config(epochs: int, side: bool = True) -> Any:
     """ml100k_mmoe.toml at torch-rechub's sizes: no sequence encoder, rating + like only, no
-    dropout (torch-rechub's MLP default)."""
+    dropout (torch-rechub's MLP default), no gradient clipping (its trainer clips none).
+    ``side=False``: torch-rechub's inputs too, the two ids and nothing else, and each tower one
+    Linear (torch-rechub has no towers: its experts read the concatenated id embeddings)."""
     import tomllib
 
     from hydrarec.config import config_from_dict
@@ -109,33 +115,60 @@ def equal_size_config(epochs: int) -> Any:
         "dropout": 0.0,  # torch-rechub's MLP default (dropout=0)
     }
     raw["model"]["dropout"] = 0.0
+    if not side:
+        raw["model"]["tower_hidden"] = []
+        raw["features"] = {"user": [], "item": []}
     raw["tasks"] = [t for t in raw["tasks"] if t["name"] in ("rating", "like")]
-    raw["train"].update(epochs=epochs, batch_size=BATCH, monitor="like/auc")
+    # torch-rechub's MTLTrainer clips no gradient
+    raw["train"].update(epochs=epochs, batch_size=BATCH, monitor="like/auc", grad_clip=0.0)
     raw.pop("recommend", None)
     return config_from_dict(raw, "equal-size mmoe")
 
 
-def hydrarec_equal_size(epochs: int = 2) -> list[dict[str, Any]]:
+def hydrarec_equal_size(epochs: int = 2, side: bool = True) -> list[dict[str, Any]]:
     from hydrarec.experiment import train
 
-    out = RUNS / "hydrarec-equal-size"
-    train(equal_size_config(epochs), out)
+    out = RUNS / ("hydrarec-equal-size" if side else "hydrarec-equal-inputs")
+    train(equal_size_config(epochs, side), out)
     return [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
 
 
-def main(threads: int = 1, ttq_config: str = "configs/ml100k_loo.toml") -> list[str]:
+def main(threads: int = 1, ttq_config: str = TTQ_CONFIG, rounds: int = 3) -> list[str]:
     """Markdown rows: throughput of each model, and the time-to-quality of the shipped
-    multi-task ML100K-LOO config, trained here (a fresh run: no stale history is read)."""
+    multi-task ML100K-LOO config, trained here (a fresh run: no stale history is read).
+
+    The machine's speed drifts (a shared VM: up to 2x within minutes), so the three throughput
+    measurements run in alternation, ``rounds`` times; each round gives a ratio against the
+    torch-rechub measurement next to it, and the rows report the median round and the range.
+    """
     torch.set_num_threads(threads)
-    rechub, n_rows = rechub_throughput()
-    small = throughput(hydrarec_equal_size(), n_rows)
+    per_round: dict[str, list[float]] = {"rechub": [], "inputs": [], "sizes": []}
+    n_rows = 0
+    for _ in range(rounds):
+        rechub, n_rows = rechub_throughput()
+        per_round["rechub"].append(rechub)
+        per_round["inputs"].append(throughput(hydrarec_equal_size(side=False), n_rows))
+        per_round["sizes"].append(throughput(hydrarec_equal_size(), n_rows))
+    rechub = float(np.median(per_round["rechub"]))
+
+    def cells(key: str) -> str:
+        ratios = np.array(per_round[key]) / np.array(per_round["rechub"])
+        spread = ", ".join(f"{r:.2f}" for r in ratios)
+        return f"{np.median(per_round[key]):,.0f} | {np.median(ratios):.2f} ({spread})"
+
     lines = [
-        "| protocol | system | examples/s | ratio vs torch-rechub MMOE | note |",
+        "| protocol | system | examples/s | ratio vs torch-rechub MMOE (per round) | note |",
         "|---|---|---:|---:|---|",
-        f"| SPEED | torch-rechub MMOE | {rechub:,.0f} | 1.00 | ids only, {threads} thread(s) |",
-        f"| SPEED | hydrarec mmoe (equal sizes) | {small:,.0f} | {small / rechub:.2f} | "
-        "ids + side features, no sequence, rating + like, no dropout |",
+        f"| SPEED | torch-rechub MMOE | {rechub:,.0f} | 1.00 | ids only, {threads} thread(s), "
+        f"median of {rounds} alternating rounds |",
+        f"| SPEED | hydrarec mmoe (equal inputs) | {cells('inputs')} | ids only, each tower one "
+        "Linear, no sequence, rating + like, no dropout or clipping |",
+        f"| SPEED | hydrarec mmoe (equal sizes) | {cells('sizes')} | ids + side features, tower "
+        "MLPs [128], no sequence, rating + like, no dropout or clipping |",
     ]
+    if ttq_config == "":
+        print("\n".join(lines))
+        return lines
     name = Path(ttq_config).stem
     hist = hydrarec_history(ttq_config, [], name)
     full = throughput(hist, n_rows)

@@ -184,6 +184,26 @@ def test_mmoe_gates_are_per_task() -> None:
     torch.testing.assert_close(out[0], out[1])
 
 
+def test_mmoe_one_product_equals_the_paper_formula() -> None:
+    # Training runs every expert's layer and every gate as one product and every task's mix as
+    # one bmm; the outputs and the gradients must be those of eq. 5-6 written expert by expert.
+    arch = make_arch("mmoe", 2, hidden=[16], dropout=0.0).train()
+    assert isinstance(arch, MMoE)
+    x = inputs()
+    out = arch(x)
+    expected = []
+    for gate, tower in zip(arch.gates, arch.towers, strict=True):
+        weights = torch.softmax(gate(x), dim=-1)  # (B, E)
+        mixed = sum(weights[:, [e]] * expert(x) for e, expert in enumerate(arch.experts.experts))
+        expected.append(tower(mixed))
+    for got, want in zip(out, expected, strict=True):
+        torch.testing.assert_close(got, want)
+    grads = torch.autograd.grad(sum(o.square().sum() for o in out), list(arch.parameters()))
+    wants = torch.autograd.grad(sum(o.square().sum() for o in expected), list(arch.parameters()))
+    for got, want in zip(grads, wants, strict=True):
+        torch.testing.assert_close(got, want)
+
+
 def test_aitm_transfers_forward_only() -> None:
     # Task k reads task k-1, never the other way: task 1's output ignores task 2's tower.
     arch = make_arch("aitm", 2, dropout=0.0).eval()

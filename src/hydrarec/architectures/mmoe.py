@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from typing import cast
 
+import torch
 from torch import Tensor, nn
 
 from hydrarec.architectures.layers import (
     Architecture,
     Experts,
     Pairs,
-    first,
-    mix,
     mix_tasks,
+    stacked_linear,
     task_towers,
     width,
 )
@@ -42,14 +42,11 @@ class MMoE(Architecture):
         if not self.towers:
             return []
         experts = self.experts(x)  # (B, E, H)
+        gates = cast(list[nn.Linear], list(self.gates))
         if isinstance(x, Pairs):  # stage two: every gate in one product, every mix in one bmm
-            logits = x.linears(cast(list[nn.Linear], list(self.gates))).view(
-                len(experts), len(self.gates), -1
-            )
+            logits = x.linears(gates).view(len(experts), len(gates), -1)  # (B, T, E)
             mixed = mix_tasks(logits, experts)  # (B, T, H)
-            return [tower(mixed[:, t]) for t, tower in enumerate(self.towers)]
-        out = []
-        for gate, tower in zip(self.gates, self.towers, strict=True):
-            mixed = mix(first(gate, x), experts)  # (B, E) gate over (B, E, H) -> (B, H)
-            out.append(tower(mixed))  # (B, out_dim)
-        return out
+        else:  # every gate in one product, every task's mix in one bmm (B, T, E) @ (B, E, H)
+            logits = stacked_linear(gates, x).view(len(experts), len(gates), -1)  # (B, T, E)
+            mixed = torch.bmm(torch.softmax(logits, dim=-1), experts)  # (B, T, H)
+        return [tower(mixed[:, t]) for t, tower in enumerate(self.towers)]  # (B, out_dim) each
