@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from torch import nn
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+MASK_LEVELS = 1 << 16  # the CPU mask draws 16-bit numbers: p is rounded to a multiple of 1/65536
 
 
 def mlp(
@@ -20,7 +25,7 @@ def mlp(
     for i, width in enumerate(widths):
         layers.append(nn.Linear(in_dim, width))
         if activate_last or i < len(widths) - 1:
-            layers += [nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.ReLU(), Dropout(dropout)]
         in_dim = width
     return nn.Sequential(*layers)
 
@@ -33,3 +38,33 @@ def param_groups_of(*modules: nn.Module) -> list[dict[str, Any]]:
         own = getattr(module, "param_groups", None)
         groups += own() if callable(own) else []
     return groups
+
+
+def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
+    """``F.dropout``, with a cheaper mask on CPU.
+
+    torch draws a CPU dropout mask from its Mersenne Twister one element at a time: 1.9 ms of an
+    ~80 ms ML-100K window step for a (637, 512) block, 11 % of the step over its five dropout
+    layers (this project's 2-core Xeon). Here the mask comes from numpy's PCG64 (16-bit draws,
+    ~4x cheaper) seeded by one draw from torch's generator, so ``torch.manual_seed``, the
+    checkpointed RNG state and each DDP rank's own stream still decide it. ``p`` is rounded to a
+    multiple of 1/65536 and the kept values are scaled by the inverse of the rounded keep share,
+    so the output's expectation is ``x``. Other devices (CUDA's mask is cheap) use ``F.dropout``.
+    """
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or not 0.0 < p < 1.0:
+        return F.dropout(x, p, training=True)
+    cut = round(p * MASK_LEVELS)  # draws below it are dropped
+    seed = int(torch.randint(0, 2**62, (1,)))
+    draws = np.random.default_rng(seed).integers(0, MASK_LEVELS, x.numel(), dtype=np.uint16)
+    keep = torch.from_numpy(draws >= cut).view(x.shape)
+    scale = MASK_LEVELS / (MASK_LEVELS - cut)
+    return x * keep.to(x.dtype).mul_(scale)
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` through ``dropout`` above (same parameters, repr and state dict)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return dropout(input, self.p, self.training)

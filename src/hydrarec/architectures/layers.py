@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from hydrarec.architectures.pairs import Pairs, first
 from hydrarec.config import ArchitectureConfig
-from hydrarec.nn import mlp
+from hydrarec.nn import dropout, mlp
 
 __all__ = [
     "Architecture",
@@ -80,7 +80,7 @@ class Experts(nn.Module):
             block = stacked_linear(self.firsts(), x)  # (B, n * H)
         block = block.relu_()
         if self.training and self.dropout > 0:
-            block = F.dropout(block, self.dropout, training=True)  # ReLU's backward reads block
+            block = dropout(block, self.dropout)  # not in place: ReLU's backward reads block
         return block.view(len(block), len(self.experts), -1)  # (B, n, H)
 
 

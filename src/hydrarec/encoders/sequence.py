@@ -30,6 +30,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from hydrarec.config import SequenceConfig
 from hydrarec.errors import ConfigError
+from hydrarec.nn import Dropout
 
 
 class SequenceEncoder(nn.Module):
@@ -49,7 +50,7 @@ class CausalSelfAttention(nn.Module):
         self.dropout = dropout
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
-        self.resid_drop = nn.Dropout(dropout)
+        self.resid_drop = Dropout(dropout)
 
     def forward(self, x: Tensor, allowed: Tensor, last_only: bool = False) -> Tensor:
         """``allowed`` (B, 1 or H, N, N): bool, query i may read key j, or an additive float bias
@@ -72,7 +73,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.fc = nn.Linear(dim, 4 * dim)
         self.proj = nn.Linear(4 * dim, dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.drop(self.proj(F.gelu(self.fc(x))))  # (B, N, 4D) -> (B, N, D)
@@ -103,7 +104,7 @@ class TransformerSequenceEncoder(SequenceEncoder):
         # per distance back from the query (zero at start: content alone decides)
         self.position = None if relative else nn.Embedding(cfg.max_len, dim)
         self.distance = nn.Parameter(torch.zeros(cfg.heads, cfg.max_len)) if relative else None
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(dim, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(dim)
 

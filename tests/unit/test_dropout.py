@@ -1,0 +1,64 @@
+"""hydrarec.nn.dropout: the CPU mask from numpy's PCG64, seeded by torch's generator."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hydrarec.nn import MASK_LEVELS, Dropout, dropout, mlp
+
+
+def test_identity_outside_training_and_at_zero() -> None:
+    x = torch.randn(4, 5)
+    assert dropout(x, 0.3, training=False) is x
+    assert dropout(x, 0.0) is x
+    layer = Dropout(0.3).eval()
+    assert layer(x) is x
+
+
+def test_kept_values_are_scaled_by_the_rounded_keep_share() -> None:
+    # p = 0.25 is a whole number of 1/65536 steps (16384): kept entries are x / 0.75, others 0.
+    torch.manual_seed(0)
+    x = torch.full((1000,), 3.0)
+    out = dropout(x, 0.25)
+    kept = out != 0
+    torch.testing.assert_close(out[kept], torch.full((int(kept.sum()),), 4.0))
+    # p = 0.1 rounds to 6554 / 65536: the scale is 65536 / 58982, not 1 / 0.9
+    out = dropout(x, 0.1)
+    scale = MASK_LEVELS / (MASK_LEVELS - 6554)
+    torch.testing.assert_close(out[out != 0], torch.full((int((out != 0).sum()),), 3.0 * scale))
+
+
+def test_drop_share_and_mean() -> None:
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    out = dropout(x, 0.3)
+    dropped = float((out == 0).float().mean())
+    assert abs(dropped - 0.3) < 0.005  # binomial sd at n = 200,000: 0.001
+    assert abs(float(out.mean()) - 1.0) < 0.01  # the expectation is kept
+
+
+def test_follows_torch_seed_and_differs_between_calls() -> None:
+    x = torch.randn(64, 32)
+    torch.manual_seed(7)
+    a, b = dropout(x, 0.5), dropout(x, 0.5)
+    torch.manual_seed(7)
+    a2 = dropout(x, 0.5)
+    torch.testing.assert_close(a, a2)
+    assert not torch.equal(a, b)
+
+
+def test_gradient_is_the_mask_times_the_scale() -> None:
+    torch.manual_seed(1)
+    x = torch.randn(50, 8, requires_grad=True)
+    out = dropout(x, 0.5)
+    out.sum().backward()
+    assert x.grad is not None
+    expected = (out.detach() != 0).float() * 2.0
+    torch.testing.assert_close(x.grad, expected)
+
+
+def test_mlp_uses_it() -> None:
+    net = mlp(4, [8], dropout=0.2)
+    assert isinstance(net[2], Dropout) and isinstance(net[2], nn.Dropout)
+    assert net[2].p == 0.2
