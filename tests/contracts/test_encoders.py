@@ -276,6 +276,17 @@ def test_user_tower_reads_the_window_state_of_each_row(kind: str) -> None:
     torch.testing.assert_close(tower(feats, changed, mask, pos)[2], out[2])
 
 
+@pytest.mark.parametrize("kind", ["transformer", "transformer-relative", "gru"])
+def test_tail_states_are_the_last_states(kind: str) -> None:
+    """``all_states(tail=k)`` (window training: the last block runs the targets only) equals
+    the last k of every position's states, with two blocks."""
+    enc = seq_encoder(kind).eval()  # two blocks (seq_cfg)
+    seq, mask = make_history(B, N, D)
+    full = enc.all_states(seq, mask)  # (B, N, D)
+    for k in (1, 3, N):
+        torch.testing.assert_close(enc.all_states(seq, mask, k), full[:, N - k :])
+
+
 def test_relative_positions_give_every_position_its_serving_state() -> None:
     """With relative positions, window position j is exactly the last state of the history that
     ends at j (issue 8: window training then matches evaluation)."""

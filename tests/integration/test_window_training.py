@@ -120,8 +120,8 @@ def test_only_target_positions_get_gradient(tiny_data) -> None:  # type: ignore[
     captured: list[Tensor] = []
     original = seq.all_states
 
-    def keep(s: Tensor, m: Tensor) -> Tensor:
-        out = original(s, m)
+    def keep(s: Tensor, m: Tensor, tail: int | None = None) -> Tensor:
+        out = original(s, m, tail)
         out.retain_grad()
         captured.append(out)
         return out
@@ -131,9 +131,13 @@ def test_only_target_positions_get_gradient(tiny_data) -> None:  # type: ignore[
         sum(model.losses(batch).values()).backward()  # type: ignore[union-attr]
     finally:
         del seq.all_states
-    grad = captured[0].grad.flatten(0, 1).abs().sum(-1)  # (W * N,)
+    states = captured[0]  # (W, k, D): the last block ran the last k = 5 positions only
+    n, k = batch.history.shape[1], states.shape[1]
+    assert k == 5
+    grad = states.grad.flatten(0, 1).abs().sum(-1)  # (W * k,)
     is_target = torch.zeros_like(grad, dtype=torch.bool)
-    is_target[batch.history_pos] = True
+    pos = batch.history_pos
+    is_target[pos // n * k + pos % n - (n - k)] = True
     assert grad[~is_target].eq(0).all() and grad[is_target].gt(0).all()
     model.zero_grad()
 

@@ -36,8 +36,9 @@ from hydrarec.nn import Dropout
 class SequenceEncoder(nn.Module):
     """What every history encoder offers (see the module doc)."""
 
-    def all_states(self, seq: Tensor, mask: Tensor) -> Tensor:
-        """(B, N, D) every position's state; zeros where ``mask`` is False."""
+    def all_states(self, seq: Tensor, mask: Tensor, tail: int | None = None) -> Tensor:
+        """(B, N, D) every position's state; zeros where ``mask`` is False. ``tail = k``: only
+        the last k positions, (B, k, D)."""
         raise NotImplementedError
 
 
@@ -52,13 +53,13 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.resid_drop = Dropout(dropout)
 
-    def forward(self, x: Tensor, allowed: Tensor, last_only: bool = False) -> Tensor:
+    def forward(self, x: Tensor, allowed: Tensor, tail: int | None = None) -> Tensor:
         """``allowed`` (B, 1 or H, N, N): bool, query i may read key j, or an additive float bias
-        (-inf: may not); ``last_only``: only the last position queries (output (B, 1, D))."""
+        (-inf: may not); ``tail = k``: only the last k positions query (output (B, k, D))."""
         B, N, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=-1)  # 3 x (B, N, D)
-        if last_only:
-            q, allowed = q[:, -1:], allowed[..., -1:, :]  # (B, 1, D), (B, 1, 1, N)
+        if tail is not None:
+            q, allowed = q[:, -tail:], allowed[..., -tail:, :]  # (B, k, D), (B, 1, k, N)
         q = q.view(B, q.shape[1], self.heads, D // self.heads).transpose(1, 2)  # (B, H, Nq, D/H)
         k = k.view(B, N, self.heads, D // self.heads).transpose(1, 2)  # (B, H, N, D/H)
         v = v.view(B, N, self.heads, D // self.heads).transpose(1, 2)  # (B, H, N, D/H)
@@ -87,9 +88,9 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(dim)
         self.ff = FeedForward(dim, dropout)
 
-    def forward(self, x: Tensor, allowed: Tensor, last_only: bool = False) -> Tensor:
-        y = self.attn(self.ln1(x), allowed, last_only)  # (B, Nq, D)
-        x = (x[:, -1:] if last_only else x) + y  # (B, Nq, D)
+    def forward(self, x: Tensor, allowed: Tensor, tail: int | None = None) -> Tensor:
+        y = self.attn(self.ln1(x), allowed, tail)  # (B, Nq, D)
+        x = (x if tail is None else x[:, -tail:]) + y  # (B, Nq, D)
         return x + self.ff(self.ln2(x))
 
 
@@ -108,12 +109,13 @@ class TransformerSequenceEncoder(SequenceEncoder):
         self.blocks = nn.ModuleList(Block(dim, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(dim)
 
-    def states(self, seq: Tensor, mask: Tensor, last_only: bool = False) -> Tensor:
+    def states(self, seq: Tensor, mask: Tensor, tail: int | None = None) -> Tensor:
         """Every position's state ``(B, N, D)``; position i reads only real items at j <= i.
 
-        ``last_only``: the last block computes only the last position, (B, 1, D): the same
-        values as ``states(...)[:, -1:]`` at a fraction of the cost (the lower blocks still
-        compute every position, whose states the last one reads).
+        ``tail = k``: the last block computes only the last k positions, (B, k, D): the same
+        values as ``states(...)[:, -k:]`` at a fraction of the cost (the lower blocks still
+        compute every position, whose states the last one reads). Serving asks for the last
+        position; window training for the last ``train.window_stride``, its targets.
         """
         n = seq.shape[1]
         if n > self.max_len:
@@ -136,15 +138,16 @@ class TransformerSequenceEncoder(SequenceEncoder):
             bias = self.distance[:, back].to(x.dtype)  # (H, N, N)
             allowed = bias.masked_fill(~allowed, float("-inf"))  # (B, H, N, N) additive mask
         for i, block in enumerate(self.blocks):
-            x = block(x, allowed, last_only and i == len(self.blocks) - 1)  # (B, N or 1, D)
+            x = block(x, allowed, tail if i == len(self.blocks) - 1 else None)  # (B, N or k, D)
         return self.norm(x)
 
-    def all_states(self, seq: Tensor, mask: Tensor) -> Tensor:
-        """(B, N, D) every position's state; zeros at padded positions."""
-        return self.states(seq, mask) * mask.unsqueeze(-1).to(seq.dtype)  # (B, N, D)
+    def all_states(self, seq: Tensor, mask: Tensor, tail: int | None = None) -> Tensor:
+        """(B, N, D) every position's state, or the last ``tail`` ones; zeros at padding."""
+        states = self.states(seq, mask, tail)  # (B, N or k, D)
+        return states * mask[:, mask.shape[1] - states.shape[1] :].unsqueeze(-1).to(seq.dtype)
 
     def forward(self, seq: Tensor, mask: Tensor) -> Tensor:
-        last = self.states(seq, mask, last_only=True)[:, -1]  # (B, D)
+        last = self.states(seq, mask, tail=1)[:, -1]  # (B, D)
         return last * mask.any(dim=1, keepdim=True).to(last.dtype)  # empty history -> zeros
 
 
@@ -178,13 +181,15 @@ class RecurrentSequenceEncoder(SequenceEncoder):
         last = h[-1]  # (B, D), top layer
         return last * (lengths > 0).unsqueeze(-1).to(last.dtype)  # empty history -> zeros
 
-    def all_states(self, seq: Tensor, mask: Tensor) -> Tensor:
-        """(B, N, D) the top layer's state after each real item, at its place; zeros at padding."""
+    def all_states(self, seq: Tensor, mask: Tensor, tail: int | None = None) -> Tensor:
+        """(B, N, D) the top layer's state after each real item, at its place; zeros at padding.
+        ``tail = k``: the last k places, (B, k, D) (the recurrence still runs over all)."""
         order, _, packed, _ = self._run(seq, mask)
         n = seq.shape[1]
         out, _ = pad_packed_sequence(packed, batch_first=True, total_length=n)  # (B, N, D)
         out = out * mask.gather(1, order).unsqueeze(-1).to(out.dtype)  # empty rows' step -> 0
-        return torch.zeros_like(out).scatter(1, order.unsqueeze(-1).expand_as(out), out)
+        out = torch.zeros_like(out).scatter(1, order.unsqueeze(-1).expand_as(out), out)
+        return out if tail is None else out[:, n - tail :]
 
 
 SEQUENCE_ENCODERS: dict[str, type[SequenceEncoder]] = {

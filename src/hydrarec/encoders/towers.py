@@ -130,8 +130,13 @@ class UserTower(nn.Module):
         if history is None or history_mask is None:
             raise ValueError("UserTower: this tower has a sequence encoder; pass the history")
         if history_pos is not None:
-            states = self.sequence.all_states(history, history_mask)  # (W, N, D)
-            h = states.flatten(0, 1)[history_pos]  # (R, D)
+            # only the positions from the first target on run the last block (the last
+            # train.window_stride of each window): flat index w * N + j -> w * k + j - (N - k)
+            n = history.shape[1]
+            tail = n - int((history_pos % n).min()) if len(history_pos) else 1
+            states = self.sequence.all_states(history, history_mask, tail)  # (W, k, D)
+            rows = history_pos // n * tail + history_pos % n - (n - tail)  # (R,)
+            h = states.flatten(0, 1)[rows]  # (R, D)
             return self.mlp(torch.cat([x, h], dim=-1))  # (R, F + D) -> (R, D)
         history = history[:, -self.max_len :]  # (B, N', D), most recent items
         history_mask = history_mask[:, -self.max_len :]  # (B, N')
