@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from hydrarec.architectures.pairs import ItemSideCache, Pairs
 from hydrarec.features.batch import Batch, EntityFeatures
-from hydrarec.nn import param_groups_of
+from hydrarec.nn import param_groups_of, take
 from hydrarec.tasks.base import Task, TaskInputs
 
 
@@ -81,8 +81,8 @@ class MultiTaskRecommender(nn.Module):
             rows = torch.arange(len(batch.item_pos), device=batch.item_pos.device)
             own_users = (batch.items.ids[batch.item_pos], rows)  # item id, row in batch.users
         items = self.encode_items(batch.items, own_items)  # (U, D)
-        item = items[batch.item_pos]  # (B, D)
-        history = items[batch.history]  # (B, N, D), or (W, N, D) windows
+        item = take(items, batch.item_pos)  # (B, D)
+        history = take(items, batch.history)  # (B, N, D), or (W, N, D) windows
         user = self.encode_users(
             batch.users, history, batch.history_mask, batch.history_pos, own_users
         )  # (B, D)

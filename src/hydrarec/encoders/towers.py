@@ -45,7 +45,7 @@ from hydrarec.encoders.embedding import OOV, PAD, FeatureEmbedding
 from hydrarec.encoders.sequence import build_sequence_encoder
 from hydrarec.encoders.text import tuned_text_layers
 from hydrarec.features.batch import EntityFeatures, EntitySpec
-from hydrarec.nn import mlp
+from hydrarec.nn import mlp, take
 
 
 class ItemTower(nn.Module):
@@ -136,7 +136,7 @@ class UserTower(nn.Module):
             tail = n - int((history_pos % n).min()) if len(history_pos) else 1
             states = self.sequence.all_states(history, history_mask, tail)  # (W, k, D)
             rows = history_pos // n * tail + history_pos % n - (n - tail)  # (R,)
-            h = states.flatten(0, 1)[rows]  # (R, D)
+            h = take(states.flatten(0, 1), rows)  # (R, D)
             return self.mlp(torch.cat([x, h], dim=-1))  # (R, F + D) -> (R, D)
         history = history[:, -self.max_len :]  # (B, N', D), most recent items
         history_mask = history_mask[:, -self.max_len :]  # (B, N')

@@ -1,11 +1,12 @@
-"""hydrarec.nn.dropout: the CPU mask from numpy's PCG64, seeded by torch's generator."""
+"""hydrarec.nn: ``dropout`` (the CPU mask from numpy's PCG64, seeded by torch's generator) and
+``take`` (row gathers through ``index_select``)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from hydrarec.nn import MASK_LEVELS, Dropout, dropout, mlp
+from hydrarec.nn import MASK_LEVELS, Dropout, dropout, mlp, take
 
 
 def test_identity_outside_training_and_at_zero() -> None:
@@ -62,3 +63,15 @@ def test_mlp_uses_it() -> None:
     net = mlp(4, [8], dropout=0.2)
     assert isinstance(net[2], Dropout) and isinstance(net[2], nn.Dropout)
     assert net[2].p == 0.2
+
+
+def test_take_is_indexing_forward_and_backward() -> None:
+    table = torch.arange(12.0).view(4, 3).requires_grad_()
+    index = torch.tensor([[3, 0], [3, 3]])  # (2, 2): row 3 three times, row 0 once
+    out = take(table, index)
+    assert out.shape == (2, 2, 3)
+    torch.testing.assert_close(out, table.detach()[index])
+    out.sum().backward()
+    assert table.grad is not None
+    expected = torch.tensor([1.0, 0.0, 0.0, 3.0])[:, None].expand(4, 3)  # times each row is read
+    torch.testing.assert_close(table.grad, expected)
