@@ -227,8 +227,8 @@ def main(argv: list[str] | None = None) -> None:
 
         # --systems throughput: the throughput rows alone (no time-to-quality run)
         ttq = "" if args.systems == "throughput" else speed.TTQ_CONFIG
-        lines = speed.main(threads=args.threads, ttq_config=ttq)
         stamp = f"; commit {commit()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} |"
+        lines = speed.main(threads=args.threads, ttq_config=ttq)
         lines = lines[:2] + [line.removesuffix(" |") + stamp for line in lines[2:]]
         write(args.protocol, lines[2:], lines[:2])
         return

@@ -139,16 +139,21 @@ def main(threads: int = 1, ttq_config: str = TTQ_CONFIG, rounds: int = 3) -> lis
 
     The machine's speed drifts (a shared VM: up to 2x within minutes), so the three throughput
     measurements run in alternation, ``rounds`` times; each round gives a ratio against the
-    torch-rechub measurement next to it, and the rows report the median round and the range.
+    torch-rechub measurement of its round (the order rotates from round to round); a row gives
+    the median examples/s and the median of its per-round ratios, then each round's ratio.
     """
     torch.set_num_threads(threads)
     per_round: dict[str, list[float]] = {"rechub": [], "inputs": [], "sizes": []}
-    n_rows = 0
-    for _ in range(rounds):
-        rechub, n_rows = rechub_throughput()
-        per_round["rechub"].append(rechub)
-        per_round["inputs"].append(throughput(hydrarec_equal_size(side=False), n_rows))
-        per_round["sizes"].append(throughput(hydrarec_equal_size(), n_rows))
+    n_rows = len(load_split(SplitConfig(kind="leave_last_out")).split.train)
+    runs = {
+        "rechub": lambda: rechub_throughput()[0],
+        "inputs": lambda: throughput(hydrarec_equal_size(side=False), n_rows),
+        "sizes": lambda: throughput(hydrarec_equal_size(), n_rows),
+    }
+    order = list(runs)
+    for r in range(rounds):  # the order rotates, so a drift within rounds favours no one
+        for key in order[r % 3 :] + order[: r % 3]:
+            per_round[key].append(runs[key]())
     rechub = float(np.median(per_round["rechub"]))
 
     def cells(key: str) -> str:

@@ -62,9 +62,9 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or not 0.0 < p < 1.0:
-        return F.dropout(x, p, training=True)
     cut = round(p * MASK_LEVELS)  # draws below it are dropped
+    if x.device.type != "cpu" or not 0 < cut < MASK_LEVELS:  # p within 2**-17 of 0 or 1 too
+        return F.dropout(x, p, training=True)
     seed = int(torch.randint(0, 2**62, (1,)))
     draws = np.random.default_rng(seed).integers(0, MASK_LEVELS, x.numel(), dtype=np.uint16)
     keep = torch.from_numpy(draws >= cut).view(x.shape)
@@ -73,7 +73,8 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
 
 
 class Dropout(nn.Dropout):
-    """``nn.Dropout`` through ``dropout`` above (same parameters, repr and state dict)."""
+    """``nn.Dropout`` through ``dropout`` above (same parameters, repr and state dict); the
+    output is always a new tensor (``inplace`` is not honoured)."""
 
     def forward(self, input: Tensor) -> Tensor:
         return dropout(input, self.p, self.training)

@@ -22,8 +22,21 @@ NAMES = list(ARCHITECTURES)
 TASKS = [1, 2, 3]
 
 
+HIDDEN = [16, 8]  # the experts' / bottom's widths of make_arch; the fixture below sets it
+
+
+@pytest.fixture(autouse=True, params=[[16, 8], [16]], ids=["two-layer", "one-layer"])
+def hidden(request: pytest.FixtureRequest) -> typing.Iterator[list[int]]:
+    """Every test runs with two-layer and with one-layer experts: one hidden layer (the
+    default config) takes the fused path (all experts and gates in one product)."""
+    global HIDDEN
+    HIDDEN = request.param
+    yield request.param
+    HIDDEN = [16, 8]
+
+
 def make_arch(name: str, n_tasks: int, seed: int = 0, **cfg: typing.Any) -> Architecture:
-    base = {"hidden": [16, 8], "tower": [6], "experts": 3, "task_experts": 2, "levels": 2}
+    base = {"hidden": HIDDEN, "tower": [6], "experts": 3, "task_experts": 2, "levels": 2}
     torch.manual_seed(seed)
     return build_architecture(ArchitectureConfig(name=name, **{**base, **cfg}), IN_DIM, n_tasks)
 
@@ -76,6 +89,14 @@ def test_gradients_reach_every_parameter(name: str, n_tasks: int) -> None:
     arch = make_arch(name, n_tasks, dropout=0.0)
     sum(o.sum() for o in arch(inputs())).backward()  # type: ignore[union-attr]
     assert_grads_everywhere(arch)
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("name", NAMES)
+def test_empty_batch(name: str, train: bool) -> None:
+    arch = make_arch(name, 2).train(train)
+    out = arch(inputs(0))
+    assert [o.shape for o in out] == [(0, arch.out_dim)] * 2
 
 
 @pytest.mark.parametrize("name", NAMES)

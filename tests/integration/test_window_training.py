@@ -140,6 +140,16 @@ def test_only_target_positions_get_gradient(tiny_data) -> None:  # type: ignore[
     is_target[pos // n * k + pos % n - (n - k)] = True
     assert grad[~is_target].eq(0).all() and grad[is_target].gt(0).all()
     model.zero_grad()
+    # the tower's rows are the states a full pass gives at history_pos (not only the same set)
+    tower = model.user_encoder
+    with torch.no_grad():
+        items = model.encode_items(batch.items)
+        history = items[batch.history]
+        full = seq.all_states(history, batch.history_mask).flatten(0, 1)[pos]  # (R, D)
+        x = tower.features(batch.users)
+        want = tower.mlp(torch.cat([x, full], dim=-1))
+        got = tower(batch.users, history, batch.history_mask, pos)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_planted_next_item_pattern_is_learned() -> None:

@@ -30,6 +30,16 @@ def test_kept_values_are_scaled_by_the_rounded_keep_share() -> None:
     torch.testing.assert_close(out[out != 0], torch.full((int((out != 0).sum()),), 3.0 * scale))
 
 
+def test_p_too_close_to_0_or_1_for_16_bit_draws_falls_back_to_torch() -> None:
+    # round(p * 65536) is 0 or 65536: no 16-bit cut can drop that share; torch's mask does
+    torch.manual_seed(0)
+    x = torch.ones(100_000)
+    out = dropout(x, 1e-6)  # torch's mask: kept values scaled by exactly 1 / (1 - p)
+    torch.testing.assert_close(out[out != 0], torch.full_like(out[out != 0], 1 / (1 - 1e-6)))
+    out = dropout(x, 1 - 1e-6)  # was a ZeroDivisionError in the scale
+    assert torch.isfinite(out).all() and int((out != 0).sum()) < 10
+
+
 def test_drop_share_and_mean() -> None:
     torch.manual_seed(0)
     x = torch.ones(200_000)

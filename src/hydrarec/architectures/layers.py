@@ -81,7 +81,7 @@ class Experts(nn.Module):
         block = block.relu_()
         if self.training and self.dropout > 0:
             block = dropout(block, self.dropout)  # not in place: ReLU's backward reads block
-        return block.view(len(block), len(self.experts), -1)  # (B, n, H)
+        return block.unflatten(1, (len(self.experts), -1))  # (B, n, H); B may be 0
 
 
 def stacked_linear(layers: Sequence[nn.Linear], x: Tensor) -> Tensor:

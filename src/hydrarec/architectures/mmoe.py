@@ -44,9 +44,9 @@ class MMoE(Architecture):
         experts = self.experts(x)  # (B, E, H)
         gates = cast(list[nn.Linear], list(self.gates))
         if isinstance(x, Pairs):  # stage two: every gate in one product, every mix in one bmm
-            logits = x.linears(gates).view(len(experts), len(gates), -1)  # (B, T, E)
+            logits = x.linears(gates).unflatten(1, (len(gates), -1))  # (B, T, E)
             mixed = mix_tasks(logits, experts)  # (B, T, H)
         else:  # every gate in one product, every task's mix in one bmm (B, T, E) @ (B, E, H)
-            logits = stacked_linear(gates, x).view(len(experts), len(gates), -1)  # (B, T, E)
+            logits = stacked_linear(gates, x).unflatten(1, (len(gates), -1))  # (B, T, E)
             mixed = torch.bmm(torch.softmax(logits, dim=-1), experts)  # (B, T, H)
         return [tower(mixed[:, t]) for t, tower in enumerate(self.towers)]  # (B, out_dim) each

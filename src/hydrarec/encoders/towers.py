@@ -133,7 +133,10 @@ class UserTower(nn.Module):
             # only the positions from the first target on run the last block (the last
             # train.window_stride of each window): flat index w * N + j -> w * k + j - (N - k)
             n = history.shape[1]
-            tail = n - int((history_pos % n).min()) if len(history_pos) else 1
+            if history_pos.device.type == "cpu" and len(history_pos):
+                tail = n - int((history_pos % n).min())
+            else:  # on an accelerator, reading the minimum would wait for the device each step
+                tail = n
             states = self.sequence.all_states(history, history_mask, tail)  # (W, k, D)
             rows = history_pos // n * tail + history_pos % n - (n - tail)  # (R,)
             h = take(states.flatten(0, 1), rows)  # (R, D)
