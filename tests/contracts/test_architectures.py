@@ -75,12 +75,13 @@ def test_zero_tasks(name: str) -> None:
     assert make_arch(name, 0)(inputs()) == []
 
 
+@pytest.mark.parametrize("rows", [0, 1])  # an empty batch and a batch of one
 @pytest.mark.parametrize("train", [False, True])
 @pytest.mark.parametrize("name", NAMES)
-def test_batch_of_one(name: str, train: bool) -> None:
+def test_tiny_batches(name: str, train: bool, rows: int) -> None:
     arch = make_arch(name, 2).train(train)
-    out = arch(inputs(1))
-    assert [o.shape for o in out] == [(1, arch.out_dim)] * 2
+    out = arch(inputs(rows))
+    assert [o.shape for o in out] == [(rows, arch.out_dim)] * 2
 
 
 @pytest.mark.parametrize("n_tasks", TASKS)
@@ -89,14 +90,6 @@ def test_gradients_reach_every_parameter(name: str, n_tasks: int) -> None:
     arch = make_arch(name, n_tasks, dropout=0.0)
     sum(o.sum() for o in arch(inputs())).backward()  # type: ignore[union-attr]
     assert_grads_everywhere(arch)
-
-
-@pytest.mark.parametrize("train", [False, True])
-@pytest.mark.parametrize("name", NAMES)
-def test_empty_batch(name: str, train: bool) -> None:
-    arch = make_arch(name, 2).train(train)
-    out = arch(inputs(0))
-    assert [o.shape for o in out] == [(0, arch.out_dim)] * 2
 
 
 @pytest.mark.parametrize("name", NAMES)
