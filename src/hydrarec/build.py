@@ -32,7 +32,9 @@ def build_model(
     """
     dim = cfg.model.dim
     tower_tasks = [t for t in cfg.tasks if t.kind in ("rating", "binary")]
-    architecture = build_architecture(cfg.model.architecture, 3 * dim, len(tower_tasks))
+    cross = cfg.model.pair_input == "concat_product"
+    in_dim = (3 if cross else 2) * dim  # [user, item, user * item] or [user, item]
+    architecture = build_architecture(cfg.model.architecture, in_dim, len(tower_tasks))
     rep_dim = int(getattr(architecture, "out_dim", dim))
     item_blocks, user_blocks, side_paths = autorec_blocks(cfg, user_spec, item_spec, bags or {})
     tasks = [
@@ -60,6 +62,7 @@ def build_model(
         architecture=architecture,
         tasks=tasks,
         side_dim=side_dim,
+        cross=cross,
     )
 
 

@@ -140,6 +140,8 @@ class ModelConfig(Section):
     embedding_dim: int = Field(32, ge=1)  # side-feature embedding size
     multi_hot_pooling: Literal["mean", "sum"] = "mean"  # pooling of multi-hot embeddings
     tower_hidden: list[int] = [128]  # MLP widths of the user / item towers
+    # what the architecture reads per (user, item) pair: [u, i, u * i] (3D wide) or [u, i] (2D)
+    pair_input: Literal["concat_product", "concat"] = "concat_product"
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout in the towers
     sequence: SequenceConfig = SequenceConfig()
     text: TextConfig = TextConfig()

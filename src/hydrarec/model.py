@@ -4,7 +4,7 @@ Parts are passed in by role (after torchrec's ``DLRM``): swapping MMoE for PLE i
 
     items  = item_tower(distinct items of the batch)             (U, D)
     user   = user_tower(user features, history item vectors)     (B, D)
-    x      = [user, item, user * item]                           (B, 3D)
+    x      = [user, item, user * item]                           (B, 3D)  (model.pair_input)
     reps   = architecture(x)                                     one (B, H) per ranking task
     logits = task(rep | user, item, items)                       per task
 
@@ -37,9 +37,11 @@ class MultiTaskRecommender(nn.Module):
         architecture: nn.Module,
         tasks: list[Task],
         side_dim: int = 0,
+        cross: bool = True,
     ) -> None:
         super().__init__()
         self.side_dim = side_dim  # S: trailing channels of both vectors (see the module doc)
+        self.cross = cross  # x = [user, item, user * item], else [user, item] (model.pair_input)
         self.user_encoder = user_encoder
         self.item_encoder = item_encoder
         self.architecture = architecture
@@ -132,7 +134,12 @@ class MultiTaskRecommender(nn.Module):
     ) -> dict[str, Tensor]:
         if not self.tower_tasks:
             return {}
-        x = torch.cat([user, item, user * item], dim=-1) if pairs is None else pairs  # (B, 3D)
+        if pairs is not None:
+            x: Tensor | Pairs = pairs
+        elif self.cross:
+            x = torch.cat([user, item, user * item], dim=-1)  # (B, 3D)
+        else:
+            x = torch.cat([user, item], dim=-1)  # (B, 2D)
         reps = self.architecture(x)  # n_tasks x (B, H)
         return dict(zip(self.tower_tasks, reps, strict=True))
 
@@ -169,7 +176,7 @@ class MultiTaskRecommender(nn.Module):
         computed factored, one product per user, their stacked weights cached across calls
         (``architectures/pairs.py``).
         With a side block the pairs are scored plainly (the factoring reads whole vectors)."""
-        pairs = Pairs(user, candidates, cache)
+        pairs = Pairs(user, candidates, cache, cross=self.cross)
         b, n = candidates.shape
         item = pairs.items().reshape(b * n, -1)
         flat_user = user[:, None, :].expand(b, n, user.shape[1]).reshape(b * n, -1)

@@ -35,10 +35,12 @@ def hidden(request: pytest.FixtureRequest) -> typing.Iterator[list[int]]:
     HIDDEN = [16, 8]
 
 
-def make_arch(name: str, n_tasks: int, seed: int = 0, **cfg: typing.Any) -> Architecture:
+def make_arch(
+    name: str, n_tasks: int, seed: int = 0, in_dim: int = IN_DIM, **cfg: typing.Any
+) -> Architecture:
     base = {"hidden": HIDDEN, "tower": [6], "experts": 3, "task_experts": 2, "levels": 2}
     torch.manual_seed(seed)
-    return build_architecture(ArchitectureConfig(name=name, **{**base, **cfg}), IN_DIM, n_tasks)
+    return build_architecture(ArchitectureConfig(name=name, **{**base, **cfg}), in_dim, n_tasks)
 
 
 def inputs(n: int = B, seed: int = 1) -> torch.Tensor:
@@ -134,26 +136,31 @@ def test_empty_width_lists(name: str) -> None:
     assert [o.shape for o in out] == [(B, IN_DIM)] * 2
 
 
+@pytest.mark.parametrize("cross", [True, False])  # [user, item, user * item] or [user, item]
 @pytest.mark.parametrize("widths", [{}, {"hidden": [8]}, {"hidden": [], "tower": []}])
 @pytest.mark.parametrize("name", NAMES)
-def test_factored_pairs_equal_the_dense_input(name: str, widths: dict[str, list[int]]) -> None:
+def test_factored_pairs_equal_the_dense_input(
+    name: str, widths: dict[str, list[int]], cross: bool
+) -> None:
     # stage-two re-ranking feeds Pairs (one matrix per user, all first layers in one product)
-    # instead of [user, item, user * item]: the outputs must be the same
-    arch = make_arch(name, 3, **widths).eval()
+    # instead of the materialised pair input: the outputs must be the same
     d, n_items = IN_DIM // 3, 7
+    parts = 3 if cross else 2
+    arch = make_arch(name, 3, in_dim=parts * d, **widths).eval()
     gen = torch.Generator().manual_seed(2)
     table, user = torch.randn(n_items, d, generator=gen), torch.randn(4, d, generator=gen)
     cand = torch.randint(0, n_items, (4, 5), generator=gen)
     cache = ItemSideCache(table)
     for _ in range(2):  # the second call reuses the cache's stacked weights
-        pairs = Pairs(user, cand, cache)
+        pairs = Pairs(user, cand, cache, cross=cross)
         got = arch(pairs)
         want = arch(pairs.dense())
         for g, w in zip(got, want, strict=True):
             torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
     item = table[cand]  # (4, 5, d)
     u = user[:, None, :].expand_as(item)
-    assert torch.equal(pairs.dense(), torch.cat([u, item, u * item], -1).reshape(20, 3 * d))
+    dense = torch.cat([u, item, u * item][:parts], -1).reshape(20, parts * d)
+    assert torch.equal(pairs.dense(), dense)
 
 
 def test_factored_linear_hand_worked() -> None:

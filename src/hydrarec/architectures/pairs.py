@@ -33,12 +33,12 @@ class ItemSideCache:
         self.item_vectors = item_vectors  # (I, D)
         # id of each layer in the group -> (the layers, kept so the ids stay theirs; the parts)
         self._stacked: dict[
-            tuple[int, ...], tuple[Sequence[nn.Linear], Tensor, Tensor, Tensor]
+            tuple[int, ...], tuple[Sequence[nn.Linear], Tensor, Tensor, Tensor | None]
         ] = {}
 
-    def stacked(self, layers: Sequence[nn.Linear]) -> tuple[Tensor, Tensor, Tensor]:
+    def stacked(self, layers: Sequence[nn.Linear]) -> tuple[Tensor, Tensor, Tensor | None]:
         """``(W_user; bias)`` (D + 1, total), ``W_item`` and ``W_cross`` (D, total) of the layers,
-        stacked by output in their order."""
+        stacked by output in their order; ``W_cross`` is None for a ``[user, item]`` input."""
         key = tuple(id(layer) for layer in layers)
         if key not in self._stacked:
             d = self.item_vectors.shape[1]
@@ -54,18 +54,23 @@ class ItemSideCache:
                 list(layers),
                 user.contiguous(),
                 w[d : 2 * d].contiguous(),
-                w[2 * d :].contiguous(),
+                w[2 * d :].contiguous() if len(w) > 2 * d else None,
             )
         return self._stacked[key][1:]  # type: ignore[return-value]
 
 
 class Pairs:
-    """Users (B, D) against their candidates (B, n) (catalogue indices, >= 0)."""
+    """Users (B, D) against their candidates (B, n) (catalogue indices, >= 0). ``cross``: the
+    pair input is ``[user, item, user * item]`` (the default), else ``[user, item]``
+    (``model.pair_input``)."""
 
-    def __init__(self, user: Tensor, candidates: Tensor, cache: ItemSideCache) -> None:
+    def __init__(
+        self, user: Tensor, candidates: Tensor, cache: ItemSideCache, cross: bool = True
+    ) -> None:
         self.user = user  # (B, D)
         self.candidates = candidates  # (B, n)
         self.cache = cache
+        self.cross = cross
         self._items: Tensor | None = None  # (B, n, D + 1): the candidates' vectors and a 1
 
     @property
@@ -77,11 +82,13 @@ class Pairs:
         return F.embedding(self.candidates, self.cache.item_vectors)  # (B, n, D)
 
     def dense(self) -> Tensor:
-        """The materialised input ``[user, item, user * item]``, (B * n, 3D)."""
+        """The materialised input ``[user, item, user * item]`` (B * n, 3D), or ``[user, item]``
+        (B * n, 2D) without ``cross``."""
         b, n = self.shape
         item = self.items()
         user = self.user[:, None, :].expand_as(item)
-        return torch.cat([user, item, user * item], dim=-1).reshape(b * n, -1)
+        parts = [user, item, user * item] if self.cross else [user, item]
+        return torch.cat(parts, dim=-1).reshape(b * n, -1)
 
     def linear(self, layer: nn.Linear) -> Tensor:
         """``layer(self.dense())`` without materialising it, (B * n, out)."""
@@ -91,18 +98,21 @@ class Pairs:
         """``torch.cat([layer(self.dense()) for layer in layers], dim=1)`` as one product, a new
         (B * n, total) tensor the caller owns."""
         d = self.user.shape[1]
+        width = (3 if self.cross else 2) * d
         for layer in layers:
-            if layer.in_features != 3 * d:
-                raise ValueError(f"a Linear over pairs needs in_features {3 * d}, got {layer}")
+            if layer.in_features != width:
+                raise ValueError(f"a Linear over pairs needs in_features {width}, got {layer}")
         w_user, w_item, w_cross = self.cache.stacked(layers)
         b, n = self.shape
         if self._items is None:
             self._items = torch.cat([self.items(), self.user.new_ones(b, n, 1)], dim=-1)
+        per_item = (  # (B, D, total): W_i + diag(u) W_x, or W_i alone for [user, item]
+            w_item.expand(b, *w_item.shape)
+            if w_cross is None
+            else torch.addcmul(w_item, self.user[:, :, None], w_cross)
+        )
         per_user = torch.cat(
-            [
-                torch.addcmul(w_item, self.user[:, :, None], w_cross),  # W_i + diag(u) W_x
-                (torch.cat([self.user, self.user.new_ones(b, 1)], dim=1) @ w_user)[:, None],
-            ],
+            [per_item, (torch.cat([self.user, self.user.new_ones(b, 1)], dim=1) @ w_user)[:, None]],
             dim=1,
         )  # (B, D + 1, total)
         return torch.bmm(self._items, per_user).reshape(b * n, -1)
