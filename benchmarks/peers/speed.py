@@ -73,12 +73,12 @@ def _loader(x: dict[str, torch.Tensor], y: torch.Tensor) -> Any:
     return Loader()
 
 
-def hydrarec_history(config: str, overrides: list[str], name: str) -> list[dict[str, Any]]:
-    from hydrarec.config import load_config
+def trained_history(cfg: Any, name: str) -> list[dict[str, Any]]:
+    """Train ``cfg`` into ``RUNS / name`` (a fresh history) and read its per-epoch records."""
     from hydrarec.experiment import train
 
     out = RUNS / name
-    train(load_config(config, overrides), out)
+    train(cfg, out)
     return [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
 
 
@@ -127,11 +127,8 @@ def equal_size_config(epochs: int, side: bool = True) -> Any:
 
 
 def hydrarec_equal_size(epochs: int = 2, side: bool = True) -> list[dict[str, Any]]:
-    from hydrarec.experiment import train
-
-    out = RUNS / ("hydrarec-equal-size" if side else "hydrarec-equal-inputs")
-    train(equal_size_config(epochs, side), out)
-    return [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    name = "hydrarec-equal-size" if side else "hydrarec-equal-inputs"
+    return trained_history(equal_size_config(epochs, side), name)
 
 
 def main(threads: int = 1, ttq_config: str = TTQ_CONFIG, rounds: int = 3) -> list[str]:
@@ -176,7 +173,9 @@ def main(threads: int = 1, ttq_config: str = TTQ_CONFIG, rounds: int = 3) -> lis
         print("\n".join(lines))
         return lines
     name = Path(ttq_config).stem
-    hist = hydrarec_history(ttq_config, [], name)
+    from hydrarec.config import load_config
+
+    hist = trained_history(load_config(ttq_config), name)
     full = throughput(hist, n_rows)
     secs, epoch, ndcg = time_to_quality(hist, "retrieval/ndcg@10")
     total = sum(h["seconds"] for h in hist)

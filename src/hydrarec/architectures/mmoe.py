@@ -21,8 +21,8 @@ from hydrarec.architectures.layers import (
     Architecture,
     Experts,
     Pairs,
+    linears,
     mix_tasks,
-    stacked_linear,
     task_towers,
     width,
 )
@@ -42,11 +42,11 @@ class MMoE(Architecture):
         if not self.towers:
             return []
         experts = self.experts(x)  # (B, E, H)
+        # every gate in one product, every task's mix in one bmm (B, T, E) @ (B, E, H)
         gates = cast(list[nn.Linear], list(self.gates))
-        if isinstance(x, Pairs):  # stage two: every gate in one product, every mix in one bmm
-            logits = x.linears(gates).unflatten(1, (len(gates), -1))  # (B, T, E)
+        logits = linears(gates, x).unflatten(1, (len(gates), -1))  # (B, T, E)
+        if isinstance(x, Pairs):  # stage two: inference only, the softmax in place
             mixed = mix_tasks(logits, experts)  # (B, T, H)
-        else:  # every gate in one product, every task's mix in one bmm (B, T, E) @ (B, E, H)
-            logits = stacked_linear(gates, x).unflatten(1, (len(gates), -1))  # (B, T, E)
+        else:
             mixed = torch.bmm(torch.softmax(logits, dim=-1), experts)  # (B, T, H)
         return [tower(mixed[:, t]) for t, tower in enumerate(self.towers)]  # (B, out_dim) each

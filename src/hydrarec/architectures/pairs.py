@@ -42,13 +42,8 @@ class ItemSideCache:
         key = tuple(id(layer) for layer in layers)
         if key not in self._stacked:
             d = self.item_vectors.shape[1]
-            w = torch.cat([layer.weight for layer in layers]).T  # (3D, total)
-            bias = torch.cat(
-                [
-                    layer.bias if layer.bias is not None else w.new_zeros(layer.out_features)
-                    for layer in layers
-                ]
-            )
+            weight, bias = stacked_weights(layers)
+            w = weight.T  # (3D, total)
             user = torch.cat([w[:d], bias[None, :]])  # the bias rides on a constant 1
             self._stacked[key] = (
                 list(layers),
@@ -116,6 +111,32 @@ class Pairs:
             dim=1,
         )  # (B, D + 1, total)
         return torch.bmm(self._items, per_user).reshape(b * n, -1)
+
+
+def stacked_weights(layers: Sequence[nn.Linear]) -> tuple[Tensor, Tensor]:
+    """The layers' weights (total, in) and biases (total,) stacked by output in their order (a
+    layer without a bias adds zeros)."""
+    weight = torch.cat([layer.weight for layer in layers])
+    bias = torch.cat(
+        [
+            layer.bias if layer.bias is not None else weight.new_zeros(layer.out_features)
+            for layer in layers
+        ]
+    )
+    return weight, bias
+
+
+def linears(layers: Sequence[nn.Linear], x: Tensor | Pairs) -> Tensor:
+    """``torch.cat([layer(x) for layer in layers], dim=1)`` as one product (B, total), for a
+    plain input or for ``Pairs``.
+
+    One (in, total) product instead of one per layer: for MMoE's 4 experts and 2 gates at
+    B = 512 a training step's matrix products run 6 -> 1 forward and 12 -> 2 backward, and the
+    activations are one block (no ``torch.stack`` copy).
+    """
+    if isinstance(x, Pairs):
+        return x.linears(layers)
+    return F.linear(x, *stacked_weights(layers))
 
 
 def first(module: nn.Module, x: Tensor | Pairs) -> Tensor:
