@@ -78,8 +78,14 @@ def run(
         for seed, t in enumerate(tests):
             t["top100"] = top_k_accuracy(out / f"seed{seed}")
     seconds = statistics.fmean(m["train"]["seconds"] for m in per_seed)
-    epochs = [f"{m['train']['best_epoch']}/{m['train']['epochs']}" for m in per_seed]
+    refit = any(m["train"].get("refit") for m in per_seed)
+    epochs = [
+        f"{m['train']['best_epoch']}/{m['train'].get('selection_epochs', m['train']['epochs'])}"
+        for m in per_seed
+    ]
     params: dict[str, Any] = {"config": config, "overrides": overrides, "best/epochs": epochs}
     valid = aggregate([m["valid"] for m in per_seed])
     note = f"{seeds} seed(s); seconds = mean per seed, incl. per-epoch validation"
+    if refit:  # train.refit: valid is the selected model's, test the refit one's
+        note += "; refit on train + valid for the best epochs (seconds include both fits)"
     return Result(f"hydrarec ({Path(config).stem})", aggregate(tests), seconds, params, valid, note)

@@ -217,6 +217,10 @@ class TrainConfig(Section):
     # (ML-100K, batch 512: -12 %, GIL contention); see training/prefetch.py
     prefetch: int = Field(0, ge=0)
     eval_every: int = Field(1, ge=1)  # epochs between validations
+    # after selecting on valid, train again from scratch on train + valid for the selected
+    # number of epochs (same seed and schedule) and score test with that model; the selection
+    # run is kept in RUN/selection (what the benchmark's peers get: "refit on train + valid")
+    refit: bool = False
 
 
 class EvalConfig(Section):

@@ -2,6 +2,10 @@
 
 data -> split -> features (fitted on train) -> model -> trainer (early stop on valid)
      -> best weights -> metrics on valid and test (test read once, at the end)
+
+With ``train.refit`` the run above is the selection run, ``RUN/selection`` (valid metrics only,
+test unread); then features and a new model are fitted on train + valid, trained for the
+selected epochs of the same schedule, and that model is the run's, scored once on test.
 """
 
 from __future__ import annotations
@@ -223,6 +227,11 @@ def _train(
     progress = (progress or Progress()) if dist.is_main else Progress(enabled=False)
     run = RunDir(out)
     run.path.mkdir(parents=True, exist_ok=True)
+    if cfg.train.refit and cfg.data.streaming:
+        raise ConfigError(
+            "train.refit trains again on train + valid, which data.streaming cannot re-split: "
+            "turn one of them off"
+        )
     torch.manual_seed(cfg.train.seed)
     with progress.task("loading data", total=2) as bar:
         if cfg.data.streaming:  # the train rows stay on disk (issue 7)
@@ -237,6 +246,58 @@ def _train(
             data = make_train_data(cfg, ds, dist.rank, dist.world_size)  # fitted on train
         bar.advance()
     device = device or pick_device(cfg.train.device)
+    if not cfg.train.refit:
+        return _fit(cfg, run, data, device, dist, progress, resume=resume)
+    # refit: select on valid in RUN/selection (test unread), then train again on train + valid
+    chosen = _fit(
+        cfg, RunDir(run.path / SELECTION), data, device, dist, progress, resume=resume, test=False
+    )
+    split = data.split
+    merged = Split(np.concatenate([split.train, split.valid]), split.valid[:0], split.test)
+    torch.manual_seed(cfg.train.seed)
+    refit_data = make_train_data(cfg, ds, dist.rank, dist.world_size, split=merged)
+    epochs = max(1, chosen.result.best_epoch)
+    final = _fit(cfg, run, refit_data, device, dist, progress, resume=resume, refit_epochs=epochs)
+    if not dist.is_main:
+        return final
+    metrics = {
+        "valid": chosen.metrics["valid"],  # of the selected model, before the refit
+        "test": final.metrics["test"],
+        "train": final.metrics["train"]
+        | {
+            "seconds": round(
+                chosen.metrics["train"]["seconds"] + final.metrics["train"]["seconds"], 2
+            ),
+            "selection_seconds": chosen.metrics["train"]["seconds"],
+            "selection_epochs": chosen.result.epochs,
+            "refit_seconds": final.metrics["train"]["seconds"],
+            "refit": True,
+        },
+    }
+    write_json(run.metrics, metrics)
+    return Run(run.path, metrics, final.result)
+
+
+SELECTION = "selection"  # RUN/selection: the run that chose a refit's epochs (train.refit)
+
+
+def _fit(
+    cfg: Config,
+    run: RunDir,
+    data: TrainData,
+    device: torch.device,
+    dist: Distributed,
+    progress: Progress,
+    *,
+    resume: bool,
+    test: bool = True,
+    refit_epochs: int | None = None,
+) -> Run:
+    """Build, train and write one run directory from ``data``: early stopping on valid, or
+    (``refit_epochs``) that many epochs on a split without a valid part. Its metrics: valid and,
+    with ``test``, test (read here, once); a refit has test only."""
+    run.path.mkdir(parents=True, exist_ok=True)
+    ds = data.dataset
     model = build_model(
         cfg, data.user_spec, data.item_spec, data.stats, ds.n_items, train_bags(cfg, data)
     )
@@ -274,18 +335,25 @@ def _train(
         progress=progress,
         dist=dist,
     )
-    validate = _validator(cfg, data, device, progress)
+    validate = None if refit_epochs is not None else _validator(cfg, data, device, progress)
     start = time.perf_counter()
     result = trainer.fit(
-        data.epoch_batches, data.steps_per_epoch, validate, monitor, mode, resume=resume
+        data.epoch_batches,
+        data.steps_per_epoch,
+        validate,
+        monitor,
+        mode,
+        resume=resume,
+        epochs=refit_epochs,
     )
     seconds = time.perf_counter() - start
     if not dist.is_main:  # rank 0 evaluates and writes the metrics
         return Run(run.path, {}, result)
     loaded = load_run(run.path, device)
+    splits = [s for s, on in (("valid", refit_epochs is None), ("test", test)) if on]
     metrics: dict[str, dict[str, float]] = {}
-    with progress.task("evaluating", total=2) as bar:
-        for split in ("valid", "test"):
+    with progress.task("evaluating", total=len(splits)) as bar:
+        for split in splits:
             metrics[split] = evaluate(loaded, split)
             bar.advance()
     metrics["train"] = {
@@ -294,7 +362,8 @@ def _train(
         "best_epoch": result.best_epoch,
     }
     write_json(run.metrics, metrics)
-    build_index(loaded)  # RUN/index/: the item index recommend.index names (issue 5)
+    if test:
+        build_index(loaded)  # RUN/index/: the item index recommend.index names (issue 5)
     return Run(run.path, metrics, result)
 
 
@@ -307,7 +376,10 @@ def evaluate(run: LoadedRun | str | Path, split: str = "test") -> dict[str, floa
     known_splits = ("train",) if split == "valid" else ("train", "valid")
     rows = loaded.interactions[loaded.interactions["split"] == split]
     if len(rows) == 0:
-        raise ConfigError(f"the run has no {split!r} interactions to evaluate")
+        why = ""
+        if (selection := loaded.run.path / SELECTION).is_dir():
+            why = f" (refit on train + valid, train.refit; {selection} holds the selected model)"
+        raise ConfigError(f"the run has no {split!r} interactions to evaluate{why}")
     labels = {
         n: rows[n].to_numpy(dtype=np.float32) for n in loaded.model.tasks if n in rows.columns
     }

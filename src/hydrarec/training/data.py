@@ -179,11 +179,16 @@ def item_spec_with_text(
     return spec
 
 
-def make_train_data(cfg: Config, ds: Dataset, rank: int = 0, world_size: int = 1) -> TrainData:
-    split = make_split(ds, cfg.data.split)
+def make_train_data(
+    cfg: Config, ds: Dataset, rank: int = 0, world_size: int = 1, split: Split | None = None
+) -> TrainData:
+    """Everything training reads, fitted on the train part of ``split`` (default: the split
+    ``cfg.data.split`` makes). A given ``split`` may have no valid part (a refit)."""
+    refit = split is not None
+    split = split if split is not None else make_split(ds, cfg.data.split)
     if len(split.train) == 0:
         raise DataError(f"dataset {ds.name!r}: the split left no training interactions")
-    if len(split.valid) == 0:
+    if len(split.valid) == 0 and not refit:
         raise DataError(
             f"dataset {ds.name!r}: the split left no validation interactions, needed to "
             "select the model (raise data.split.valid_ratio, or use leave_last_out)"

@@ -121,6 +121,7 @@ class Trainer:
             model, list(objective.parameters()), self.sparse_params, cfg
         )
         self.state = LoopState()
+        self._label = f"epoch {{}}/{cfg.epochs}"  # the progress bar's, set by fit
 
     def _optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.optimizer] + ([self.sparse_optimizer] if self.sparse_optimizer else [])
@@ -134,13 +135,25 @@ class Trainer:
         self,
         batches: Callable[[int], Iterable[Batch]],
         steps_per_epoch: int,
-        validate: Callable[[nn.Module], dict[str, float]],
+        validate: Callable[[nn.Module], dict[str, float]] | None,
         monitor: str,
         mode: str,
         *,
         resume: bool = False,
+        epochs: int | None = None,
     ) -> TrainResult:
-        """Train up to ``cfg.epochs`` epochs; ``batches(epoch)`` yields that epoch's batches."""
+        """Train up to ``cfg.epochs`` epochs; ``batches(epoch)`` yields that epoch's batches.
+
+        ``validate=None`` (a refit, ``train.refit``): no validation and no early stop; training
+        stops after ``epochs`` epochs of the same ``cfg.epochs`` schedule (so the learning rate
+        of each epoch is the one it had in the run that selected them), and the final weights
+        are the result (``on_best`` gets them)."""
+        if (validate is None) != (epochs is not None):
+            raise ValueError("pass validate, or (refit) epochs without validate, not both")
+        if epochs is not None and not 1 <= epochs <= self.cfg.epochs:
+            raise ValueError(f"epochs must be in 1..{self.cfg.epochs} (train.epochs), got {epochs}")
+        stop = self.cfg.epochs if epochs is None else epochs
+        self._label = f"epoch {{}}/{stop}" if epochs is None else f"refit epoch {{}}/{stop}"
         total = self.cfg.epochs * max(1, steps_per_epoch)
         self.schedulers = [warmup_cosine(o, total, self.cfg.warmup) for o in self._optimizers()]
         self.scheduler = self.schedulers[0]
@@ -149,12 +162,15 @@ class Trainer:
         else:
             torch.manual_seed(self.cfg.seed)
         stopped = False
-        while self.state.epoch < self.cfg.epochs:
+        while self.state.epoch < stop:
             epoch = self.state.epoch + 1
             # closing: an error in a step stops the assembling thread at once
             with closing(prefetch(batches(epoch), self.cfg.prefetch)) as epoch_batches:
                 record = self._train_epoch(epoch, epoch_batches, steps_per_epoch)
-            if epoch % self.cfg.eval_every == 0 or epoch == self.cfg.epochs:
+            if validate is None:
+                if epoch == stop:
+                    self._keep_final(epoch)
+            elif epoch % self.cfg.eval_every == 0 or epoch == self.cfg.epochs:
                 stopped = self._validate(record, validate, monitor, mode)
             self.state.epoch = epoch
             self.state.history.append(record)
@@ -174,7 +190,7 @@ class Trainer:
         weights: dict[str, float] = {}
         n = 0
         start = time.perf_counter()
-        with self.progress.task(f"epoch {epoch}/{self.cfg.epochs}", total=steps) as bar:
+        with self.progress.task(self._label.format(epoch), total=steps) as bar:
             for batch in batches:
                 losses, weights = self._step(batch.to(self.device))
                 n += 1
@@ -256,6 +272,12 @@ class Trainer:
         else:
             self.state.bad_epochs += 1
         return self.state.bad_epochs >= self.cfg.patience
+
+    def _keep_final(self, epoch: int) -> None:
+        """A refit's result: the last epoch's weights (no validation chose them)."""
+        self.state.best_epoch = epoch
+        if self.on_best is not None:
+            self.on_best(self.model, epoch)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _stem(self) -> Path | None:
