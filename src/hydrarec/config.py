@@ -305,6 +305,7 @@ class Config(Section):
             ),
             "train.examples": (self.train.examples != "rows", "'rows'"),
             "data.min_user_interactions": (d.min_user_interactions > 1, "0 or 1"),
+            "train.refit": (self.train.refit, "false (a refit re-splits the data in memory)"),
         }
         for name, (bad, allowed) in problems.items():
             if bad:

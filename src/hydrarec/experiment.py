@@ -227,11 +227,6 @@ def _train(
     progress = (progress or Progress()) if dist.is_main else Progress(enabled=False)
     run = RunDir(out)
     run.path.mkdir(parents=True, exist_ok=True)
-    if cfg.train.refit and cfg.data.streaming:
-        raise ConfigError(
-            "train.refit trains again on train + valid, which data.streaming cannot re-split: "
-            "turn one of them off"
-        )
     torch.manual_seed(cfg.train.seed)
     with progress.task("loading data", total=2) as bar:
         if cfg.data.streaming:  # the train rows stay on disk (issue 7)

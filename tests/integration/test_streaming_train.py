@@ -176,6 +176,7 @@ def test_two_ranks_train_from_the_stream(folder: Path, tmp_path: Path) -> None:
         ({"data": {"split": {"kind": "leave_last_out"}}}, "data.split.kind = 'random'"),
         ({"data": {"dataset": "synthetic"}}, "data.dataset = 'tabular'"),
         ({"data": {"min_user_interactions": 5}}, "data.min_user_interactions"),
+        ({"train": {"refit": True}}, "train.refit"),
     ],
 )
 def test_what_streaming_cannot_do_is_a_config_error(
