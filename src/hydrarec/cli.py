@@ -122,6 +122,12 @@ def train(
         progress = Progress(enabled=False if quiet else None)
         run = run_train(cfg, out, resume=resume, progress=progress)
         print_metrics({k: v for k, v in run.metrics.items() if k in ("valid", "test")})
+        if run.metrics.get("train", {}).get("refit"):
+            epochs = run.metrics["train"]["best_epoch"]
+            console.print(
+                f"valid: the model selected at epoch {epochs} ({run.path / 'selection'}); "
+                f"test: that many epochs refit on train + valid"
+            )
         console.print(f"run written to {run.path}")
 
 

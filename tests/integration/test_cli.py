@@ -93,6 +93,18 @@ def test_train_with_set_then_evaluate(tmp_path: Path) -> None:
     assert "like/auc" in out and "genres/loss" in out
 
 
+def test_train_with_refit_says_what_each_column_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_toml(tmp_path / "c.toml", tiny_raw(epochs=2))
+    run = tmp_path / "run"
+    out = invoke("train", "-c", str(cfg), "-o", str(run), "-q", "--set", "train.refit=true")
+    assert "refit on train + valid" in " ".join(out.split())
+    assert (run / "selection/model.safetensors").is_file()
+    err = fails(capsys, "evaluate", str(run), "--split", "valid")
+    assert "no 'valid' interactions" in err and "train.refit" in err
+
+
 def test_predict_writes_every_task(tiny_run: Path, tmp_path: Path) -> None:
     pairs = tmp_path / "pairs.csv"
     pd.DataFrame({"user_id": [1, 2, 3], "item_id": [1, 5, 7]}).to_csv(pairs, index=False)
