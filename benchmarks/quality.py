@@ -54,6 +54,10 @@ SYSTEMS: dict[str, dict[str, tuple[str, ...]]] = {
         "lightfm": ("lightfm", "plain"),
         "lightfm-features": ("lightfm", "features"),
         "sasrec": ("sasrec",),
+        # every system refit on train + valid after selection, as the implicit and LightFM rows
+        # already are (train.refit; SASRec's adapter retrains for its best epochs)
+        "hydrarec-refit": ("hydrarec", "configs/ml100k_loo_text.toml", "train.refit=true"),
+        "sasrec-refit": ("sasrec", "refit"),
     },
     MT: {
         "single-rating": ("hydrarec", "configs/ml100k_single_rating.toml"),
@@ -89,8 +93,8 @@ def run_system(protocol: str, system: str, args: argparse.Namespace) -> Result:
         from peers import hydrarec_runs
 
         seeds = 1 if args.quick else args.seeds
-        return hydrarec_runs.run(
-            system, rest[0], seeds, args.set, protocol, tfrs=kind == "hydrarec-tfrs"
+        return hydrarec_runs.run(  # the spec's own overrides, then the command line's
+            system, rest[0], seeds, [*rest[1:], *args.set], protocol, tfrs=kind == "hydrarec-tfrs"
         )
     from peers.common import load_split
 
@@ -118,7 +122,8 @@ def run_system(protocol: str, system: str, args: argparse.Namespace) -> Result:
     if kind == "sasrec":
         from peers import rechub_sasrec
 
-        return rechub_sasrec.run(data, p=rechub_sasrec.Params(budget_s=args.budget_s))
+        params = rechub_sasrec.Params(budget_s=args.budget_s, refit=rest == ["refit"])
+        return rechub_sasrec.run(data, p=params)
     raise ValueError(f"unknown adapter {kind!r}")
 
 

@@ -88,4 +88,5 @@ def run(
     note = f"{seeds} seed(s); seconds = mean per seed, incl. per-epoch validation"
     if refit:  # train.refit: valid is the selected model's, test the refit one's
         note += "; refit on train + valid for the best epochs (seconds include both fits)"
-    return Result(f"hydrarec ({Path(config).stem})", aggregate(tests), seconds, params, valid, note)
+    name = f"hydrarec ({Path(config).stem}{', refit' if refit else ''})"
+    return Result(name, aggregate(tests), seconds, params, valid, note)

@@ -6,7 +6,9 @@ end, each position predicts the next item against one random negative the user h
 (binary cross-entropy on the two logits, padding masked), Adam. torch-rechub's ``MatchTrainer``
 is not used: its pairwise mode averages over padding positions too. Epochs are chosen on valid
 (scored every ``EVERY`` epochs, stopped after ``PATIENCE`` evaluations without gain); at test the
-user's sequence also holds the valid item, and the weights are not refit.
+user's sequence also holds the valid item. The weights are not refit, unless ``Params.refit``:
+then a fresh model (same seed) is trained for the best epoch count on windows of train + valid
+and scored on test instead (what ``train.refit`` does for hydrarec).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Params:
     batch_size: int = 128
     max_epochs: int = 200
     budget_s: float = 0.0  # stop after this many training seconds (0: no limit); best-on-valid kept
+    refit: bool = False  # retrain on train + valid for the best epoch count, then test
 
 
 def sequences(data: SplitData, parts: tuple[str, ...]) -> list[np.ndarray]:
@@ -120,20 +123,28 @@ def train_epoch(
         opt.step()
 
 
+def training_windows(seqs: list[np.ndarray], p: Params) -> tuple[np.ndarray, np.ndarray]:
+    """The windows of ``seqs`` and the user each belongs to."""
+    owner = np.repeat(np.arange(len(seqs)), [max(0, -(-(len(s) - 1) // p.max_len)) for s in seqs])
+    return windows(seqs, p.max_len), owner
+
+
+def fresh(data: SplitData, seed: int, p: Params) -> tuple[Any, Any, np.random.Generator]:
+    """A new model, its Adam and the negative sampler's generator, all from ``seed``."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build(data.n_items, p)
+    return model, torch.optim.Adam(model.parameters(), lr=p.lr, betas=(0.9, 0.98)), rng
+
+
 def run(data: SplitData, seed: int = 0, p: Params | None = None) -> Result:
     import time
 
     p = p or Params()
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     train_seqs = sequences(data, ("train",))
-    wins = windows(train_seqs, p.max_len)
-    owner = np.repeat(
-        np.arange(data.n_users), [max(0, -(-(len(s) - 1) // p.max_len)) for s in train_seqs]
-    )
+    wins, owner = training_windows(train_seqs, p)
     seen = [set(s.tolist()) for s in sequences(data, ("train", "valid", "test"))]
-    model = build(data.n_items, p)
-    opt = torch.optim.Adam(model.parameters(), lr=p.lr, betas=(0.9, 0.98))
+    model, opt, rng = fresh(data, seed, p)
     best, best_state, best_epoch, bad, start = -1.0, None, 0, 0, time.perf_counter()
     for epoch in range(1, p.max_epochs + 1):
         train_epoch(model, opt, wins, seen, owner, p, rng, data.n_items)
@@ -150,9 +161,16 @@ def run(data: SplitData, seed: int = 0, p: Params | None = None) -> Result:
             bad += 1
         if bad >= PATIENCE or (p.budget_s and time.perf_counter() - start > p.budget_s):
             break
-    secs = time.perf_counter() - start
     model.load_state_dict(best_state)
+    name, note = "torch-rechub SASRec", f"epochs chosen on valid (every {EVERY})"
+    if p.refit:  # the same training from scratch on train + valid, for the chosen epochs
+        model, opt, rng = fresh(data, seed, p)
+        wins, owner = training_windows(sequences(data, ("train", "valid")), p)
+        for _ in range(best_epoch):
+            train_epoch(model, opt, wins, seen, owner, p, rng, data.n_items)
+        name, note = f"{name} (refit)", f"{note}; refit on train+valid for {best_epoch} epochs"
+    secs = time.perf_counter() - start
     test = rank_eval(data, *vectors(model, sequences(data, ("train", "valid")), p), "test")
     params = {**p.__dict__, "best_epoch": best_epoch}
-    note = f"epochs chosen on valid (every {EVERY}); seconds include validation"
-    return Result("torch-rechub SASRec", test, secs, params, {"ndcg@10": best}, note)
+    note += "; seconds include validation"
+    return Result(name, test, secs, params, {"ndcg@10": best}, note)
