@@ -124,14 +124,22 @@ def _train(out: Path, cfg: Config, quiet: bool, console: Console) -> None:
 
 
 def _show_recommendations(out: Path, console: Console) -> None:
-    """The top-10 of the most active user, beside what that user watched last."""
+    """The top-10 of the most active user who has 10 items left to discover (on the synthetic
+    data the most active users have seen every item), beside what that user watched last."""
     from hydrarec.recommender import Recommender
 
     rec = Recommender.load(out)
     inter = rec.run.interactions
-    counts = np.bincount(inter["user_idx"].to_numpy(), minlength=len(rec.run.user_ids))
-    user = rec.run.user_ids.raw([int(np.argmax(counts))])[0]
-    recent = inter[inter["user_idx"] == int(np.argmax(counts))].nlargest(5, "order")
+    users = inter["user_idx"].to_numpy()
+    counts = np.bincount(users, minlength=len(rec.run.user_ids)).astype(np.float64)
+    distinct = np.bincount(
+        inter.drop_duplicates(["user_idx", "item_idx"])["user_idx"].to_numpy(),
+        minlength=len(counts),
+    )
+    left = rec.n_items - distinct >= 10
+    u = int(np.argmax(np.where(left, counts, -1.0) if left.any() else counts))
+    user = rec.run.user_ids.raw([u])[0]
+    recent = inter[inter["user_idx"] == u].nlargest(5, "order")
     seen = rec.title(recent["item_idx"].to_numpy())
     console.print(f"\nuser {user} recently: " + "; ".join(seen))
     index, scores = rec.recommend_index(rec.user_index([user]), 10)

@@ -196,6 +196,8 @@ def test_demo_runs_on_synthetic_data_when_offline(
     assert "Running the same pipeline on the synthetic dataset instead" in flat
     assert "hydrarec demo on the synthetic dataset" in flat
     assert "metrics" in flat and "top-10 for user" in flat
+    ranks = [line.split("│")[1].strip() for line in text.splitlines() if line.count("│") == 5]
+    assert ranks == [str(r) for r in range(1, 11)]  # a user with items left to recommend
     assert "report:" in flat and (out / "report.html").is_file()
     log = (out / "log.txt").read_text(encoding="utf-8")
     assert "synthetic dataset instead" in log and "retrieval/ndcg@10" in log
