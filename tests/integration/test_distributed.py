@@ -139,6 +139,19 @@ def test_two_ranks_match_one_process_with_sparse_tables(tmp_path: Path) -> None:
     assert_close_metrics(tmp_path / "ddp", one.path, TOLERANCE)
 
 
+def test_two_ranks_refit_like_one_process(tmp_path: Path) -> None:
+    """``train.refit`` under two ranks: the selection's best epoch reaches every rank, both
+    fits are data-parallel, and the result matches one process."""
+    raw = ddp_raw(gather=True)
+    raw["train"]["refit"] = True
+    hydrarec_train(write_config(tmp_path / "c.toml", raw), tmp_path / "ddp")
+    one = train(config_from_dict(raw), tmp_path / "one", progress=Progress(False))
+    assert (tmp_path / "ddp/selection/model.safetensors").is_file()
+    assert_close_metrics(tmp_path / "ddp", one.path, TOLERANCE)
+    refit = json.loads((tmp_path / "ddp/metrics.json").read_text())["train"]
+    assert refit["refit"] is True and refit["epochs"] == one.metrics["train"]["epochs"]
+
+
 def test_killed_rank_fails_fast_and_resume_matches(ddp_run: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.toml", ddp_raw(gather=True))
     out = tmp_path / "run"
