@@ -109,6 +109,7 @@ def train(
     Data-parallel: ``torchrun --nproc-per-node N -m hydrarec train ...`` (docs/distributed.md).
     """
     from hydrarec.config import load_config
+    from hydrarec.experiment import SELECTION
     from hydrarec.experiment import train as run_train
     from hydrarec.runlog import log_to
     from hydrarec.training.distributed import is_main_process
@@ -125,7 +126,7 @@ def train(
         if run.metrics.get("train", {}).get("refit"):
             epochs = run.metrics["train"]["best_epoch"]
             console.print(
-                f"valid: the model selected at epoch {epochs} ({run.path / 'selection'}); "
+                f"valid: the model selected at epoch {epochs} ({run.path / SELECTION}); "
                 f"test: that many epochs refit on train + valid"
             )
         console.print(f"run written to {run.path}")

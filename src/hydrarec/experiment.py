@@ -48,6 +48,7 @@ from hydrarec.training.stream_data import make_stream_train_data
 from hydrarec.training.trainer import Trainer, TrainResult, pick_device
 
 SPLIT_NAMES = ("train", "valid", "test")
+SELECTION = "selection"  # RUN/selection: the run that chose a refit's epochs (train.refit)
 
 
 def default_monitor(tasks: list[TaskConfig]) -> tuple[str, str]:
@@ -271,9 +272,6 @@ def _train(
     }
     write_json(run.metrics, metrics)
     return Run(run.path, metrics, final.result)
-
-
-SELECTION = "selection"  # RUN/selection: the run that chose a refit's epochs (train.refit)
 
 
 def _fit(

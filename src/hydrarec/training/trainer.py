@@ -121,7 +121,6 @@ class Trainer:
             model, list(objective.parameters()), self.sparse_params, cfg
         )
         self.state = LoopState()
-        self._label = f"epoch {{}}/{cfg.epochs}"  # the progress bar's, set by fit
 
     def _optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.optimizer] + ([self.sparse_optimizer] if self.sparse_optimizer else [])
@@ -153,7 +152,7 @@ class Trainer:
         if epochs is not None and not 1 <= epochs <= self.cfg.epochs:
             raise ValueError(f"epochs must be in 1..{self.cfg.epochs} (train.epochs), got {epochs}")
         stop = self.cfg.epochs if epochs is None else epochs
-        self._label = f"epoch {{}}/{stop}" if epochs is None else f"refit epoch {{}}/{stop}"
+        label = "epoch" if epochs is None else "refit epoch"  # the progress bar's
         total = self.cfg.epochs * max(1, steps_per_epoch)
         self.schedulers = [warmup_cosine(o, total, self.cfg.warmup) for o in self._optimizers()]
         self.scheduler = self.schedulers[0]
@@ -166,7 +165,9 @@ class Trainer:
             epoch = self.state.epoch + 1
             # closing: an error in a step stops the assembling thread at once
             with closing(prefetch(batches(epoch), self.cfg.prefetch)) as epoch_batches:
-                record = self._train_epoch(epoch, epoch_batches, steps_per_epoch)
+                record = self._train_epoch(
+                    epoch, epoch_batches, steps_per_epoch, f"{label} {epoch}/{stop}"
+                )
             if validate is None:
                 if epoch == stop:
                     self._keep_final(epoch)
@@ -184,13 +185,15 @@ class Trainer:
             self.state.best, self.state.best_epoch, self.state.epoch, self.state.history, stopped
         )
 
-    def _train_epoch(self, epoch: int, batches: Iterable[Batch], steps: int) -> dict[str, Any]:
+    def _train_epoch(
+        self, epoch: int, batches: Iterable[Batch], steps: int, title: str
+    ) -> dict[str, Any]:
         self.compute_losses.train()
         sums: dict[str, float] = {}
         weights: dict[str, float] = {}
         n = 0
         start = time.perf_counter()
-        with self.progress.task(self._label.format(epoch), total=steps) as bar:
+        with self.progress.task(title, total=steps) as bar:
             for batch in batches:
                 losses, weights = self._step(batch.to(self.device))
                 n += 1
