@@ -48,6 +48,8 @@ SYSTEMS: dict[str, dict[str, tuple[str, ...]]] = {
         "hydrarec-notext": ("hydrarec", "configs/ml100k_loo.toml"),
         "hydrarec-mmoe": ("hydrarec", "configs/ml100k_mmoe.toml"),
         "hydrarec-retrieval": ("hydrarec", "configs/ml100k_single_retrieval.toml"),
+        # "hydrarec" as a deep ensemble of 3 (model.ensemble; 3x the training work)
+        "hydrarec-ensemble": ("hydrarec", "configs/ml100k_loo_ensemble.toml"),
         "popular": ("popular",),
         "als": ("implicit", "als"),
         "bpr": ("implicit", "bpr"),
@@ -58,6 +60,11 @@ SYSTEMS: dict[str, dict[str, tuple[str, ...]]] = {
         # already are (train.refit; SASRec's adapter retrains for its best epochs)
         "hydrarec-refit": ("hydrarec", "configs/ml100k_loo_text.toml", "train.refit=true"),
         "sasrec-refit": ("sasrec", "refit"),
+        "hydrarec-ensemble-refit": (
+            "hydrarec",
+            "configs/ml100k_loo_ensemble.toml",
+            "train.refit=true",
+        ),
     },
     MT: {
         "single-rating": ("hydrarec", "configs/ml100k_single_rating.toml"),

@@ -1,4 +1,5 @@
-"""Assemble a ``MultiTaskRecommender`` from a config and the fitted feature sizes.
+"""Assemble a ``MultiTaskRecommender`` (or an ``Ensemble`` of them) from a config and the fitted
+feature sizes.
 
 The only place that knows which parts go where; the model itself receives ready-built parts.
 """
@@ -11,6 +12,7 @@ from hydrarec.architectures import build_architecture
 from hydrarec.config import Config
 from hydrarec.encoders.autorec import BagEncoder, Decoder, RatingBags, WithBlocks
 from hydrarec.encoders.towers import ItemTower, UserTower
+from hydrarec.ensemble import Ensemble, Model
 from hydrarec.features.batch import EntitySpec
 from hydrarec.model import MultiTaskRecommender
 from hydrarec.tasks import build_task
@@ -23,13 +25,30 @@ def build_model(
     label_stats: dict[str, tuple[float, float, float]],
     n_items: int,
     bags: dict[str, RatingBags] | None = None,
-) -> MultiTaskRecommender:
+) -> Model:
     """``label_stats``: task name -> (min, max, mean) of its training labels.
 
     ``bags``: the rating task's train ratings by item ("item") and by user ("user"), the inputs
     of the AutoRec paths (``model.autorec``, ``model.user_autorec``); None when loading a run,
-    whose weights carry them.
+    whose weights carry them. With ``model.ensemble = K > 1``, K members built one after the
+    other, so each draws its own initial weights.
     """
+    args = (cfg, user_spec, item_spec, label_stats, n_items, bags)
+    if cfg.model.ensemble == 1:
+        return build_member(*args)
+    members = [build_member(*args) for _ in range(cfg.model.ensemble)]
+    return Ensemble(members, width=cfg.model.dim + members[0].side_dim)
+
+
+def build_member(
+    cfg: Config,
+    user_spec: EntitySpec,
+    item_spec: EntitySpec,
+    label_stats: dict[str, tuple[float, float, float]],
+    n_items: int,
+    bags: dict[str, RatingBags] | None = None,
+) -> MultiTaskRecommender:
+    """One model: towers, architecture, tasks (``build_model``'s arguments)."""
     dim = cfg.model.dim
     tower_tasks = [t for t in cfg.tasks if t.kind in ("rating", "binary")]
     cross = cfg.model.pair_input == "concat_product"

@@ -33,6 +33,7 @@ from hydrarec.data.schema import TIMESTAMP
 from hydrarec.data.splits import Split
 from hydrarec.encoders.autorec import RatingBags
 from hydrarec.encoders.text import save_text_state
+from hydrarec.ensemble import Ensemble, Model
 from hydrarec.errors import ConfigError
 from hydrarec.evaluation.evaluate import evaluate_model
 from hydrarec.io import write_json, write_tensors, write_text, write_with
@@ -139,7 +140,7 @@ def train_bags(cfg: Config, data: TrainData) -> dict[str, RatingBags]:
     }
 
 
-def _meta(cfg: Config, data: TrainData, model: MultiTaskRecommender) -> dict[str, Any]:
+def _meta(cfg: Config, data: TrainData, model: Model) -> dict[str, Any]:
     return {
         "hydrarec_version": __version__,
         "torch_version": torch.__version__,
@@ -169,7 +170,7 @@ def _validator(
     known = data.histories(("train",))
 
     def validate(model: torch.nn.Module) -> dict[str, float]:
-        assert isinstance(model, MultiTaskRecommender)
+        assert isinstance(model, (MultiTaskRecommender, Ensemble))
         with (progress or Progress(enabled=False)).task("validating", total=1) as bar:
             metrics = evaluate_model(
                 model,

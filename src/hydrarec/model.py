@@ -115,6 +115,13 @@ class MultiTaskRecommender(nn.Module):
     def task_items(self) -> list[tuple[str, Task]]:
         return [(name, cast(Task, task)) for name, task in self.tasks.items()]
 
+    def parts(
+        self, user: Tensor, item: Tensor
+    ) -> list[tuple[MultiTaskRecommender, Tensor, Tensor]]:
+        """The models behind ``user`` and ``item`` vectors, with their channels: this one, whole
+        (an ``Ensemble`` has one part per member)."""
+        return [(self, user, item)]
+
     def shared_parameters(self) -> list[nn.Parameter]:
         """The output layers of the two towers, which every task depends on (for GradNorm)."""
         params: list[nn.Parameter] = []
@@ -122,6 +129,10 @@ class MultiTaskRecommender(nn.Module):
             linears = [m for m in tower.modules() if isinstance(m, nn.Linear)]
             params += list(linears[-1].parameters()) if linears else []
         return params
+
+    def clip_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters whose gradient norm the trainer clips together: all of them."""
+        return [list(self.parameters())]
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Parameter groups with their own optimizer settings, e.g. the item tower's fine-tuned

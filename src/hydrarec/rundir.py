@@ -27,11 +27,11 @@ import torch
 from hydrarec.build import build_model
 from hydrarec.config import Config, config_from_dict
 from hydrarec.data.dataset import IdMap
+from hydrarec.ensemble import Model
 from hydrarec.errors import RunError
 from hydrarec.features.batch import EntityFeatures, EntitySpec
 from hydrarec.features.batching import UserHistories
 from hydrarec.io import read_json, read_tensors, write_tensors
-from hydrarec.model import MultiTaskRecommender
 
 
 class RunDir:
@@ -92,7 +92,7 @@ class LoadedRun:
     run: RunDir
     config: Config
     meta: dict[str, Any]
-    model: MultiTaskRecommender
+    model: Model
     users: EntityFeatures  # encoded user table, catalogue order
     items: EntityFeatures  # encoded item table, catalogue order
     user_ids: IdMap

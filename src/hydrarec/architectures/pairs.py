@@ -35,6 +35,14 @@ class ItemSideCache:
         self._stacked: dict[
             tuple[int, ...], tuple[Sequence[nn.Linear], Tensor, Tensor, Tensor | None]
         ] = {}
+        self._parts: dict[tuple[int, int], ItemSideCache] = {}
+
+    def part(self, k: int, width: int) -> ItemSideCache:
+        """The cache of channels ``k width : (k + 1) width`` of the item vectors (an ensemble
+        member's), kept with this one."""
+        if (k, width) not in self._parts:
+            self._parts[k, width] = ItemSideCache(self.item_vectors[:, k * width : (k + 1) * width])
+        return self._parts[k, width]
 
     def stacked(self, layers: Sequence[nn.Linear]) -> tuple[Tensor, Tensor, Tensor | None]:
         """``(W_user; bias)`` (D + 1, total), ``W_item`` and ``W_cross`` (D, total) of the layers,

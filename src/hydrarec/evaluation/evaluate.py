@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hydrarec.ensemble import Model, mean_metrics
 from hydrarec.evaluation.metrics import ranking_metrics
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.features.batching import UserHistories
-from hydrarec.model import MultiTaskRecommender
 
 
 def known_pairs(known: UserHistories, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -29,7 +29,7 @@ def known_pairs(known: UserHistories, users: np.ndarray) -> tuple[np.ndarray, np
 
 @torch.no_grad()
 def encode_items(
-    model: MultiTaskRecommender, table: EntityFeatures, device: torch.device, chunk: int = 8192
+    model: Model, table: EntityFeatures, device: torch.device, chunk: int = 8192
 ) -> Tensor:
     """Vectors of every item of the catalogue, (I, D)."""
     model.eval()
@@ -42,7 +42,7 @@ def encode_items(
 
 @torch.no_grad()
 def encode_users(
-    model: MultiTaskRecommender,
+    model: Model,
     table: EntityFeatures,
     users: np.ndarray,
     history: np.ndarray,
@@ -59,7 +59,7 @@ def encode_users(
 
 
 def evaluate_model(
-    model: MultiTaskRecommender,
+    model: Model,
     users_table: EntityFeatures,
     items_table: EntityFeatures,
     rows_user: np.ndarray,
@@ -94,10 +94,21 @@ def evaluate_model(
             )
             res = ranking_metrics(ranks, ks)
         else:  # decoders read the vectors without a side block (the tasks' view, model.heads)
-            main_users, main_items, _ = model.split(user_vecs, item_vecs)
-            res = _reconstruction_metrics(
-                task, main_users, main_items, uniq, rows_item, users_table, items_table
-            )
+            parts = []  # an ensemble's: the mean of its members' losses
+            for member, u_part, i_part in model.parts(user_vecs, item_vecs):
+                main_users, main_items, _ = member.split(u_part, i_part)
+                parts.append(
+                    _reconstruction_metrics(
+                        member.tasks[name],
+                        main_users,
+                        main_items,
+                        uniq,
+                        rows_item,
+                        users_table,
+                        items_table,
+                    )
+                )
+            res = mean_metrics(parts)
         # an undefined metric (e.g. GAUC with one held-out item per user) is left out, not NaN
         out.update({f"{name}/{k}": float(v) for k, v in res.items() if not np.isnan(v)})
     return out
@@ -105,7 +116,7 @@ def evaluate_model(
 
 @torch.no_grad()
 def _pairwise_predictions(
-    model: MultiTaskRecommender,
+    model: Model,
     user_vecs: Tensor,
     item_vecs: Tensor,
     inverse: np.ndarray,

@@ -19,6 +19,13 @@ def model_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, 
     return [{"weight_decay": weight_decay, **g} for g in param_groups_of(model)]
 
 
+def clip_groups(model: nn.Module) -> list[list[nn.Parameter]]:
+    """The groups of parameters whose gradient norms are clipped separately: the model's own
+    (``model.clip_groups()``, e.g. an ensemble's members), else all its parameters as one."""
+    own = getattr(model, "clip_groups", None)
+    return own() if callable(own) else [list(model.parameters())]  # type: ignore[no-any-return]
+
+
 def adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
     """AdamW, fused (one kernel over all parameters) where torch offers it for these tensors.
 

@@ -33,7 +33,7 @@ from hydrarec.config import TrainConfig
 from hydrarec.features.batch import Batch
 from hydrarec.training import checkpoint
 from hydrarec.training.distributed import Distributed, DistributedError, LossModule
-from hydrarec.training.optim import optimizers
+from hydrarec.training.optim import clip_groups, optimizers
 from hydrarec.training.prefetch import prefetch
 from hydrarec.training.progress import Progress
 from hydrarec.training.schedule import warmup_cosine
@@ -94,6 +94,7 @@ class Trainer:
         self.dist = dist or Distributed()
         # large embedding tables: sparse gradients + SparseAdam (set before DDP wraps the model)
         self.sparse_params = sparse_parameters(self.model, cfg.sparse_embeddings)
+        self.clip_groups = clip_groups(self.model)  # gradient norms clipped separately
         # GradNorm differentiates each task loss before the backward, which DDP's gradient hooks
         # mistake for part of the step (measured: the ranks' models drift apart); its gradients
         # are averaged by hand instead, after the backward, without DDP's overlap
@@ -232,10 +233,11 @@ class Trainer:
             self.dist.average_gradients(self.model.parameters())
         self.dist.average_gradients(self.objective.parameters())
         self.dist.average_sparse_gradients(self.sparse_params)  # DDP leaves them out
-        if self.cfg.grad_clip > 0 and self.sparse_params:  # torch's cannot take sparse grads
-            clip_grad_norm(self.model.parameters(), self.cfg.grad_clip)
-        elif self.cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        for params in self.clip_groups if self.cfg.grad_clip > 0 else []:
+            if self.sparse_params:  # torch's clipping cannot take sparse gradients
+                clip_grad_norm(params, self.cfg.grad_clip)
+            else:
+                nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         for o in self._optimizers():
             o.step()
         for s in self.schedulers:
