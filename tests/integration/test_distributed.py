@@ -152,6 +152,16 @@ def test_two_ranks_refit_like_one_process(tmp_path: Path) -> None:
     assert refit["refit"] is True and refit["epochs"] == one.metrics["train"]["epochs"]
 
 
+def test_two_ranks_train_an_ensemble_like_one_process(tmp_path: Path) -> None:
+    """``model.ensemble``: every member's negatives are gathered from both ranks and its
+    gradients averaged over them, as for one model."""
+    raw = ddp_raw(gather=True)
+    raw["model"]["ensemble"] = 2
+    hydrarec_train(write_config(tmp_path / "c.toml", raw), tmp_path / "ddp")
+    one = train(config_from_dict(raw), tmp_path / "one", progress=Progress(False))
+    assert_close_metrics(tmp_path / "ddp", one.path, TOLERANCE)
+
+
 def test_killed_rank_fails_fast_and_resume_matches(ddp_run: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.toml", ddp_raw(gather=True))
     out = tmp_path / "run"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from tests.integration.tiny import tiny_raw
 
 from hydrarec.architectures.pairs import ItemSideCache
@@ -24,6 +26,7 @@ from hydrarec.model import MultiTaskRecommender
 from hydrarec.recommender import Recommender
 from hydrarec.retrieval.queries import UserQuery
 from hydrarec.rundir import load_run
+from hydrarec.serving import create_app
 from hydrarec.tasks.joint import JointLoss
 from hydrarec.training.data import TrainData, make_train_data
 from hydrarec.training.progress import Progress
@@ -181,3 +184,29 @@ def test_one_member_is_the_plain_model_and_the_count_is_checked(data: TrainData)
             config_from_dict(raw)
     with pytest.raises(ValueError, match="at least 2"):
         Ensemble([model], width=DIM)
+
+
+def test_an_ensemble_run_is_served(ensemble_run: Path) -> None:
+    rec = Recommender.load(ensemble_run)
+    user = rec.run.user_ids.raw(np.array([0]))[0]
+    ids, scores = rec.recommend([user], k=5)
+    # one model process: the path `hydrarec serve` takes by default
+    with TestClient(create_app(ensemble_run, model_processes=1, pin=False)) as client:
+        assert client.get("/metadata").json()["model"]["ensemble"] == 2
+        r = client.post("/recommend", json={"user_id": int(user), "k": 5})
+        assert r.status_code == 200, r.text
+        items = r.json()["items"]
+    assert [it["item_id"] for it in items] == ids[0].tolist()
+    assert [it["score"] for it in items] == pytest.approx(scores[0].tolist(), rel=1e-5)
+
+
+def test_members_scored_alone_and_together(ensemble_run: Path) -> None:
+    loaded = load_run(ensemble_run)
+    assert isinstance(loaded.model, Ensemble)
+    whole = evaluate(loaded, "test")
+    alone = [evaluate(dataclasses.replace(loaded, model=m), "test") for m in loaded.model.members]
+    # reconstruction: the mean of the members' losses
+    assert whole["genres/loss"] == pytest.approx(np.mean([a["genres/loss"] for a in alone]))
+    # ranking and pointwise metrics come from the combined scores, not from one member
+    for key in ("retrieval/mrr@20", "rating/rmse"):
+        assert all(whole[key] != pytest.approx(a[key]) for a in alone), key

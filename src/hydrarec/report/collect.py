@@ -95,7 +95,8 @@ def _summary(rec: Recommender, train: dict[str, Any]) -> dict[str, str]:
         "split": f"{cfg.data.split.kind}: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()),
         "tasks": ", ".join(f"{n} ({k})" for n, k in meta["tasks"].items()),
         "architecture": f"{cfg.model.architecture.name}, dim {cfg.model.dim}, "
-        f"{meta['parameters']:,} parameters",
+        + (f"ensemble of {cfg.model.ensemble}, " if cfg.model.ensemble > 1 else "")
+        + f"{meta['parameters']:,} parameters",
         "joint loss": cfg.loss.weighting,
     }
     if train:

@@ -152,6 +152,7 @@ def metadata_of(rec: Recommender) -> Metadata:
     model = {
         "architecture": cfg.model.architecture.name,
         "dim": cfg.model.dim,
+        "ensemble": cfg.model.ensemble,  # members; vectors are ensemble x dim wide
         "sequence": cfg.model.sequence.kind,
         "parameters": meta.get("parameters"),
     }
