@@ -41,7 +41,8 @@ class ItemSideCache:
         """The cache of channels ``k width : (k + 1) width`` of the item vectors (an ensemble
         member's), kept with this one."""
         if (k, width) not in self._parts:
-            self._parts[k, width] = ItemSideCache(self.item_vectors[:, k * width : (k + 1) * width])
+            part = self.item_vectors[:, k * width : (k + 1) * width].contiguous()  # (I, W)
+            self._parts[k, width] = ItemSideCache(part)
         return self._parts[k, width]
 
     def stacked(self, layers: Sequence[nn.Linear]) -> tuple[Tensor, Tensor, Tensor | None]:
