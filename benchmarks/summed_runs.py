@@ -15,8 +15,9 @@ import argparse
 import numpy as np
 import torch
 
-from hydrarec.evaluation.evaluate import encode_items, encode_users, full_ranking_ranks
+from hydrarec.evaluation.evaluate import full_ranking_ranks, split_vectors
 from hydrarec.evaluation.metrics import ranking_metrics
+from hydrarec.experiment import KNOWN_BEFORE
 from hydrarec.rundir import load_run
 
 
@@ -24,11 +25,17 @@ def vectors(path: str, split: str) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(user vectors of the split's users, item vectors, what ranking them needs)."""
     run = load_run(path, torch.device("cpu"))
     rows = run.interactions[run.interactions["split"] == split]
-    known = run.known(("train",) if split == "valid" else ("train", "valid"))
-    items = encode_items(run.model, run.items, torch.device("cpu"))
+    known = run.known(KNOWN_BEFORE[split])
     users, inverse = np.unique(rows["user_idx"].to_numpy(), return_inverse=True)
-    hist, mask = known.last_n(users, run.config.model.sequence.max_len)
-    user_vecs = encode_users(run.model, run.users, users, hist, mask, items, torch.device("cpu"))
+    user_vecs, items = split_vectors(
+        run.model,
+        run.users,
+        run.items,
+        users,
+        known,
+        run.config.model.sequence.max_len,
+        torch.device("cpu"),
+    )
     targets = rows["item_idx"].to_numpy()
     return (
         user_vecs,

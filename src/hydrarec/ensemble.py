@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -135,11 +134,4 @@ class Ensemble(nn.Module):
 Model = MultiTaskRecommender | Ensemble  # what build_model returns and a run holds
 
 
-def mean_metrics(results: list[dict[str, float]]) -> dict[str, float]:
-    """The mean of each metric over the members' results (a single result is returned as is)."""
-    if len(results) == 1:
-        return results[0]
-    return {k: float(np.mean([r[k] for r in results])) for k in results[0]}
-
-
-__all__ = ["Ensemble", "Model", "mean_metrics"]
+__all__ = ["Ensemble", "Model"]

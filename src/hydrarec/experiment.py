@@ -49,6 +49,9 @@ from hydrarec.training.stream_data import make_stream_train_data
 from hydrarec.training.trainer import Trainer, TrainResult, pick_device
 
 SPLIT_NAMES = ("train", "valid", "test")
+# the interactions a split's users are known to have had before it: excluded from its ranking
+# and read as their history
+KNOWN_BEFORE = {"valid": ("train",), "test": ("train", "valid")}
 SELECTION = "selection"  # RUN/selection: the run that chose a refit's epochs (train.refit)
 
 
@@ -167,7 +170,7 @@ def _validator(
     inter = data.dataset.interactions
     users, items = inter["user_idx"].to_numpy()[rows], inter["item_idx"].to_numpy()[rows]
     labels = {k: v[rows] for k, v in data.labels.items()}
-    known = data.histories(("train",))
+    known = data.histories(KNOWN_BEFORE["valid"])
 
     def validate(model: torch.nn.Module) -> dict[str, float]:
         assert isinstance(model, (MultiTaskRecommender, Ensemble))
@@ -367,7 +370,6 @@ def evaluate(run: LoadedRun | str | Path, split: str = "test") -> dict[str, floa
         raise ConfigError(f"split must be 'valid' or 'test', not {split!r}")
     loaded = run if isinstance(run, LoadedRun) else load_run(run)
     device = next(loaded.model.parameters()).device
-    known_splits = ("train",) if split == "valid" else ("train", "valid")
     rows = loaded.interactions[loaded.interactions["split"] == split]
     if len(rows) == 0:
         why = ""
@@ -385,7 +387,7 @@ def evaluate(run: LoadedRun | str | Path, split: str = "test") -> dict[str, floa
         rows["user_idx"].to_numpy(),
         rows["item_idx"].to_numpy(),
         labels,
-        loaded.known(known_splits),
+        loaded.known(KNOWN_BEFORE[split]),
         cfg.model.sequence.max_len,
         cfg.eval.ks,
         device,

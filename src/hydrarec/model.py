@@ -130,10 +130,6 @@ class MultiTaskRecommender(nn.Module):
             params += list(linears[-1].parameters()) if linears else []
         return params
 
-    def clip_groups(self) -> list[list[nn.Parameter]]:
-        """The parameters whose gradient norm the trainer clips together: all of them."""
-        return [list(self.parameters())]
-
     def param_groups(self) -> list[dict[str, Any]]:
         """Parameter groups with their own optimizer settings, e.g. the item tower's fine-tuned
         language-model layers at ``model.text.finetune_lr``; the trainer puts every other

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hydrarec.ensemble import Model, mean_metrics
+from hydrarec.ensemble import Model
 from hydrarec.evaluation.metrics import ranking_metrics
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.features.batching import UserHistories
@@ -58,6 +58,29 @@ def encode_users(
     return model.encode_users(feats, hist.to(device), m).float()
 
 
+def split_vectors(
+    model: Model,
+    users_table: EntityFeatures,
+    items_table: EntityFeatures,
+    users: np.ndarray,
+    known: UserHistories,
+    history_len: int,
+    device: torch.device,
+    batch_size: int = 256,
+) -> tuple[Tensor, Tensor]:
+    """Vectors of ``users`` (catalogue indices; their last ``history_len`` known items as
+    history), (U, D), and of every item of the catalogue, (I, D); users ``batch_size`` at a time."""
+    item_vecs = encode_items(model, items_table, device)
+    user_vecs = torch.empty(len(users), item_vecs.shape[1], device=item_vecs.device)
+    for s in range(0, len(users), batch_size):
+        u = users[s : s + batch_size]
+        hist, mask = known.last_n(u, history_len)
+        user_vecs[s : s + batch_size] = encode_users(
+            model, users_table, u, hist, mask, item_vecs, device
+        )
+    return user_vecs, item_vecs
+
+
 def evaluate_model(
     model: Model,
     users_table: EntityFeatures,
@@ -72,15 +95,10 @@ def evaluate_model(
     batch_size: int = 256,
 ) -> dict[str, float]:
     """Metrics of every task, keyed ``task/metric``, over the held-out rows."""
-    item_vecs = encode_items(model, items_table, device)
     uniq, inverse = np.unique(rows_user, return_inverse=True)
-    user_vecs = torch.empty(len(uniq), item_vecs.shape[1], device=item_vecs.device)
-    for s in range(0, len(uniq), batch_size):
-        u = uniq[s : s + batch_size]
-        hist, mask = known.last_n(u, history_len)
-        user_vecs[s : s + batch_size] = encode_users(
-            model, users_table, u, hist, mask, item_vecs, device
-        )
+    user_vecs, item_vecs = split_vectors(
+        model, users_table, items_table, uniq, known, history_len, device, batch_size
+    )
     out: dict[str, float] = {}
     preds = _pairwise_predictions(model, user_vecs, item_vecs, inverse, rows_item, batch_size)
     for name, task in model.task_items():
@@ -108,10 +126,17 @@ def evaluate_model(
                         items_table,
                     )
                 )
-            res = mean_metrics(parts)
+            res = _mean_metrics(parts)
         # an undefined metric (e.g. GAUC with one held-out item per user) is left out, not NaN
         out.update({f"{name}/{k}": float(v) for k, v in res.items() if not np.isnan(v)})
     return out
+
+
+def _mean_metrics(results: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of each metric over an ensemble's members' results (one result as it is)."""
+    if len(results) == 1:
+        return results[0]
+    return {k: float(np.mean([r[k] for r in results])) for k in results[0]}
 
 
 @torch.no_grad()
