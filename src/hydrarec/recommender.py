@@ -164,6 +164,11 @@ class Recommender:
         """Vectors of known users (catalogue indices) from their stored features and history."""
         return self.queries.known_users(np.asarray(user_index, dtype=np.int64)).vectors
 
+    def warm(self) -> int:
+        """Compute known users' vectors ahead of their first request (``QueryEncoder.warm``);
+        how many."""
+        return self.queries.warm()
+
     def resolve(self, queries: Sequence[UserQuery]) -> Users:
         """Vectors and histories of users given by id, history and / or features (vectorised)."""
         return self.queries.resolve(queries)

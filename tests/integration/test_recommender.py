@@ -190,6 +190,23 @@ def test_known_user_vectors_are_cached_and_equal_a_fresh_encoding(tiny_run: Path
     torch.testing.assert_close(extended.vectors, want)
 
 
+def test_warming_encodes_the_most_active_users_first(tiny_run: Path) -> None:
+    fresh = Recommender.load(tiny_run)
+    q = fresh.queries
+    q.cache_size = 4
+    active = np.diff(q.known.indptr)
+    assert fresh.warm() == 4
+    # the cache holds the four most active users (ties: the lower index first)
+    assert sorted(q._known) == sorted(np.argsort(-active, kind="stable")[:4].tolist())
+    want = Recommender.load(tiny_run).queries.known_users(np.array(sorted(q._known))).vectors
+    encoded: list[int] = []
+    real = q._encode
+    q._encode = lambda *a: encoded.append(1) or real(*a)  # type: ignore[method-assign]
+    got = q.known_users(np.array(sorted(q._known))).vectors
+    assert encoded == []  # answered from the cache, and equal to a cold encoding
+    torch.testing.assert_close(got, want)
+
+
 def test_faiss_indexes_agree_with_exact(tiny_run: Path, rec: Recommender) -> None:
     users = list(rec.run.user_ids.raw_ids)
     exact, _ = rec.recommend(users, k=5)

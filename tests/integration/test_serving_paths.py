@@ -23,7 +23,7 @@ from hydrarec.recommender import Recommendations, Recommender, UserQuery
 from hydrarec.serving import app as app_module
 from hydrarec.serving import create_app, fast_lane
 from hydrarec.serving.batcher import MicroBatcher, Options
-from hydrarec.serving.model_process import ModelPool, cpu_share
+from hydrarec.serving.model_process import MODEL_NICE, ModelPool, cpu_share
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +150,19 @@ def test_model_processes_answer_as_the_library(tiny_run: Path, rec: Recommender)
     finally:
         pool.close()
     assert pool.pids == [None, None]
+
+
+def test_model_processes_run_below_the_server(tiny_run: Path) -> None:
+    pool = ModelPool(tiny_run, processes=1)
+    try:
+        (pid,) = pool.pids
+        assert pid is not None
+        # the event loop gets a core first: the child's nice value is MODEL_NICE above ours
+        assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + min(
+            MODEL_NICE, 19 - os.getpriority(os.PRIO_PROCESS, 0)
+        )
+    finally:
+        pool.close()
 
 
 def test_cores_are_shared_out_among_model_processes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,12 +41,24 @@ class MMoE(Architecture):
     def forward(self, x: Tensor | Pairs) -> list[Tensor]:
         if not self.towers:
             return []
-        experts = self.experts(x)  # (B, E, H)
-        # every gate in one product, every task's mix in one bmm (B, T, E) @ (B, E, H)
         gates = cast(list[nn.Linear], list(self.gates))
-        logits = linears(gates, x).unflatten(1, (len(gates), -1))  # (B, T, E)
-        if isinstance(x, Pairs):  # stage two: inference only, the softmax in place
-            mixed = mix_tasks(logits, experts)  # (B, T, H)
+        if isinstance(x, Pairs) and self.experts.one_layer:
+            mixed = self._mix_pairs(x, gates)
         else:
-            mixed = torch.bmm(torch.softmax(logits, dim=-1), experts)  # (B, T, H)
+            experts = self.experts(x)  # (B, E, H)
+            # every gate in one product, every task's mix in one bmm (B, T, E) @ (B, E, H)
+            logits = linears(gates, x).unflatten(1, (len(gates), -1))  # (B, T, E)
+            if isinstance(x, Pairs):  # stage two: inference only, the softmax in place
+                mixed = mix_tasks(logits, experts)  # (B, T, H)
+            else:
+                mixed = torch.bmm(torch.softmax(logits, dim=-1), experts)  # (B, T, H)
         return [tower(mixed[:, t]) for t, tower in enumerate(self.towers)]  # (B, out_dim) each
+
+    def _mix_pairs(self, x: Pairs, gates: list[nn.Linear]) -> Tensor:
+        """Stage two (inference): the experts' layers and the gates read the pairs in ONE
+        factored product (B, E H + T E), the ReLU and the softmax in place; (B, T, H)."""
+        firsts = self.experts.firsts()
+        block = x.linears(firsts + gates)
+        eh = sum(layer.out_features for layer in firsts)
+        experts = block[:, :eh].relu_().unflatten(1, (len(firsts), -1))  # (B, E, H), a view
+        return mix_tasks(block[:, eh:].unflatten(1, (len(gates), -1)), experts)

@@ -36,6 +36,15 @@ class ItemSideCache:
             tuple[int, ...], tuple[Sequence[nn.Linear], Tensor, Tensor, Tensor | None]
         ] = {}
         self._parts: dict[tuple[int, int], ItemSideCache] = {}
+        self._with_one: Tensor | None = None
+
+    def with_one(self) -> Tensor:
+        """The item vectors with a constant 1 appended, (I, D + 1): one gather gives the factored
+        product's input, bias channel included."""
+        if self._with_one is None:
+            v = self.item_vectors
+            self._with_one = torch.cat([v, v.new_ones(len(v), 1)], dim=1).contiguous()
+        return self._with_one
 
     def part(self, k: int, width: int) -> ItemSideCache:
         """The cache of channels ``k width : (k + 1) width`` of the item vectors (an ensemble
@@ -98,9 +107,10 @@ class Pairs:
         """``layer(self.dense())`` without materialising it, (B * n, out)."""
         return self.linears([layer])
 
+    @torch.no_grad()
     def linears(self, layers: Sequence[nn.Linear]) -> Tensor:
         """``torch.cat([layer(self.dense()) for layer in layers], dim=1)`` as one product, a new
-        (B * n, total) tensor the caller owns."""
+        (B * n, total) tensor the caller owns (inference only: no gradient flows through it)."""
         d = self.user.shape[1]
         width = (3 if self.cross else 2) * d
         for layer in layers:
@@ -108,17 +118,16 @@ class Pairs:
                 raise ValueError(f"a Linear over pairs needs in_features {width}, got {layer}")
         w_user, w_item, w_cross = self.cache.stacked(layers)
         b, n = self.shape
-        if self._items is None:
-            self._items = torch.cat([self.items(), self.user.new_ones(b, n, 1)], dim=-1)
-        per_item = (  # (B, D, total): W_i + diag(u) W_x, or W_i alone for [user, item]
-            w_item.expand(b, *w_item.shape)
-            if w_cross is None
-            else torch.addcmul(w_item, self.user[:, :, None], w_cross)
-        )
-        per_user = torch.cat(
-            [per_item, (torch.cat([self.user, self.user.new_ones(b, 1)], dim=1) @ w_user)[:, None]],
-            dim=1,
-        )  # (B, D + 1, total)
+        if self._items is None:  # (B, n, D + 1): the candidates' vectors and a 1
+            self._items = F.embedding(self.candidates, self.cache.with_one())
+        # (B, D + 1, total), written in place: rows W_i + diag(u) W_x (or W_i alone for
+        # [user, item]), then the constant row W_u u + b
+        per_user = self.user.new_empty(b, d + 1, w_item.shape[1])
+        if w_cross is None:
+            per_user[:, :d] = w_item
+        else:
+            torch.addcmul(w_item, self.user[:, :, None], w_cross, out=per_user[:, :d])
+        torch.addmm(w_user[d], self.user, w_user[:d], out=per_user[:, d])
         return torch.bmm(self._items, per_user).reshape(b * n, -1)
 
 

@@ -89,6 +89,16 @@ class QueryEncoder:
         hist, mask = padded_histories(self.known, user_index, none, self.max_len)
         return Users(self._known_vectors(user_index, hist, mask), hist, mask)
 
+    def warm(self, batch_size: int = 1024) -> int:
+        """Encode known users before anyone asks for them, the most active first, as many as
+        the cache holds; how many. A service calls it at start-up: otherwise each user's first
+        request pays a tower call of its own (on ML-100K, ~1 ms more for a batch with a miss)."""
+        active = np.diff(self.known.indptr)  # (U,) interactions per user
+        order = np.argsort(-active, kind="stable")[: self.cache_size]
+        for s in range(0, len(order), batch_size):
+            self.known_users(order[s : s + batch_size])
+        return len(order)
+
     def _known_vectors(self, uid: np.ndarray, hist: np.ndarray, mask: np.ndarray) -> Tensor:
         """Vectors of known users (``hist`` / ``mask``: their stored histories), from the cache
         where it has them; the others are encoded in one call and cached."""

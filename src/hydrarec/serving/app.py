@@ -58,8 +58,10 @@ def create_app(
     """
     rec = run if isinstance(run, Recommender) else Recommender.load(run, index=index)
     ranker: Recommender | ModelPool = rec
-    if model_processes:
+    if model_processes:  # each process warms its own copy
         ranker = ModelPool(rec.run.run.path, rec.index.kind, model_processes, pin=pin)
+    else:
+        rec.warm()  # known users' vectors now, not at their first request
     batcher = MicroBatcher(ranker, max_batch)
 
     @asynccontextmanager

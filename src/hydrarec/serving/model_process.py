@@ -36,6 +36,13 @@ import torch
 
 from hydrarec.recommender import Recommendations, Recommender, UserQuery
 
+# the children run below the server's priority: the event loop, which takes in the requests and
+# writes the answers of every batch, gets a core as soon as it has work, instead of waiting for
+# the scheduler to preempt a model process. At c = 16 on 2 cores, alternating 8-second runs:
+# 1,221 / 1,028 / 1,044 requests/s and p99 22.9 / 27.5 / 26.3 ms at the same priority, against
+# 1,249 / 1,141 / 1,240 and 22.6 / 25.0 / 22.3 ms at nice 10.
+MODEL_NICE = 10
+
 
 class ModelProcess:
     """``recommend_for`` of the run at ``run``, computed in a child process (one call at a time).
@@ -262,8 +269,11 @@ def _child(
         torch.set_num_threads(threads)
     if cpus:
         os.sched_setaffinity(0, cpus)
+    if hasattr(os, "nice"):
+        os.nice(MODEL_NICE)
     try:
         rec = Recommender.load(run, index=index)
+        rec.warm()
     except Exception as e:
         conn.send(("error", _portable(e)))
         return
