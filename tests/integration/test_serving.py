@@ -124,13 +124,13 @@ def test_probes_metadata_and_docs(client: TestClient) -> None:
 def test_concurrent_requests_share_a_batch_and_keep_their_own_errors(rec: Recommender) -> None:
     batcher = MicroBatcher(rec, max_batch=64)
     sizes: list[int] = []
-    call = batcher._call
+    score = batcher._score
 
-    def spy(options: Options, members: list) -> Recommendations:
+    async def spy(options: Options, members: list) -> Recommendations:
         sizes.append(len(members))
-        return call(options, members)
+        return await score(options, members)
 
-    batcher._call = spy  # type: ignore[method-assign]
+    batcher._score = spy  # type: ignore[method-assign]
     users = [int(u) for u in rec.run.user_ids.raw_ids[:12]]
     opts = Options.of(5, None, None, None, True)
 

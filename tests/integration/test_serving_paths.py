@@ -173,20 +173,29 @@ def test_cores_are_shared_out_among_model_processes(monkeypatch: pytest.MonkeyPa
     assert cpu_share(0, 1) == {4, 5, 6, 7}
 
 
-def test_a_model_process_found_dead_is_replaced_before_the_call(tiny_run: Path) -> None:
+# a pool called as a thread calls it (``recommend_for``) and as the service does (event loop)
+CALLS: dict[str, Any] = {
+    "thread": lambda pool, *a, **kw: pool.recommend_for(*a, **kw),
+    "event loop": lambda pool, *a, **kw: asyncio.run(pool.recommend_async(*a, **kw)),
+}
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_a_model_process_found_dead_is_replaced_before_the_call(tiny_run: Path, call: str) -> None:
     pool = ModelPool(tiny_run, processes=1)
     try:
         (pid,) = pool.pids
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         pool._all[0]._proc.join(10)  # type: ignore[union-attr]  # dead before the call
-        out = pool.recommend_for([UserQuery(user_id=1)], 3)
+        out = CALLS[call](pool, [UserQuery(user_id=1)], 3)
         assert out.ids.shape == (1, 3) and pool.pids[0] not in (None, pid)
     finally:
         pool.close()
 
 
-def test_a_model_process_that_dies_during_a_call_fails_it(tiny_run: Path) -> None:
+@pytest.mark.parametrize("call", CALLS)
+def test_a_model_process_that_dies_during_a_call_fails_it(tiny_run: Path, call: str) -> None:
     pool = ModelPool(tiny_run, processes=1)
     proc = pool._all[0]
     try:
@@ -204,10 +213,47 @@ def test_a_model_process_that_dies_during_a_call_fails_it(tiny_run: Path) -> Non
 
         proc._conn = DiesAfterSend()  # type: ignore[assignment]
         with pytest.raises(RuntimeError, match="model process exited"):
-            pool.recommend_for([UserQuery(user_id=1)], 3)
+            CALLS[call](pool, [UserQuery(user_id=1)], 3)
         assert pool.pids == [None]
-        out = pool.recommend_for([UserQuery(user_id=1)], 3)  # a new process
+        out = CALLS[call](pool, [UserQuery(user_id=1)], 3)  # a new process
         assert out.ids.shape == (1, 3) and pool.pids[0] is not None
+    finally:
+        pool.close()
+
+
+def test_from_the_event_loop_a_hung_or_abandoned_call_kills_its_process(
+    tiny_run: Path, rec: Recommender
+) -> None:
+    pool = ModelPool(tiny_run, processes=1)
+    proc = pool._all[0]
+    queries = [UserQuery(user_id=u) for u in (1, 2)]
+    try:
+        # hung: the child is stopped, so it never answers
+        proc.call_timeout = 0.5
+        (pid,) = pool.pids
+        os.kill(pid, signal.SIGSTOP)  # type: ignore[arg-type]
+        with pytest.raises(RuntimeError, match=r"did not answer in 0\.5 s"):
+            asyncio.run(pool.recommend_async(queries, 3))
+        assert pool.pids == [None]  # killed; the next call starts a new one
+        proc.call_timeout = 60.0
+
+        # abandoned: the caller is cancelled while the child works on its request
+        asyncio.run(pool.recommend_async(queries, 3))  # a new process, which answers
+        (pid,) = pool.pids
+        os.kill(pid, signal.SIGSTOP)  # type: ignore[arg-type]  # from now on it keeps us waiting
+
+        async def cancelled() -> None:
+            task = asyncio.ensure_future(pool.recommend_async(queries, 3))
+            await asyncio.sleep(0.3)  # the request is in the pipe, the answer awaited
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(cancelled())
+        assert pool.pids == [None]  # killed: the answer it owed can never be read by mistake
+        # the next call reads its own answer, not a stale one
+        got = asyncio.run(pool.recommend_async(queries, 3))
+        assert got.ids.tolist() == rec.recommend_for(queries, 3).ids.tolist()
     finally:
         pool.close()
 

@@ -7,7 +7,9 @@ nothing. While the model works on one batch, new requests queue; when it is free
 queued request (up to ``max_batch``), so an idle service answers a lone request at once and a busy
 one batches by itself. Requests are grouped by their options (k, lists, explain); a batch that
 fails (e.g. one unknown id) is retried one request at a time, so each request gets its own answer
-or its own error. The model runs in one dedicated thread, off the event loop.
+or its own error. A ``ModelPool`` is awaited from the event loop itself (``recommend_async``:
+the batch goes down a pipe and the answer is read when it arrives); a ``Recommender`` in this
+process runs in a thread of its own, off the event loop.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from hydrarec.recommender import Recommendations, Recommender, UserQuery
@@ -133,9 +136,8 @@ class MicroBatcher:
             await self._answer(options, members)
 
     async def _answer(self, options: Options, members: list[_Pending]) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            out = await loop.run_in_executor(self._pool, self._call, options, members)
+            out = await self._score(options, members)
         except Exception as e:
             if len(members) == 1:
                 _settle(members[0], error=e)
@@ -146,15 +148,19 @@ class MicroBatcher:
         for row, p in enumerate(members):
             _settle(p, result=out.row(row))
 
-    def _call(self, options: Options, members: list[_Pending]) -> Recommendations:
-        return self.rec.recommend_for(
-            [p.query for p in members],
-            options.k,
-            exclude_seen=options.exclude_seen,
-            allow=options.allow,
-            deny=options.deny,
-            explain=options.explain,
-            predictions=True,
+    async def _score(self, options: Options, members: list[_Pending]) -> Recommendations:
+        queries = [p.query for p in members]
+        kwargs: dict[str, Any] = {
+            "exclude_seen": options.exclude_seen,
+            "allow": options.allow,
+            "deny": options.deny,
+            "explain": options.explain,
+            "predictions": True,
+        }
+        if isinstance(self.rec, ModelPool):  # awaited on the loop, no thread in between
+            return await self.rec.recommend_async(queries, options.k, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, partial(self.rec.recommend_for, queries, options.k, **kwargs)
         )
 
     def close(self) -> None:
