@@ -22,6 +22,7 @@ from hydrarec.errors import RunError, UnknownIdError
 from hydrarec.recommender import Recommendations, Recommender, UserQuery
 from hydrarec.serving import app as app_module
 from hydrarec.serving import create_app, fast_lane
+from hydrarec.serving.app import Service
 from hydrarec.serving.batcher import MicroBatcher, Options
 from hydrarec.serving.model_process import MODEL_NICE, ModelPool, cpu_share
 
@@ -54,6 +55,7 @@ def requests(rec: Recommender) -> list[tuple[dict[str, str], Any]]:
         ({}, {"user_id": 1}),  # no key: 401
         ({"X-API-Key": "wrong"}, {"user_id": 1}),  # 401
         ([("X-API-Key", "wrong"), ("X-API-Key", KEY)], {"user_id": 1}),  # the first counts: 401
+        (AUTH, {"history": items * 400}),  # over max_body_bytes: 413
     ]
 
 
@@ -75,6 +77,8 @@ def test_the_fast_lane_answers_as_the_fastapi_route(
 ) -> None:
     fast, plain = clients
     answered = spy(monkeypatch, fast_lane, "recommend_body")
+    assert isinstance(fast.app, Service) and fast.app.lane is not None
+    delegated = spy(monkeypatch, fast.app.lane, "app")  # what the lane hands to the app
     statuses = []
     for headers, body in requests(rec):
         kw: dict[str, Any] = {"content": body} if isinstance(body, bytes) else {"json": body}
@@ -83,8 +87,11 @@ def test_the_fast_lane_answers_as_the_fastapi_route(
         assert (a.status_code, a.json()) == (b.status_code, b.json()), (headers, body)
         assert a.headers["content-type"] == b.headers["content-type"] == "application/json"
         statuses.append(a.status_code)
-    assert statuses == [200] * 4 + [404] * 2 + [422] * 6 + [401] * 3
+    assert statuses == [200] * 4 + [404] * 2 + [422] * 6 + [401] * 3 + [413]
     assert len(answered) == 4  # the valid requests took the fast lane, the refusals the route
+    # the lane answered the valid ones and the model's errors (two 404, the unknown feature's
+    # 422) without the middleware stack, and handed the other refusals to it
+    assert len(delegated) == len(statuses) - 7
     cold = fast.post("/recommend", json={"history": [5, 7], "k": 2}, headers=AUTH).json()
     assert "user_id" not in cold and len(cold["items"]) == 2  # None is left out, as by the model
 

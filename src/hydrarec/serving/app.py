@@ -14,7 +14,7 @@ on every endpoint but ``/healthz``, ``/readyz`` and the docs (probes must not ne
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from hydrarec.errors import DataError, UnknownIdError
 from hydrarec.recommender import Recommender
 from hydrarec.serving.batcher import MicroBatcher
 from hydrarec.serving.fast_lane import FastLane
-from hydrarec.serving.limits import BodyLimit
+from hydrarec.serving.limits import BodyLimit, Receive, Send
 from hydrarec.serving.model_process import ModelPool, settle_heap
 from hydrarec.serving.routes import api_router, error_answer, probe_router
 
@@ -70,7 +70,7 @@ def create_app(
         yield
         batcher.close()
 
-    app = FastAPI(
+    app = Service(
         title="hydrarec",
         version=__version__,
         description="Multi-task recommendations from a trained hydrarec run.",
@@ -79,7 +79,7 @@ def create_app(
     app.state.recommender = rec
     app.state.model_pool = ranker if isinstance(ranker, ModelPool) else None
     if fast_lane:
-        app.add_middleware(FastLane, batcher=batcher, api_key=api_key)  # type: ignore[arg-type]
+        app.lane = FastLane(app.stack, batcher, api_key, max_body_bytes)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # type: ignore[arg-type]
     guard = [Depends(_key_guard(api_key))] if api_key else []
     app.include_router(api_router(rec, batcher), dependencies=guard)
@@ -87,6 +87,25 @@ def create_app(
     app.add_exception_handler(UnknownIdError, _model_error)
     app.add_exception_handler(DataError, _model_error)
     return app
+
+
+class Service(FastAPI):
+    """The FastAPI app with the fast lane (``serving/fast_lane.py``) in front of its middleware
+    stack: a valid ``POST /recommend`` is answered before Starlette's error middleware and
+    FastAPI's own layers run (each an await and a wrapped ``send`` per request); the lane hands
+    everything else to the stack (``stack``), and without a lane every request goes there."""
+
+    lane: FastLane | None = None
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if self.lane is not None:
+            await self.lane(scope, receive, send)
+        else:
+            await self.stack(scope, receive, send)
+
+    async def stack(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        """The app as FastAPI runs it: middleware, routes, exception handlers."""
+        await super().__call__(scope, receive, send)  # type: ignore[arg-type]
 
 
 _KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False)

@@ -4,17 +4,19 @@ FastAPI spends about 0.5 ms of event-loop CPU on a request before any endpoint c
 ``GET /healthz`` row of ``benchmarks/bench_serving.py``): middleware layers, routing, dependency
 solving, reading the body into Python objects, then validating them. The event loop is one core
 on which every request of the service is parsed and written, so that cost caps the requests per
-second. The fast lane is a pure ASGI middleware that does only what a valid request needs:
-it checks the API key, validates the raw body with the same pydantic model (``RecommendRequest``,
-parsed and validated in one pass by pydantic's Rust core), hands the query to the batcher and
-writes the JSON.
+second. The fast lane sits in front of the whole app (``app.Service``), before even Starlette's
+error middleware, and does only what a valid request needs: it checks the API key and the body
+size, validates the raw body with the same pydantic model (``RecommendRequest``, parsed and
+validated in one pass by pydantic's Rust core), hands the query to the batcher and writes the
+JSON.
 
 Anything else goes to the FastAPI app unchanged, body replayed: another route or method, a
-missing or wrong key, a body that is not JSON or does not validate. So those refusals keep the
-status and message of the documented API (401, 413, 422), which the FastAPI route, still the one
-in ``/docs``, produces. An error of the model (an unknown id, bad features) is answered here with
-the route's own answer (``routes.error_answer``: 404, 422), without running the model again;
-any other error propagates, as from the route, to the 500 of Starlette's error middleware.
+missing or wrong key, a body over the size limit, one that is not JSON or does not validate. So
+those refusals keep the status and message of the documented API (401, 413, 422), which the
+FastAPI app, whose route is still the one in ``/docs``, produces. An error of the model (an
+unknown id, bad features) is answered here with the route's own answer (``routes.error_answer``:
+404, 422), without running the model again; any other error propagates to the server, which
+answers 500 as Starlette's error middleware would.
 """
 
 from __future__ import annotations
@@ -34,27 +36,42 @@ PATH = "/recommend"
 
 
 class FastLane:
-    def __init__(self, app: ASGIApp, batcher: MicroBatcher, api_key: str | None = None) -> None:
+    """``app``: the whole app, which answers whatever the lane does not. ``max_bytes``: the body
+    size over which the app answers instead (413, from its ``BodyLimit``)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        batcher: MicroBatcher,
+        api_key: str | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
         self.app = app
         self.batcher = batcher
         self.api_key = None if api_key is None else api_key.encode()
+        self.max_bytes = max_bytes
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:
             await self.app(scope, receive, send)
             return
         headers = dict(reversed(scope["headers"]))  # the first of repeated headers, as Starlette
-        if not self._json(headers) or not self._authorised(headers):
+        if not self._json(headers) or not self._authorised(headers) or self._too_long(headers):
             await self.app(scope, receive, send)
             return
         messages: list[Message] = []
         chunks: list[bytes] = []
+        size = 0
         while True:
             msg = await receive()
             messages.append(msg)
             if msg["type"] != "http.request":  # the client went away
                 break
             chunks.append(msg.get("body", b""))
+            size += len(chunks[-1])
+            if self.max_bytes is not None and size > self.max_bytes:  # the app refuses it
+                await self.app(scope, replaying(messages, receive), send)
+                return
             if not msg.get("more_body", False):
                 break
         replay = replaying(messages, receive)
@@ -82,6 +99,16 @@ class FastLane:
         main = kind.split(b";", 1)[0].strip().lower()
         return main == b"application/json" or (
             main.startswith(b"application/") and main.endswith(b"+json")
+        )
+
+    def _too_long(self, headers: dict[bytes, bytes]) -> bool:
+        """The declared body length is over the limit (the app answers 413 without reading it)."""
+        declared = headers.get(b"content-length")
+        return (
+            self.max_bytes is not None
+            and declared is not None
+            and declared.isdigit()
+            and int(declared) > self.max_bytes
         )
 
     def _authorised(self, headers: dict[bytes, bytes]) -> bool:
