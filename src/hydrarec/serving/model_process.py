@@ -19,8 +19,8 @@ The service calls ``recommend_async`` from its event loop: the request goes down
 loop reads the answer when the pipe is readable, with no thread in between. Through a thread
 pool (``recommend_for`` in an executor) each call cost the server two thread hand-offs, each a
 wake-up and a take-back of the GIL from the loop; without them, in alternating 8-second runs at
-c = 16 on 2 cores, the HTTP process spent 0.20-0.24 ms of CPU per request instead of 0.24-0.31,
-and 5 of 7 pairs of runs were faster (e.g. 1,762 against 1,552 requests/s, p99 15.2 against
+c = 16 on 2 cores, the HTTP process spent a median 0.23 ms of CPU per request instead of 0.28,
+and 7 of 9 pairs of runs served more requests/s (e.g. 1,762 against 1,552, p99 15.2 against
 18.9 ms).
 """
 
