@@ -62,7 +62,7 @@ class IdMap:
             loc = self._raw.get_loc(raw)
         except (KeyError, TypeError, pd.errors.InvalidIndexError):
             return -1
-        return loc if isinstance(loc, int) else -1
+        return int(loc) if isinstance(loc, (int, np.integer)) else -1
 
     def raw(self, index: Sequence[int] | np.ndarray) -> np.ndarray:
         return self._raw.to_numpy()[np.asarray(index, dtype=np.int64)]
