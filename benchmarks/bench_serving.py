@@ -13,6 +13,9 @@ per request (from /proc) barely depends on what else the machine runs. A ``GET /
 shows what the HTTP stack alone (uvicorn + FastAPI) allows.
 
     HYDRAREC_DATA_DIR=/work/shared/data python benchmarks/bench_serving.py runs/ml100k --duration 30
+
+On a shared machine one pass is one draw of its speed: ``--repeat N`` runs the whole plan N times,
+one after the other, with a row per pass, so the spread is in the table.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class Load:
     workers: int = 1
     model_processes: int = 1
     steal: float = float("nan")  # share of the machine's CPU time the hypervisor took meanwhile
+    repeat: int = 1  # which pass over the whole plan (``--repeat``)
 
     @property
     def cpu_ms_per_request(self) -> float:
@@ -297,14 +301,14 @@ def batch_users_per_second(run: Path, index: str, k: int = 100) -> tuple[float, 
 
 def table(loads: list[Load], batch: dict[str, tuple[float, float]]) -> str:
     lines = [
-        "| index | workers | model processes | request | concurrency | requests/s | p50 ms "
+        "| pass | index | workers | model processes | request | concurrency | requests/s | p50 ms "
         "| p95 ms | p99 ms | errors | server cores used | server CPU ms / request "
         "| client CPU ms / request | steal % |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for ld in loads:
         lines.append(
-            f"| {ld.index} | {ld.workers} | {ld.model_processes} | {ld.endpoint} "
+            f"| {ld.repeat} | {ld.index} | {ld.workers} | {ld.model_processes} | {ld.endpoint} "
             f"| {ld.concurrency} "
             f"| {ld.throughput:.0f} | {ld.percentile(50):.1f} | {ld.percentile(95):.1f} "
             f"| {ld.percentile(99):.1f} | {ld.errors} | {ld.server_cpu_s / ld.seconds:.2f} "
@@ -335,6 +339,13 @@ def main() -> None:
         "the server's, one per core up to 4)",
     )
     p.add_argument("--no-floor", action="store_true", help="skip the GET /healthz floor row")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="passes over the whole plan, one after the other (a row per pass: on a shared "
+        "machine the spread between passes is part of the result)",
+    )
     args = p.parse_args()
     ensure_run(args.run)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -342,20 +353,26 @@ def main() -> None:
         f"cores: {os.cpu_count()}; load average {load:.1f}; {args.duration:.0f} s per level",
         flush=True,
     )
+    if args.repeat < 1:
+        p.error(f"--repeat must be >= 1, got {args.repeat}")
     loads: list[Load] = []
-    for workers in args.workers:
-        for model_processes in args.model_processes:
-            for index in args.indexes:
-                loads += serve_and_drive(
-                    args.run,
-                    index,
-                    args.concurrency,
-                    args.duration,
-                    args.server_threads,
-                    floor=not args.no_floor and index == args.indexes[0],
-                    workers=workers,
-                    model_processes=model_processes,
-                )
+    for repeat in range(1, args.repeat + 1):
+        for workers in args.workers:
+            for model_processes in args.model_processes:
+                for index in args.indexes:
+                    done = serve_and_drive(
+                        args.run,
+                        index,
+                        args.concurrency,
+                        args.duration,
+                        args.server_threads,
+                        floor=not args.no_floor and index == args.indexes[0],
+                        workers=workers,
+                        model_processes=model_processes,
+                    )
+                    for ld in done:
+                        ld.repeat = repeat
+                    loads += done
     batch = {index: batch_users_per_second(args.run, index) for index in args.indexes}
     print(table(loads, batch))
 
