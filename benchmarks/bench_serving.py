@@ -347,14 +347,14 @@ def main() -> None:
         "machine the spread between passes is part of the result)",
     )
     args = p.parse_args()
+    if args.repeat < 1:
+        p.error(f"--repeat must be >= 1, got {args.repeat}")
     ensure_run(args.run)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"cores: {os.cpu_count()}; load average {load:.1f}; {args.duration:.0f} s per level",
         flush=True,
     )
-    if args.repeat < 1:
-        p.error(f"--repeat must be >= 1, got {args.repeat}")
     loads: list[Load] = []
     for repeat in range(1, args.repeat + 1):
         for workers in args.workers:

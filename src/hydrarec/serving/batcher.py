@@ -81,7 +81,12 @@ class MicroBatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._calls: set[asyncio.Task[None]] = set()  # batches being answered
         self._scoring = 0  # requests in those batches
-        self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="hydrarec-model")
+        # a Recommender here runs in threads; a ModelPool is awaited on the loop and needs none
+        self._pool = (
+            None
+            if isinstance(rec, ModelPool)
+            else ThreadPoolExecutor(self.parallel, thread_name_prefix="hydrarec-model")
+        )
 
     async def recommend(self, query: UserQuery, options: Options) -> Recommendations:
         """One user's recommendations (a one-row ``Recommendations``), batched with others."""
@@ -159,6 +164,7 @@ class MicroBatcher:
         }
         if isinstance(self.rec, ModelPool):  # awaited on the loop, no thread in between
             return await self.rec.recommend_async(queries, options.k, **kwargs)
+        assert self._pool is not None
         return await asyncio.get_running_loop().run_in_executor(
             self._pool, partial(self.rec.recommend_for, queries, options.k, **kwargs)
         )
@@ -166,7 +172,8 @@ class MicroBatcher:
     def close(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         if isinstance(self.rec, ModelPool):
             self.rec.close()
 

@@ -28,7 +28,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from hydrarec.serving.batcher import MicroBatcher
-from hydrarec.serving.limits import ASGIApp, Message, Receive, Send, replaying
+from hydrarec.serving.limits import (
+    ASGIApp,
+    Receive,
+    Send,
+    declared_over,
+    read_body,
+    replaying,
+)
 from hydrarec.serving.routes import error_answer, recommend_body, recommend_query
 from hydrarec.serving.schemas import RecommendRequest
 
@@ -56,27 +63,20 @@ class FastLane:
             await self.app(scope, receive, send)
             return
         headers = dict(reversed(scope["headers"]))  # the first of repeated headers, as Starlette
-        if not self._json(headers) or not self._authorised(headers) or self._too_long(headers):
+        too_long = self.max_bytes is not None and declared_over(
+            headers.get(b"content-length"), self.max_bytes
+        )
+        if not self._json(headers) or not self._authorised(headers) or too_long:
             await self.app(scope, receive, send)
             return
-        messages: list[Message] = []
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            msg = await receive()
-            messages.append(msg)
-            if msg["type"] != "http.request":  # the client went away
-                break
-            chunks.append(msg.get("body", b""))
-            size += len(chunks[-1])
-            if self.max_bytes is not None and size > self.max_bytes:  # the app refuses it
-                await self.app(scope, replaying(messages, receive), send)
-                return
-            if not msg.get("more_body", False):
-                break
+        messages, over = await read_body(receive, self.max_bytes)
         replay = replaying(messages, receive)
+        if over:  # the app refuses it (413)
+            await self.app(scope, replay, send)
+            return
+        raw = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
         try:
-            body = RecommendRequest.model_validate_json(b"".join(chunks))
+            body = RecommendRequest.model_validate_json(raw)
         except ValidationError:
             await self.app(scope, replay, send)  # FastAPI's 422, naming the field
             return
@@ -99,16 +99,6 @@ class FastLane:
         main = kind.split(b";", 1)[0].strip().lower()
         return main == b"application/json" or (
             main.startswith(b"application/") and main.endswith(b"+json")
-        )
-
-    def _too_long(self, headers: dict[bytes, bytes]) -> bool:
-        """The declared body length is over the limit (the app answers 413 without reading it)."""
-        declared = headers.get(b"content-length")
-        return (
-            self.max_bytes is not None
-            and declared is not None
-            and declared.isdigit()
-            and int(declared) > self.max_bytes
         )
 
     def _authorised(self, headers: dict[bytes, bytes]) -> bool:

@@ -27,23 +27,13 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if declared_over(declared, self.max_bytes):
             await self._refuse(send)
             return
-        messages: list[Message] = []
-        total = 0
-        while True:
-            msg = await receive()
-            messages.append(msg)
-            if msg["type"] != "http.request":
-                break
-            total += len(msg.get("body", b""))
-            if total > self.max_bytes:
-                await self._refuse(send)
-                return
-            if not msg.get("more_body", False):
-                break
-
+        messages, over = await read_body(receive, self.max_bytes)
+        if over:
+            await self._refuse(send)
+            return
         await self.app(scope, replaying(messages, receive), send)
 
     async def _refuse(self, send: Send) -> None:
@@ -55,6 +45,28 @@ class BodyLimit:
         ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def declared_over(declared: bytes | None, max_bytes: int) -> bool:
+    """A declared ``Content-Length`` (the header's value, if any) over ``max_bytes``."""
+    return declared is not None and declared.isdigit() and int(declared) > max_bytes
+
+
+async def read_body(receive: Receive, max_bytes: int | None) -> tuple[list[Message], bool]:
+    """The request's messages up to its last body chunk (or the client's going away), and
+    whether the body went over ``max_bytes``; reading stops as soon as it does."""
+    messages: list[Message] = []
+    total = 0
+    while True:
+        msg = await receive()
+        messages.append(msg)
+        if msg["type"] != "http.request":
+            return messages, False
+        total += len(msg.get("body", b""))
+        if max_bytes is not None and total > max_bytes:
+            return messages, True
+        if not msg.get("more_body", False):
+            return messages, False
 
 
 def replaying(messages: list[Message], receive: Receive) -> Receive:

@@ -142,10 +142,7 @@ class ModelProcess:
         since the last call is replaced first; one that dies or hangs during this call fails it
         with a ``RuntimeError`` (and is replaced at the next)."""
         with self._lock:
-            if self._proc is None or not self._proc.is_alive():
-                self._discard()
-                self._spawn()
-                self.wait_ready()
+            self._ensure_alive()
             assert self._conn is not None
             try:
                 self._conn.send((list(queries), k, options))
@@ -204,12 +201,15 @@ class ModelProcess:
         return payload  # type: ignore[no-any-return]
 
     def _respawn(self) -> None:
-        """Replace a dead child (and wait for the new one to load)."""
         with self._lock:
-            if self._proc is None or not self._proc.is_alive():
-                self._discard()
-                self._spawn()
-                self.wait_ready()
+            self._ensure_alive()
+
+    def _ensure_alive(self) -> None:
+        """Replace a dead child (and wait for the new one to load); the caller holds the lock."""
+        if self._proc is None or not self._proc.is_alive():
+            self._discard()
+            self._spawn()
+            self.wait_ready()
 
     def _abandon(self, loop: asyncio.AbstractEventLoop, conn: Connection) -> None:
         """Stop waiting for the answer on ``conn`` and kill the child that owes it."""
