@@ -168,7 +168,7 @@ class MultiTaskRecommender(nn.Module):
         out: dict[str, Tensor] = {}
         for name, task in self.task_items():
             if task.kind == "retrieval":
-                out[name] = (user * item).sum(-1)  # (B,)
+                out[name] = (user * item).sum(-1) if pairs is None else pairs.dots()  # (B,)
             elif task.uses_tower:
                 inputs = TaskInputs(user, item, rep=reps[name], side=side)
                 out[name] = task.predict(task(inputs))  # (B,)
@@ -182,9 +182,16 @@ class MultiTaskRecommender(nn.Module):
         ``cache.item_vectors``), flattened to (B * n,): the architecture's first layers are
         computed factored, one product per user, their stacked weights cached across calls
         (``architectures/pairs.py``).
-        With a side block the pairs are scored plainly (the factoring reads whole vectors)."""
-        pairs = Pairs(user, candidates, cache, cross=self.cross)
+        The retrieval score comes out of the first product as one more column, and the pair
+        vectors (B * n, D) are materialised only for a task that reads them (``reads_vectors``;
+        the others get empty ones). With a side block the pairs are scored plainly (the
+        factoring reads whole vectors)."""
         b, n = candidates.shape
-        item = pairs.items().reshape(b * n, -1)
-        flat_user = user[:, None, :].expand(b, n, user.shape[1]).reshape(b * n, -1)
-        return self.predict_pairs(flat_user, item, None if self.side_dim else pairs)
+        plain = bool(self.side_dim)
+        pairs = Pairs(user, candidates, cache, cross=self.cross, dots=not plain)
+        if plain or any(task.reads_vectors for _, task in self.task_items()):
+            item = pairs.items().reshape(b * n, -1)
+            flat_user = user[:, None, :].expand(b, n, user.shape[1]).reshape(b * n, -1)
+        else:
+            item = flat_user = user.new_empty(0, user.shape[1])
+        return self.predict_pairs(flat_user, item, None if plain else pairs)

@@ -30,6 +30,28 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+def infer(net: nn.Module, x: Tensor) -> Tensor:
+    """``net(x)``; for an ``mlp`` in eval mode, without its module calls: each Linear one
+    product, each ReLU in place on the output of the product before it, Dropout (the identity in
+    eval) skipped. Anything else, and any module in training mode, is called as usual.
+
+    Stage two runs every task tower once per batch of requests, and each module call costs a few
+    microseconds of Python (4 per one-layer tower), as much as the ReLU itself on 1,600 rows.
+    """
+    if net.training or not isinstance(net, nn.Sequential):
+        return net(x)  # type: ignore[no-any-return]
+    fresh = False  # whether x is a tensor this function made (a ReLU may then be in place)
+    for layer in net:
+        if isinstance(layer, nn.Linear):
+            x, fresh = F.linear(x, layer.weight, layer.bias), True
+        elif isinstance(layer, nn.ReLU):
+            x = x.relu_() if fresh else x.relu()
+            fresh = True
+        elif not isinstance(layer, nn.Dropout):
+            x, fresh = layer(x), False
+    return x
+
+
 def param_groups_of(*modules: nn.Module) -> list[dict[str, Any]]:
     """The optimizer groups the modules ask for: each module's ``param_groups()`` (params and
     AdamW settings such as ``lr``), where it defines one."""

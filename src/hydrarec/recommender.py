@@ -289,11 +289,11 @@ class Recommender:
         cand, scores = self._retrieve(users.vectors, n, exclude, allow)  # stage one: (B, n)
         preds: dict[str, Tensor] = {}
         if self.blend or predictions:
-            cand, scores, preds = self._rerank(users.vectors, cand, scores)  # stage two
+            cand, scores, preds = self._rerank(users.vectors, cand, scores, k)  # stage two
         cand, scores = cand[:, :k], scores[:, :k]
         out = Recommendations(cand.numpy(), self.raw_items(cand.numpy()), scores.numpy())
         if predictions:
-            out.predictions = {t: p[:, :k].numpy() for t, p in preds.items()}
+            out.predictions = {t: p.numpy() for t, p in preds.items()}
         if explain:
             self._explain(out, users, explain_items)
         return out
@@ -342,10 +342,10 @@ class Recommender:
                 )
 
     def _rerank(
-        self, uv: Tensor, cand: Tensor, dots: Tensor
+        self, uv: Tensor, cand: Tensor, dots: Tensor, k: int
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """Stage two: the candidates sorted by the blend (product of task predictions raised to
-        the blend exponents), their blend scores, and every task's prediction, (B, n) each.
+        """Stage two: the best ``k`` candidates by the blend (product of task predictions raised
+        to the blend exponents), their blend scores, and every task's prediction, (B, k) each.
         Without a blend the order (by dot product) is kept. Empty slots stay last, at -inf."""
         b, n = cand.shape
         if self._item_side is None or self._item_side.item_vectors is not self.item_vectors:
@@ -363,11 +363,13 @@ class Recommender:
                 p = p / float(self.run.meta["label_stats"][name][1])  # rating / max of the scale
             score = score * p.clamp(min=1e-9) ** w
         score = score.masked_fill(empty, float("-inf"))
-        order = torch.sort(score, dim=1, descending=True, stable=True).indices
+        order = torch.sort(score, dim=1, descending=True, stable=True).indices[:, :k]
+        cand = torch.gather(cand, 1, order)
+        gone = cand < 0  # empty slots among the k
         preds = {
-            t: torch.gather(p.masked_fill(empty, float("nan")), 1, order) for t, p in preds.items()
+            t: torch.gather(p, 1, order).masked_fill_(gone, float("nan")) for t, p in preds.items()
         }
-        return torch.gather(cand, 1, order), torch.gather(score, 1, order), preds
+        return cand, torch.gather(score, 1, order), preds
 
     def _explain(self, out: Recommendations, users: Users, n: int) -> None:
         idx, sims = supporting_items(

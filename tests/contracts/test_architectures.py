@@ -174,6 +174,18 @@ def test_factored_linear_hand_worked() -> None:
     )
     # 1*2 + 2*1 + 3*2 + 0.5 = 10.5; 1*2 - 2 - 3*2 + 0.5 = -5.5
     assert pairs.linear(layer).flatten().tolist() == [10.5, -5.5]
+    assert pairs.dots().tolist() == [2.0, -2.0]  # u . i, computed on its own
+    # asked for up front, u . i rides on the first product as one more column
+    with_dots = Pairs(
+        torch.tensor([[2.0]]),
+        torch.tensor([[0, 1]]),
+        ItemSideCache(torch.tensor([[1.0], [-1.0]])),
+        dots=True,
+    )
+    assert with_dots.linear(layer).flatten().tolist() == [10.5, -5.5]
+    assert with_dots._dots is not None and with_dots._dots.tolist() == [2.0, -2.0]
+    assert with_dots.dots().tolist() == [2.0, -2.0]
+    assert with_dots.linear(layer).flatten().tolist() == [10.5, -5.5]  # later products: as usual
     with pytest.raises(ValueError, match="in_features 3"):
         pairs.linear(torch.nn.Linear(4, 1))
 

@@ -1,12 +1,12 @@
-"""hydrarec.nn: ``dropout`` (the CPU mask from numpy's PCG64, seeded by torch's generator) and
-``take`` (row gathers through ``index_select``)."""
+"""hydrarec.nn: ``dropout`` (the CPU mask from numpy's PCG64, seeded by torch's generator),
+``take`` (row gathers through ``index_select``) and ``infer`` (an ``mlp`` without module calls)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from hydrarec.nn import MASK_LEVELS, Dropout, dropout, mlp, take
+from hydrarec.nn import MASK_LEVELS, Dropout, dropout, infer, mlp, take
 
 
 def test_identity_outside_training_and_at_zero() -> None:
@@ -85,3 +85,30 @@ def test_take_is_indexing_forward_and_backward() -> None:
     assert table.grad is not None
     expected = torch.tensor([1.0, 0.0, 0.0, 3.0])[:, None].expand(4, 3)  # times each row is read
     torch.testing.assert_close(table.grad, expected)
+
+
+def test_infer_is_the_mlp_in_eval_and_leaves_its_input() -> None:
+    torch.manual_seed(0)
+    net = mlp(4, [8, 3], dropout=0.5).eval()
+    x = torch.randn(5, 4)
+    before = x.clone()
+    torch.testing.assert_close(infer(net, x), net(x))
+    assert torch.equal(x, before)  # the ReLUs ran in place on the products, not on x
+    bare = mlp(4, [8, 3], dropout=0.5, activate_last=False).eval()
+    torch.testing.assert_close(infer(bare, x), bare(x))
+    assert torch.equal(infer(mlp(4, [], dropout=0.0), x), x)  # the identity
+
+
+def test_infer_hand_worked_and_in_training_calls_the_net() -> None:
+    net = mlp(2, [2], dropout=0.0)
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, -1.0]]))
+        net[0].bias.copy_(torch.tensor([0.5, 0.5]))
+    x = torch.tensor([[1.0, 2.0]])
+    net.eval()
+    assert infer(net, x).tolist() == [[1.5, 0.0]]  # relu([1.5, -1.5])
+    net.train()
+    torch.manual_seed(3)
+    a = infer(net, x)
+    torch.manual_seed(3)
+    assert torch.equal(a, net(x))  # training: the module itself (dropout and all)

@@ -27,6 +27,7 @@ from hydrarec.architectures.layers import (
     width,
 )
 from hydrarec.config import ArchitectureConfig
+from hydrarec.nn import infer
 
 
 class MMoE(Architecture):
@@ -52,7 +53,7 @@ class MMoE(Architecture):
                 mixed = mix_tasks(logits, experts)  # (B, T, H)
             else:
                 mixed = torch.bmm(torch.softmax(logits, dim=-1), experts)  # (B, T, H)
-        return [tower(mixed[:, t]) for t, tower in enumerate(self.towers)]  # (B, out_dim) each
+        return [infer(tower, mixed[:, t]) for t, tower in enumerate(self.towers)]  # (B, out_dim)
 
     def _mix_pairs(self, x: Pairs, gates: list[nn.Linear]) -> Tensor:
         """Stage two (inference): the experts' layers and the gates read the pairs in ONE

@@ -78,13 +78,21 @@ class Pairs:
     (``model.pair_input``)."""
 
     def __init__(
-        self, user: Tensor, candidates: Tensor, cache: ItemSideCache, cross: bool = True
+        self,
+        user: Tensor,
+        candidates: Tensor,
+        cache: ItemSideCache,
+        cross: bool = True,
+        dots: bool = False,
     ) -> None:
         self.user = user  # (B, D)
         self.candidates = candidates  # (B, n)
         self.cache = cache
         self.cross = cross
         self._items: Tensor | None = None  # (B, n, D + 1): the candidates' vectors and a 1
+        # with ``dots``, the first factored product carries one more column, u . i (``dots()``)
+        self._dots: Tensor | None = None
+        self._want_dots = dots
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -118,17 +126,40 @@ class Pairs:
                 raise ValueError(f"a Linear over pairs needs in_features {width}, got {layer}")
         w_user, w_item, w_cross = self.cache.stacked(layers)
         b, n = self.shape
-        if self._items is None:  # (B, n, D + 1): the candidates' vectors and a 1
-            self._items = F.embedding(self.candidates, self.cache.with_one())
-        # (B, D + 1, total), written in place: rows W_i + diag(u) W_x (or W_i alone for
-        # [user, item]), then the constant row W_u u + b
-        per_user = self.user.new_empty(b, d + 1, w_item.shape[1])
+        total = w_item.shape[1]
+        dots = self._want_dots and self._dots is None  # this product also gives u . i
+        # (B, D + 1, total [+ 1]), written in place: rows W_i + diag(u) W_x (or W_i alone for
+        # [user, item]), then the constant row W_u u + b; with ``dots`` one more column, (u; 0)
+        per_user = self.user.new_empty(b, d + 1, total + dots)
         if w_cross is None:
-            per_user[:, :d] = w_item
+            per_user[:, :d, :total] = w_item
         else:
-            torch.addcmul(w_item, self.user[:, :, None], w_cross, out=per_user[:, :d])
-        torch.addmm(w_user[d], self.user, w_user[:d], out=per_user[:, d])
-        return torch.bmm(self._items, per_user).reshape(b * n, -1)
+            torch.addcmul(w_item, self.user[:, :, None], w_cross, out=per_user[:, :d, :total])
+        torch.addmm(w_user[d], self.user, w_user[:d], out=per_user[:, d, :total])
+        if not dots:
+            return torch.bmm(self.items_with_one(), per_user).reshape(b * n, -1)
+        per_user[:, :d, total] = self.user
+        per_user[:, d, total] = 0.0
+        out = torch.bmm(self.items_with_one(), per_user).reshape(b * n, -1)
+        self._dots = out[:, total]
+        return out[:, :total]
+
+    def items_with_one(self) -> Tensor:
+        """The candidates' vectors with a constant 1 appended (B, n, D + 1), gathered once."""
+        if self._items is None:
+            self._items = F.embedding(self.candidates, self.cache.with_one())
+        return self._items
+
+    @torch.no_grad()
+    def dots(self) -> Tensor:
+        """``u . i`` of every pair (B * n,): the retrieval score. With ``dots=True`` it came out
+        of the first factored product as one more column (no pass of its own over the pairs);
+        otherwise it is computed here, one product per user."""
+        if self._dots is None:
+            b, n = self.shape
+            user = torch.cat([self.user, self.user.new_zeros(b, 1)], dim=1)  # (B, D + 1)
+            self._dots = torch.bmm(self.items_with_one(), user[:, :, None]).reshape(b * n)
+        return self._dots
 
 
 def stacked_weights(layers: Sequence[nn.Linear]) -> tuple[Tensor, Tensor]:

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from hydrarec.architectures.layers import Architecture, Pairs, first, mlp, task_towers, width
 from hydrarec.config import ArchitectureConfig
+from hydrarec.nn import infer
 
 
 class SharedBottom(Architecture):
@@ -25,4 +26,4 @@ class SharedBottom(Architecture):
         if not self.towers:
             return []
         shared = first(self.bottom, x)  # (B, H)
-        return [tower(shared) for tower in self.towers]  # n_tasks x (B, out_dim)
+        return [infer(tower, shared) for tower in self.towers]  # n_tasks x (B, out_dim)

@@ -69,6 +69,12 @@ class Task(nn.Module, ABC):
     kind: ClassVar[str]  # registry key, e.g. "rating"
     uses_tower: ClassVar[bool] = True  # whether the architecture must give this task a ``rep``
 
+    @property
+    def reads_vectors(self) -> bool:
+        """Whether ``forward`` on pairs reads ``inputs.user`` / ``inputs.item`` (beyond ``rep``):
+        stage two materialises the (B * n, D) pair vectors only for tasks that do."""
+        return False
+
     def __init__(self, name: str) -> None:
         super().__init__()
         self.name = name

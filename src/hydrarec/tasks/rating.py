@@ -85,6 +85,10 @@ class RatingTask(Task):
         paths = tuple((side, width, weights[side]) for side, width in ctx.side_paths)
         return cls(cfg.name, ctx.rep_dim, (low, high), mean, mf_dim, paths)
 
+    @property
+    def reads_vectors(self) -> bool:
+        return self.mf_dim > 0  # the biases and the dot product of the MF paths
+
     def forward(self, inputs: TaskInputs) -> Tensor:
         """(B,); with P AutoRec paths (B, 1 + 2P): [head, each path, each path's flag]."""
         out = self.head(self._rep(inputs)).squeeze(-1)  # (B, H) -> (B,)
