@@ -327,3 +327,45 @@ def test_a_failed_batch_gives_its_slot_back() -> None:
     batcher.close()
     assert [r.ids.tolist() for r in second] == [[[u] * 3] for u in range(10, 14)]
     assert ranker.most == 2
+
+
+def test_answer_items_hand_worked() -> None:
+    from hydrarec.serving.routes import items_of
+
+    # every slot filled, numeric ids: whole rows, as plain Python numbers
+    full = Recommendations(
+        np.array([[4, 2]]),
+        np.array([[40, 20]], dtype=np.int64),
+        np.array([[0.5, 0.25]], dtype=np.float32),
+        {"like": np.array([[0.75, 0.5]], dtype=np.float32)},
+    )
+    got = items_of(full, 0)
+    assert got == [
+        {"item_id": 40, "score": 0.5, "predictions": {"like": 0.75}},
+        {"item_id": 20, "score": 0.25, "predictions": {"like": 0.5}},
+    ]
+    assert type(got[0]["item_id"]) is int
+    # an empty slot is left out; object ids (None in empty slots) come out as plain values
+    gap = Recommendations(
+        np.array([[0, -1], [1, 3]]),
+        np.array([[np.str_("a"), None], ["b", "d"]], dtype=object),
+        np.array([[1.0, -np.inf], [2.0, 1.5]], dtype=np.float32),
+        {"like": np.array([[0.25, np.nan], [0.5, 0.125]], dtype=np.float32)},
+        support=np.array([[[2], [-1]], [[0], [0]]]),
+        support_ids=np.array([[["c"], [None]], [["a"], ["a"]]], dtype=object),
+        support_scores=np.array([[[0.5], [np.nan]], [[0.25], [0.75]]], dtype=np.float32),
+    )
+    got = items_of(gap, 0)
+    assert got == [
+        {
+            "item_id": "a",
+            "score": 1.0,
+            "predictions": {"like": 0.25},
+            "because": [{"item_id": "c", "similarity": 0.5}],
+        }
+    ]
+    assert type(got[0]["item_id"]) is str
+    assert [i["because"] for i in items_of(gap, 1)] == [
+        [{"item_id": "a", "similarity": 0.25}],
+        [{"item_id": "a", "similarity": 0.75}],
+    ]

@@ -119,8 +119,13 @@ def error_answer(exc: Exception) -> tuple[int, bytes] | None:
 
 def items_of(out: Recommendations, row: int) -> list[dict[str, Any]]:
     """The filled slots of one user's recommendations, as ``RecommendedItem`` JSON objects."""
-    filled = np.flatnonzero(out.items[row] >= 0)
-    ids = [_plain(i) for i in out.ids[row, filled]]
+    if (out.items[row] >= 0).all():  # every slot filled (the usual case): whole rows, no gather
+        filled: Any = slice(None)
+    else:
+        filled = np.flatnonzero(out.items[row] >= 0)
+    raw = out.ids[row, filled]
+    # numeric ids come out of tolist() as Python ints; an object array may hold numpy scalars
+    ids = [_plain(i) for i in raw] if raw.dtype == object else raw.tolist()
     scores = out.scores[row, filled].tolist()
     preds = {t: p[row, filled].tolist() for t, p in out.predictions.items()}
     items: list[dict[str, Any]] = [
@@ -128,7 +133,7 @@ def items_of(out: Recommendations, row: int) -> list[dict[str, Any]]:
         for j, (i, s) in enumerate(zip(ids, scores, strict=True))
     ]
     if out.support is not None and out.support_ids is not None and out.support_scores is not None:
-        for item, j in zip(items, filled, strict=True):
+        for item, j in zip(items, np.arange(out.items.shape[1])[filled], strict=True):
             item["because"] = [
                 {"item_id": _plain(i), "similarity": float(s)}
                 for i, s in zip(out.support_ids[row, j], out.support_scores[row, j], strict=True)
