@@ -39,7 +39,7 @@ def main() -> None:
     exact = Recommender.load(args.run, index="exact")
     users = np.arange(len(exact.run.user_ids))
     print(f"{args.run}: {len(users)} users, {exact.n_items} items, seen items excluded")
-    print("| index | load + build s | recall@10 | recall@candidates (min) | served top 10 as exact |")
+    print("| index | load + build s | recall@10 | recall@candidates (min) | served top 10 same |")
     print("|---|---:|---:|---:|---:|")
     for kind in args.indexes:
         t = time.perf_counter()
