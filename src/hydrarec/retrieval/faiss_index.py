@@ -15,7 +15,8 @@ Two structures, both answering by inner product:
   et al., "Speeding up the Xbox recommender system using a Euclidean transformation for
   inner-product spaces", RecSys 2014). Neither wins everywhere: the lifted graph found 100 % on
   the ML-100K run, and 24 % on random directions of log-normal lengths, where the inner-product
-  graph found 100 % (``benchmarks/RESULTS.md``, *Serving*). Twice the build time, once.
+  graph found 100 % (``benchmarks/RESULTS.md``, *Serving*). Above ``CHOICE_SAMPLE`` items the
+  choice is made on a sample of that many, and only the chosen graph is built over them all.
 - ``"ivf"``: IVF-Flat, an inverted file over ``nlist`` k-means cells of which ``nprobe`` are scanned
   (Jégou et al., "Product quantization for nearest neighbor search", TPAMI 2011, section IV). Needs
   training; by default ``nlist ~ sqrt(N)`` (at most N / 39, FAISS's minimum points per centroid) and
@@ -51,6 +52,9 @@ from hydrarec.retrieval.base import (
 
 FAISS_FILE = "faiss.index"
 PROBES = 200  # items searched for themselves to choose an HNSW graph (``FaissIndex.build``)
+# catalogues larger than this choose their graph on a sample of this many items, then build it
+# once: the choice costs two graphs of the sample, not two of the catalogue
+CHOICE_SAMPLE = 20_000
 Method = Literal["hnsw", "ivf"]
 
 
@@ -97,13 +101,14 @@ class FaissIndex:
         x = as_float32(vectors)
         n, d = x.shape
         if self.method == "hnsw":
+            index_ids = as_ids(ids, n)
             self.max_norm = float(np.sqrt((x * x).sum(axis=1).max(initial=0.0)))
-            self.index_ = self._graph(x, as_ids(ids, n), lifted=True)
-            lifted_recall = self._probe_recall(x)
-            plain = FaissIndex("hnsw", m=self.m, ef_construction=self.ef_construction)
-            plain.index_ = self._graph(x, as_ids(ids, n), lifted=False)
-            if plain._probe_recall(x) > lifted_recall:
-                self.index_ = plain.index_
+            if n <= CHOICE_SAMPLE:
+                self.index_ = self._better_graph(x, index_ids).index_
+            else:  # chosen on a sample, then built once over everything
+                pick = np.random.default_rng(0).choice(n, CHOICE_SAMPLE, replace=False)
+                lifted = self._better_graph(x[pick], index_ids[pick])._euclidean
+                self.index_ = self._graph(x, index_ids, lifted)
             return self
         else:
             self.nlist = self.nlist or max(1, min(round(math.sqrt(n)), n // 39))
@@ -132,6 +137,16 @@ class FaissIndex:
             self.build(np.concatenate([stored[:, :-1], x]), np.concatenate([old_ids, new_ids]))
             return
         self.index_.add_with_ids(self._lift(x), new_ids)
+
+    def _better_graph(self, x: np.ndarray, ids: np.ndarray) -> FaissIndex:
+        """Both HNSW graphs of ``x``, each in an index of its own; the one that finds more of the
+        exact top 10 of ``PROBES`` items searched for themselves (the lifted one on a tie)."""
+        lifted = FaissIndex("hnsw", m=self.m, ef_construction=self.ef_construction)
+        lifted.max_norm = float(np.sqrt((x * x).sum(axis=1).max(initial=0.0)))
+        lifted.index_ = lifted._graph(x, ids, lifted=True)
+        plain = FaissIndex("hnsw", m=self.m, ef_construction=self.ef_construction)
+        plain.index_ = plain._graph(x, ids, lifted=False)
+        return plain if plain._probe_recall(x) > lifted._probe_recall(x) else lifted
 
     def _graph(self, x: np.ndarray, ids: np.ndarray, lifted: bool) -> Any:
         """An HNSW graph of ``x``: over the lifted vectors (L2), or over ``x`` by inner product."""

@@ -14,7 +14,15 @@ import numpy as np
 import pytest
 
 from hydrarec.errors import ConfigError
-from hydrarec.retrieval import INDEXES, ExactIndex, Exclusion, ItemIndex, load_index, make_index
+from hydrarec.retrieval import (
+    INDEXES,
+    ExactIndex,
+    Exclusion,
+    ItemIndex,
+    faiss_index,
+    load_index,
+    make_index,
+)
 
 KINDS = list(INDEXES)
 APPROXIMATE = [k for k in KINDS if k != "exact"]
@@ -187,10 +195,18 @@ def random_directions(n: int, seed: int, d: int = 64) -> np.ndarray:
     ],
     ids=["popular-direction", "random-directions"],
 )
+@pytest.mark.parametrize("sample", [None, 500], ids=["whole", "chosen-on-a-sample"])
 def test_hnsw_keeps_the_graph_that_finds_the_top10(
-    items: np.ndarray, queries: np.ndarray, tmp_path: Path
+    items: np.ndarray,
+    queries: np.ndarray,
+    sample: int | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # each of the two HNSW graphs fails on one of these sets: build must keep the other
+    # each of the two HNSW graphs fails on one of these sets: build must keep the other, also
+    # when it chooses on a sample of the catalogue (as it does above CHOICE_SAMPLE items)
+    if sample is not None:
+        monkeypatch.setattr(faiss_index, "CHOICE_SAMPLE", sample)
     ids = np.arange(len(items), dtype=np.int64)
     truth, _ = ExactIndex().build(items, ids).search(queries, 10)
     index = make_index("faiss_hnsw").build(items, ids)
