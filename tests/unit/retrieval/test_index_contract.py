@@ -218,3 +218,21 @@ def test_hnsw_keeps_the_graph_that_finds_the_top10(
     again = load_index(tmp_path / "index")
     for a, b in zip(index.search(queries, 10), again.search(queries, 10), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_lifted_hnsw_graph_without_its_max_norm_is_refused(tmp_path: Path) -> None:
+    import json
+
+    from hydrarec.errors import RunError
+    from hydrarec.retrieval.base import META_FILE
+
+    index = make_index("faiss_hnsw").build(popular_direction(300, 1), np.arange(300))
+    assert isinstance(index, faiss_index.FaissIndex) and index._euclidean
+    index.save(tmp_path / "index")
+    meta_path = tmp_path / "index" / META_FILE
+    meta = json.loads(meta_path.read_text())
+    assert meta["params"]["max_norm"] == pytest.approx(index.max_norm)
+    del meta["params"]["max_norm"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(RunError, match="max_norm"):
+        load_index(tmp_path / "index")
