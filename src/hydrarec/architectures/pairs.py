@@ -136,11 +136,12 @@ class Pairs:
         else:
             torch.addcmul(w_item, self.user[:, :, None], w_cross, out=per_user[:, :d, :total])
         torch.addmm(w_user[d], self.user, w_user[:d], out=per_user[:, d, :total])
-        if not dots:
-            return torch.bmm(self.items_with_one(), per_user).reshape(b * n, -1)
-        per_user[:, :d, total] = self.user
-        per_user[:, d, total] = 0.0
+        if dots:
+            per_user[:, :d, total] = self.user
+            per_user[:, d, total] = 0.0
         out = torch.bmm(self.items_with_one(), per_user).reshape(b * n, -1)
+        if not dots:
+            return out
         self._dots = out[:, total]
         return out[:, :total]
 

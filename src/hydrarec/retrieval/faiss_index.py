@@ -58,6 +58,11 @@ CHOICE_SAMPLE = 20_000
 Method = Literal["hnsw", "ivf"]
 
 
+def largest_norm(x: np.ndarray) -> float:
+    """The largest row norm of ``x`` (0 for no rows): M of the lifted HNSW graph."""
+    return float(np.sqrt((x * x).sum(axis=1).max(initial=0.0)))
+
+
 class FaissIndex:
     """Approximate inner product search: ``method`` is ``"hnsw"`` or ``"ivf"`` (IVF-Flat)."""
 
@@ -102,7 +107,7 @@ class FaissIndex:
         n, d = x.shape
         if self.method == "hnsw":
             index_ids = as_ids(ids, n)
-            self.max_norm = float(np.sqrt((x * x).sum(axis=1).max(initial=0.0)))
+            self.max_norm = largest_norm(x)
             if n <= CHOICE_SAMPLE:
                 self.index_ = self._better_graph(x, index_ids).index_
             else:  # chosen on a sample, then built once over everything
@@ -130,7 +135,7 @@ class FaissIndex:
         if not self._euclidean:
             self.index_.add_with_ids(x, new_ids)
             return
-        if len(x) and float(np.sqrt((x * x).sum(axis=1).max())) > self.max_norm:
+        if largest_norm(x) > self.max_norm:
             # a longer vector than any so far: M grows, and every stored item is lifted anew
             stored = faiss.downcast_index(self.index_.index).reconstruct_n(0, len(self))
             old_ids = faiss.vector_to_array(self.index_.id_map).astype(np.int64)
@@ -138,15 +143,26 @@ class FaissIndex:
             return
         self.index_.add_with_ids(self._lift(x), new_ids)
 
-    def _better_graph(self, x: np.ndarray, ids: np.ndarray) -> FaissIndex:
+    def _better_graph(self, x: np.ndarray, ids: np.ndarray, k: int = 10) -> FaissIndex:
         """Both HNSW graphs of ``x``, each in an index of its own; the one that finds more of the
-        exact top 10 of ``PROBES`` items searched for themselves (the lifted one on a tie)."""
+        exact top ``k`` of ``PROBES`` items searched for themselves (a fixed sample; the lifted
+        one on a tie)."""
         lifted = FaissIndex("hnsw", m=self.m, ef_construction=self.ef_construction)
-        lifted.max_norm = float(np.sqrt((x * x).sum(axis=1).max(initial=0.0)))
+        lifted.max_norm = largest_norm(x)
         lifted.index_ = lifted._graph(x, ids, lifted=True)
         plain = FaissIndex("hnsw", m=self.m, ef_construction=self.ef_construction)
         plain.index_ = plain._graph(x, ids, lifted=False)
-        return plain if plain._probe_recall(x) > lifted._probe_recall(x) else lifted
+        if len(x) == 0:
+            return lifted
+        q = x[np.random.default_rng(0).choice(len(x), min(PROBES, len(x)), replace=False)]
+        k = min(k, len(x))
+        truth = ids[np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :k]].tolist()
+
+        def hits(index: FaissIndex) -> int:
+            found = index.search(q, k)[0].tolist()
+            return sum(len(set(f) & set(t)) for f, t in zip(found, truth, strict=True))
+
+        return plain if hits(plain) > hits(lifted) else lifted
 
     def _graph(self, x: np.ndarray, ids: np.ndarray, lifted: bool) -> Any:
         """An HNSW graph of ``x``: over the lifted vectors (L2), or over ``x`` by inner product."""
@@ -159,21 +175,6 @@ class FaissIndex:
         index = faiss.IndexIDMap2(graph)
         index.add_with_ids(self._lift(x) if lifted else x, ids)
         return index
-
-    def _probe_recall(self, x: np.ndarray, probes: int = PROBES, k: int = 10) -> float:
-        """Top-``k`` recall against exact search, with ``probes`` of the items themselves as
-        queries (a fixed sample): how ``build`` picks between the two graphs."""
-        if len(x) == 0:
-            return 1.0
-        rng = np.random.default_rng(0)
-        q = x[rng.choice(len(x), min(probes, len(x)), replace=False)]
-        k = min(k, len(x))
-        truth = np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :k]  # positions
-        ids = faiss.vector_to_array(self.index_.id_map).astype(np.int64)  # position -> id
-        found, _ = self.search(q, k)
-        pairs = zip(found.tolist(), ids[truth].tolist(), strict=True)
-        hits = sum(len(set(f) & set(t)) for f, t in pairs)
-        return hits / truth.size
 
     @property
     def dim(self) -> int:
