@@ -12,6 +12,13 @@ could do; the client's own CPU per request is reported beside the server's. The 
 per request (from /proc) barely depends on what else the machine runs. A ``GET /healthz`` row
 shows what the HTTP stack alone (uvicorn + FastAPI) allows.
 
+Two columns say what bounds a row. The *CPU ceiling* is the requests/s the machine would serve
+if every core (less the hypervisor's steal) did nothing but this work, at the CPU cost per request
+(server + client) the row measured: ``cores * (1 - steal) / cost``. By Little's law (concurrency
+= requests/s x mean latency) no schedule gets the mean latency below ``concurrency / ceiling``:
+the *latency floor*. A p99 target sits some way above that floor (p99 is about twice the mean at
+c = 16), so when the floor nears half the target, only a lower CPU cost per request meets it.
+
     HYDRAREC_DATA_DIR=/work/shared/data python benchmarks/bench_serving.py runs/ml100k --duration 30
 
 On a shared machine one pass is one draw of its speed: ``--repeat N`` runs the whole plan N times,
@@ -58,6 +65,20 @@ class Load:
     model_processes: int = 1
     steal: float = float("nan")  # share of the machine's CPU time the hypervisor took meanwhile
     repeat: int = 1  # which pass over the whole plan (``--repeat``)
+    cores: int = 1  # CPU cores the machine gave this benchmark
+
+    @property
+    def ceiling(self) -> float:
+        """Requests/s with every core (less steal) on this work, at the measured CPU cost per
+        request (server + client); nan when a cost is unknown."""
+        cost_s = (self.server_cpu_s + self.client_cpu_s) / max(len(self.latencies_ms), 1)
+        free = 1.0 if math.isnan(self.steal) else 1.0 - self.steal
+        return self.cores * free / cost_s if cost_s > 0 else math.nan
+
+    @property
+    def floor_ms(self) -> float:
+        """The least mean latency at this concurrency and CPU cost (Little's law)."""
+        return 1000 * self.concurrency / self.ceiling
 
     @property
     def cpu_ms_per_request(self) -> float:
@@ -295,6 +316,7 @@ def serve_and_drive(
             stolen, total = (b - a for a, b in zip(ticks0, cpu_ticks(), strict=True))
             ld = Load(index, endpoint, c, took, lat, err, server_cpu, client_cpu, workers)
             ld.model_processes, ld.steal = model_processes, stolen / total if total else math.nan
+            ld.cores = cpu_count()
             out.append(ld)
             print(f"  {index} {endpoint} c={c}: {ld.throughput:.0f} req/s", flush=True)
         return out
@@ -319,8 +341,8 @@ def table(loads: list[Load], batch: dict[str, tuple[float, float]]) -> str:
     lines = [
         "| pass | index | workers | model processes | request | concurrency | requests/s | p50 ms "
         "| p95 ms | p99 ms | errors | server cores used | server CPU ms / request "
-        "| client CPU ms / request | steal % |",
-        "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| client CPU ms / request | steal % | CPU ceiling requests/s | latency floor ms |",
+        "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for ld in loads:
         lines.append(
@@ -329,7 +351,7 @@ def table(loads: list[Load], batch: dict[str, tuple[float, float]]) -> str:
             f"| {ld.throughput:.0f} | {ld.percentile(50):.1f} | {ld.percentile(95):.1f} "
             f"| {ld.percentile(99):.1f} | {ld.errors} | {ld.server_cpu_s / ld.seconds:.2f} "
             f"| {ld.cpu_ms_per_request:.2f} | {ld.client_ms_per_request:.2f} "
-            f"| {100 * ld.steal:.0f} |"
+            f"| {100 * ld.steal:.0f} | {ld.ceiling:.0f} | {ld.floor_ms:.1f} |"
         )
     lines += ["", "| index | batch `--all-users` users/s (k = 100) | seconds |", "|---|---:|---:|"]
     lines += [f"| {kind} | {ups:.0f} | {s:.2f} |" for kind, (ups, s) in batch.items()]
