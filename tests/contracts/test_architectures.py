@@ -12,8 +12,8 @@ import torch
 from tests.contracts.helpers import B, assert_grads_everywhere
 
 from hydrarec.architectures import AITM, ARCHITECTURES, Architecture, MMoE, build_architecture
-from hydrarec.architectures.layers import mix, mlp
-from hydrarec.architectures.pairs import ItemSideCache, Pairs
+from hydrarec.architectures.layers import mix, mix_tasks, mlp
+from hydrarec.architectures.pairs import PAD, ItemSideCache, Pairs
 from hydrarec.config import ArchitectureConfig
 from hydrarec.errors import ConfigError
 
@@ -188,6 +188,40 @@ def test_factored_linear_hand_worked() -> None:
     assert with_dots.linear(layer).flatten().tolist() == [10.5, -5.5]  # later products: as usual
     with pytest.raises(ValueError, match="in_features 3"):
         pairs.linear(torch.nn.Linear(4, 1))
+
+
+@pytest.mark.parametrize(
+    ("outputs", "dots", "row"), [(1, False, 16), (16, False, 16), (16, True, 32)]
+)
+def test_factored_product_rows_are_padded(outputs: int, dots: bool, row: int) -> None:
+    # the product is written PAD-aligned; what the caller gets is the layers' columns alone, as
+    # a view of it (no copy), equal to the layer over the dense input
+    layer = torch.nn.Linear(6, outputs)
+    gen = torch.Generator().manual_seed(0)
+    cache = ItemSideCache(torch.randn(5, 2, generator=gen))
+    user, cand = torch.randn(3, 2, generator=gen), torch.tensor([[0, 1], [2, 3], [4, 0]])
+    pairs = Pairs(user, cand, cache, dots=dots)
+    out = pairs.linear(layer)
+    assert PAD == 16 and out.shape == (6, outputs) and out.stride() == (row, 1)
+    torch.testing.assert_close(out, layer(pairs.dense()))
+    item = cache.item_vectors[cand]  # (3, 2, 2)
+    torch.testing.assert_close(pairs.dots(), (user[:, None, :] * item).sum(-1).flatten())
+
+
+def test_mix_tasks_hand_worked() -> None:
+    # two pairs, two tasks, two experts. Pair 0: task 0 logits [0, ln 3] -> [1/4, 3/4], task 1
+    # [0, 0] -> [1/2, 1/2]; experts [[4, 0], [0, 8]] -> [1, 6] and [2, 4]. Pair 1: task 0
+    # [ln 3, 0] -> [3/4, 1/4], task 1 [0, -inf] -> [1, 0]; experts [[0, 4], [8, 0]] -> [2, 3]
+    # and [0, 4]
+    ln3, inf = float(torch.log(torch.tensor(3.0))), float("inf")
+    logits = torch.tensor([[[0.0, ln3], [0.0, 0.0]], [[ln3, 0.0], [0.0, -inf]]])  # (2, T, E)
+    experts = torch.tensor([[[4.0, 0.0], [0.0, 8.0]], [[0.0, 4.0], [8.0, 0.0]]])  # (2, E, H)
+    want = torch.tensor([[[1.0, 6.0], [2.0, 4.0]], [[2.0, 3.0], [0.0, 4.0]]])
+    torch.testing.assert_close(mix_tasks(logits, experts), want)
+    # a strided view of a wider block (as stage two passes it) gives the same
+    block = torch.zeros(2, 9)
+    block[:, 4:8] = logits.reshape(2, 4)
+    torch.testing.assert_close(mix_tasks(block[:, 4:8].unflatten(1, (2, 2)), experts), want)
 
 
 def test_mlp_layers() -> None:
