@@ -16,8 +16,9 @@ Two columns say what bounds a row. The *CPU ceiling* is the requests/s the machi
 if every core (less the hypervisor's steal) did nothing but this work, at the CPU cost per request
 (server + client) the row measured: ``cores * (1 - steal) / cost``. By Little's law (concurrency
 = requests/s x mean latency) no schedule gets the mean latency below ``concurrency / ceiling``:
-the *latency floor*. A p99 target sits some way above that floor (p99 is about twice the mean at
-c = 16), so when the floor nears half the target, only a lower CPU cost per request meets it.
+the *latency floor*. p99 sits well above that floor (about twice it at c = 16 on the 2-core
+benchmark VM), so once the floor nears half a p99 target, only a lower CPU cost per request (or
+more cores) meets it.
 
     HYDRAREC_DATA_DIR=/work/shared/data python benchmarks/bench_serving.py runs/ml100k --duration 30
 
