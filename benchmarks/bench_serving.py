@@ -72,7 +72,7 @@ class Load:
     def ceiling(self) -> float:
         """Requests/s with every core (less steal) on this work, at the measured CPU cost per
         request (server + client); nan when a cost is unknown."""
-        cost_s = (self.server_cpu_s + self.client_cpu_s) / max(len(self.latencies_ms), 1)
+        cost_s = (self.cpu_ms_per_request + self.client_ms_per_request) / 1000
         free = 1.0 if math.isnan(self.steal) else 1.0 - self.steal
         return self.cores * free / cost_s if cost_s > 0 else math.nan
 
