@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hydrarec import __version__
-from hydrarec.errors import DataError, HydrarecError
+from hydrarec.errors import ConfigError, DataError, HydrarecError
 
 app = typer.Typer(
     help="hydrarec: multi-task representation learning for recommender systems.",
@@ -63,12 +63,32 @@ def datasets_list() -> None:
 def datasets_info(
     name: str,
     path: Annotated[Path | None, typer.Option(help="Folder of the files.")] = None,
+    file: Annotated[
+        str | None, typer.Option(help="sequences: the file, one user a line (user item item ...).")
+    ] = None,
+    item_attributes: Annotated[
+        str | None, typer.Option(help="sequences: JSON of item -> attribute ids.")
+    ] = None,
 ) -> None:
-    """Counts of users, items, interactions, feedback columns and time span."""
-    from hydrarec.config import DataConfig
-    from hydrarec.data.registry import load_dataset
+    """Counts of users, items, interactions, feedback columns and time span.
 
-    ds = load_dataset(DataConfig(dataset=name, path=None if path is None else str(path)))  # type: ignore[arg-type]
+    ``hydrarec datasets info sequences --file amazon-beauty/Beauty.txt`` describes a sequence file
+    (a relative path is looked for in --path, $HYDRAREC_DATA_DIR and the cache).
+    """
+    from hydrarec.config import DataConfig, SequencesConfig
+    from hydrarec.data.registry import dataset_names, load_dataset
+
+    if name not in (*dataset_names(), "sequences"):
+        known = ", ".join([*dataset_names(), "sequences"])
+        raise ConfigError(f"unknown dataset {name!r} (known: {known})")
+    if name == "sequences":
+        if file is None:
+            raise ConfigError("datasets info sequences: give the file with --file PATH")
+        seq = SequencesConfig(file=file, item_attributes=item_attributes)
+        data = DataConfig(dataset="sequences", sequences=seq, path=path and str(path))
+    else:
+        data = DataConfig(dataset=name, path=path and str(path))  # type: ignore[arg-type]
+    ds = load_dataset(data)
     s = ds.summary()
     table = Table("", name, show_header=False)
     for key in ("users", "items", "interactions"):

@@ -54,6 +54,14 @@ class TabularConfig(Section):
     encoding: str = "utf-8"  # text encoding of CSV files
 
 
+class SequencesConfig(Section):
+    # one user a line, "user item item ...", oldest first (S3-Rec's format); relative paths are
+    # taken from data.path, else $HYDRAREC_DATA_DIR, else the cache, e.g. "amazon-beauty/Beauty.txt"
+    file: str | None = None
+    item_attributes: str | None = None  # JSON {item: [attribute ids]} -> item feature "attributes"
+    sep: str | None = None  # field separator (None: any whitespace)
+
+
 class SyntheticConfig(Section):
     n_users: int = Field(1000, ge=1)  # users generated
     n_items: int = Field(500, ge=1)  # items generated
@@ -66,11 +74,17 @@ class SyntheticConfig(Section):
 
 class DataConfig(Section):
     dataset: Literal[
-        "movielens-100k", "movielens-1m", "movielens-latest-small", "synthetic", "tabular"
+        "movielens-100k",
+        "movielens-1m",
+        "movielens-latest-small",
+        "synthetic",
+        "tabular",
+        "sequences",
     ] = "movielens-100k"  # which loader reads the data
     path: str | None = None  # folder of the files; default: $HYDRAREC_DATA_DIR, then the cache
     split: SplitConfig = SplitConfig()
     tabular: TabularConfig = TabularConfig()  # dataset="tabular": files and schema
+    sequences: SequencesConfig = SequencesConfig()  # dataset="sequences": the file(s)
     synthetic: SyntheticConfig = SyntheticConfig()  # dataset="synthetic": generator settings
     duplicates: Literal["keep_last", "mean", "error"] = "keep_last"  # same (user, item, time)
     min_user_interactions: int = Field(0, ge=0)  # drop users with fewer interactions
@@ -78,6 +92,15 @@ class DataConfig(Section):
     # (dataset="tabular"; what it supports: docs/distributed.md, "Streaming data")
     streaming: bool = False
     buffer_rows: int = Field(1_000_000, ge=1)  # streaming: rows of the shuffle buffer, per rank
+
+    @model_validator(mode="after")
+    def _sequences_file(self) -> DataConfig:
+        if self.dataset == "sequences" and not self.sequences.file:
+            raise ValueError(
+                "data.dataset = 'sequences' needs the file; add under [data.sequences]: "
+                'file = "folder/Name.txt"'
+            )
+        return self
 
 
 class FeaturesConfig(Section):

@@ -144,12 +144,43 @@ def is_complete(name: str, folder: Path) -> bool:
     )
 
 
+def data_file(file: str, path: str | None = None) -> Path:
+    """``file`` as given when absolute, else the first that exists of ``path/file`` (when a path
+    is set, the only place), ``$HYDRAREC_DATA_DIR/file`` and ``<cache>/file``. A file found
+    nowhere is a `DataError` listing every place searched."""
+    given = Path(file).expanduser()
+    if given.is_absolute():
+        places = [given]
+    elif path is not None:
+        places = [Path(path) / given]
+    else:
+        env = os.environ.get("HYDRAREC_DATA_DIR")
+        places = [*([Path(env) / given] if env else []), cache_dir() / given, Path.cwd() / given]
+    for place in places:
+        if place.is_file():
+            return place
+    tried = "\n".join(f"  {p}" for p in places)
+    raise DataError(f"data file {file!r} not found; searched:\n{tried}", expected="a file")
+
+
 def load_dataset(cfg: DataConfig) -> Dataset:
     """Load the dataset ``cfg`` names, then drop users below ``min_user_interactions``."""
     if cfg.dataset == "synthetic":
         from hydrarec.data.synthetic import generate  # written separately; imported when used
 
         dataset = generate(cfg.synthetic)
+    elif cfg.dataset == "sequences":
+        from hydrarec.data.sequences import load_sequences
+
+        seq = cfg.sequences
+        assert seq.file is not None  # DataConfig requires it
+        attributes = seq.item_attributes
+        dataset = load_sequences(
+            data_file(seq.file, cfg.path),
+            None if attributes is None else data_file(attributes, cfg.path),
+            seq.sep,
+            name=Path(seq.file).stem,
+        )
     elif cfg.dataset == "tabular":
         from hydrarec.data.tabular import load_tabular
 
