@@ -151,9 +151,9 @@ class BatchBuilder:
         rows, state_pos = np.asarray(units, dtype=np.int64), None
         if self.examples == "windows" and self.histories is not None:
             pad = 0 if self.full_catalogue else -1
-            hist, hmask, rows, state_pos = self.histories.windows(
-                rows, self.history_len, self.window_stride, pad
-            )  # (W, N) windows, (B,) rows of their targets, (B,) flat positions of the targets
+            hist, hmask, rows, state_pos = trim_windows(
+                *self.histories.windows(rows, self.history_len, self.window_stride, pad)
+            )  # (W, N') windows, (B,) rows of their targets, (B,) flat positions of the targets
         users, items = np.take(self.user_idx, rows), np.take(self.item_idx, rows)  # (B,), (B,)
         if state_pos is None:
             hist, hmask = self._history(rows, users)  # (B, N), padded with -1
@@ -301,6 +301,33 @@ class BatchBuilder:
             raise DataError("batch_size and world_size must be >= 1")
         total = n_rows // batch_size if drop_last else -(-n_rows // batch_size)
         return total // world_size if drop_last else -(-total // world_size)
+
+
+def trim_windows(
+    inputs: np.ndarray, mask: np.ndarray, rows: np.ndarray, flat_pos: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``UserHistories.windows``' output without its leading columns that hold neither an item
+    nor a target in any window (short sequences in long windows: mostly padding).
+
+    Histories are left-padded and positions count back from the end, so every state is the one
+    the untrimmed window computes; the flat target positions are renumbered for the width N'.
+
+    >>> x = np.array([[0, 0, 7, 8], [0, 0, 0, 9]]); m = x > 0
+    >>> out = trim_windows(x, m, np.array([0, 1, 2, 3]), np.array([1, 2, 3, 7]))  # 1: predicts 7
+    >>> out[0].tolist(), out[3].tolist()
+    ([[0, 7, 8], [0, 0, 9]], [0, 1, 2, 5])
+    """
+    n = inputs.shape[1]
+    if n == 0 or inputs.shape[0] == 0:
+        return inputs, mask, rows, flat_pos
+    used = mask.any(axis=0)  # (N,) columns with an item
+    used[np.unique(flat_pos % n)] = True  # ... or a target (the first item's has no history)
+    cut = int(np.argmax(used)) if used.any() else n
+    if cut == 0:
+        return inputs, mask, rows, flat_pos
+    width = n - cut
+    pos = flat_pos // n * width + flat_pos % n - cut
+    return np.ascontiguousarray(inputs[:, cut:]), np.ascontiguousarray(mask[:, cut:]), rows, pos
 
 
 def _label_matrix(labels: dict[str, np.ndarray], n: int) -> np.ndarray:

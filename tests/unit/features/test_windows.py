@@ -121,3 +121,28 @@ def test_window_examples_need_histories() -> None:
         )
     with pytest.raises(DataError, match="window_stride"):
         _builder(window_stride=3)
+
+
+@pytest.mark.parametrize("positions", ["absolute", "relative"])
+def test_trimmed_windows_give_the_states_of_the_full_ones(positions: str) -> None:
+    """Short sequences in long windows: the all-padding leading columns are cut, and every
+    target's state is the one the full-width window computes (issue 19: Beauty's users have ~9
+    items, windows 50)."""
+    from hydrarec.config import SequenceConfig
+    from hydrarec.encoders.sequence import TransformerSequenceEncoder
+    from hydrarec.features.batching import trim_windows
+
+    h = UserHistories(USERS, ITEMS, TIMES)
+    full = h.windows(h.window_ends(8), 8, 8, pad=0)  # (2, 8): 3 items each, 5 padding columns
+    inputs, mask, rows, pos = trim_windows(*full)
+    assert inputs.shape == (2, 3) and rows.tolist() == full[2].tolist()  # the first target's column
+    torch.manual_seed(0)
+    cfg = SequenceConfig(max_len=8, layers=2, heads=2, dropout=0.0, positions=positions)
+    enc = TransformerSequenceEncoder(4, cfg).eval()
+    table = torch.randn(N_ITEMS, 4)
+
+    def states(x: np.ndarray, m: np.ndarray, p: np.ndarray) -> torch.Tensor:
+        s = enc.all_states(table[torch.from_numpy(x)], torch.from_numpy(m))
+        return s.flatten(0, 1)[torch.from_numpy(p)]
+
+    torch.testing.assert_close(states(inputs, mask, pos), states(full[0], full[1], full[3]))
