@@ -30,7 +30,7 @@ from hydrarec.encoders.towers import ItemTower, UserTower
 from hydrarec.errors import ConfigError
 
 D = 8  # representation size
-KINDS = ["transformer", "transformer-relative", "gru", "lstm"]  # kind[-positions]
+KINDS = ["transformer", "transformer-relative", "gru", "lstm", "hstu"]  # kind[-positions]
 
 
 def seq_cfg(kind: str, max_len: int = N) -> SequenceConfig:

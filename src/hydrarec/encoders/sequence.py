@@ -17,6 +17,8 @@ padded) window trains every position to predict the next item (``BatchBuilder(ex
   ICLR 2022): a state then depends only on how far back each item is, so position j of a training
   window computes exactly what the last position computes for the same items at serving time.
 - ``gru`` / ``lstm``: GRU4Rec-style recurrent encoders (Hidasi et al., ICLR 2016), final state.
+- ``hstu``: HSTU (Zhai et al., ICML 2024), pointwise aggregated attention with SiLU gating and a
+  relative attention bias (``encoders/hstu.py``).
 """
 
 from __future__ import annotations
@@ -192,18 +194,24 @@ class RecurrentSequenceEncoder(SequenceEncoder):
         return out if tail is None else out[:, n - tail :]
 
 
-SEQUENCE_ENCODERS: dict[str, type[SequenceEncoder]] = {
-    "transformer": TransformerSequenceEncoder,
-    "gru": RecurrentSequenceEncoder,
-    "lstm": RecurrentSequenceEncoder,
-}
+def sequence_encoders() -> dict[str, type[SequenceEncoder]]:
+    """The registry: ``model.sequence.kind`` -> encoder class."""
+    from hydrarec.encoders.hstu import HSTUSequenceEncoder  # hstu.py imports this module
+
+    return {
+        "transformer": TransformerSequenceEncoder,
+        "gru": RecurrentSequenceEncoder,
+        "lstm": RecurrentSequenceEncoder,
+        "hstu": HSTUSequenceEncoder,
+    }
 
 
 def build_sequence_encoder(cfg: SequenceConfig, dim: int) -> SequenceEncoder | None:
     """The encoder named by ``cfg.kind``; ``None`` for ``"none"`` (no history path)."""
     if cfg.kind == "none":
         return None
-    if cfg.kind not in SEQUENCE_ENCODERS:
-        allowed = ", ".join(["none", *SEQUENCE_ENCODERS])
+    encoders = sequence_encoders()
+    if cfg.kind not in encoders:
+        allowed = ", ".join(["none", *encoders])
         raise ConfigError(f"model.sequence.kind: unknown {cfg.kind!r} (allowed: {allowed})")
-    return SEQUENCE_ENCODERS[cfg.kind](dim, cfg)
+    return encoders[cfg.kind](dim, cfg)
