@@ -44,6 +44,7 @@ from hydrarec.config import ModelConfig
 from hydrarec.encoders.embedding import OOV, PAD, FeatureEmbedding
 from hydrarec.encoders.sequence import build_sequence_encoder
 from hydrarec.encoders.text import tuned_text_layers
+from hydrarec.errors import ConfigError
 from hydrarec.features.batch import EntityFeatures, EntitySpec
 from hydrarec.nn import mlp, take
 
@@ -103,9 +104,20 @@ class UserTower(nn.Module):
         super().__init__()
         self.out_dim = cfg.dim
         self.max_len = cfg.sequence.max_len
-        self.features = FeatureEmbedding(spec, cfg.dim, cfg.embedding_dim, cfg.multi_hot_pooling)
         self.sequence = build_sequence_encoder(cfg.sequence, cfg.dim)
-        in_dim = self.features.out_dim + (cfg.dim if self.sequence is not None else 0)
+        has_features = bool(spec.categorical or spec.n_numeric or spec.multi_hot)
+        self.features = None
+        if cfg.user_ids or has_features:
+            self.features = FeatureEmbedding(
+                spec, cfg.dim, cfg.embedding_dim, cfg.multi_hot_pooling, use_ids=cfg.user_ids
+            )
+        elif self.sequence is None:
+            raise ConfigError(
+                "model.user_ids = false leaves the user tower nothing to read: the users have no "
+                "side features and model.sequence.kind = 'none'"
+            )
+        in_dim = self.features.out_dim if self.features is not None else 0
+        in_dim += cfg.dim if self.sequence is not None else 0
         self.mlp = mlp(in_dim, [*cfg.tower_hidden, cfg.dim], cfg.dropout, activate_last=False)
 
     def forward(
@@ -124,7 +136,12 @@ class UserTower(nn.Module):
         (W, N, D) windows, ``feats`` has R rows, and row r reads the state at flat position
         ``history_pos[r]`` of one causal pass over every window.
         """
-        x = self.features(feats)  # (B, F)
+        # (B, F); without ids and features an empty (B, 0): the history alone describes the user
+        x = (
+            self.features(feats)
+            if self.features is not None
+            else feats.ids.new_zeros(len(feats.ids), 0, dtype=torch.float32)
+        )
         if self.sequence is None:
             return self.mlp(x)  # (B, D)
         if history is None or history_mask is None:
