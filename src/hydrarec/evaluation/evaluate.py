@@ -93,8 +93,12 @@ def evaluate_model(
     ks: list[int],
     device: torch.device,
     batch_size: int = 256,
+    exclude_known: bool = True,
 ) -> dict[str, float]:
-    """Metrics of every task, keyed ``task/metric``, over the held-out rows."""
+    """Metrics of every task, keyed ``task/metric``, over the held-out rows.
+
+    ``exclude_known = False``: the user's known items compete in the full ranking too (papers
+    differ on this; the known items are still the history)."""
     uniq, inverse = np.unique(rows_user, return_inverse=True)
     user_vecs, item_vecs = split_vectors(
         model, users_table, items_table, uniq, known, history_len, device, batch_size
@@ -108,7 +112,7 @@ def evaluate_model(
             res = task.metrics(preds[name][ok], lab[ok], rows_user[ok])
         elif task.kind == "retrieval":
             ranks = full_ranking_ranks(
-                user_vecs, item_vecs, uniq, inverse, rows_item, known, batch_size
+                user_vecs, item_vecs, uniq, inverse, rows_item, known, batch_size, exclude_known
             )
             res = ranking_metrics(ranks, ks)
         else:  # decoders read the vectors without a side block (the tasks' view, model.heads)
@@ -167,11 +171,12 @@ def full_ranking_ranks(
     targets: np.ndarray,
     known: UserHistories,
     batch_size: int,
+    exclude_known: bool = True,
 ) -> np.ndarray:
     """Zero-based rank of each held-out item among all items, ties counted half.
 
-    Excluded: the user's known items and the user's other held-out items. A constant model
-    therefore ranks a target in the middle, never first.
+    Excluded: the user's known items (unless ``exclude_known`` is False) and the user's other
+    held-out items. A constant model therefore ranks a target in the middle, never first.
     """
     order = np.argsort(inverse, kind="stable")
     heldout = UserHistories(inverse, targets, n_users=len(users))
@@ -183,8 +188,9 @@ def full_ranking_ranks(
         u_local = inverse[sel]
         scores = user_vecs[torch.as_tensor(u_local)] @ item_vecs.T  # (R, I)
         excl = torch.zeros_like(scores, dtype=torch.bool)
-        r, it = known_pairs(known, users[u_local])
-        excl[torch.as_tensor(r), torch.as_tensor(it)] = True
+        if exclude_known:
+            r, it = known_pairs(known, users[u_local])
+            excl[torch.as_tensor(r), torch.as_tensor(it)] = True
         # the same user's other held-out items are not competitors
         r, it = known_pairs(heldout, u_local)
         excl[torch.as_tensor(r), torch.as_tensor(it)] = True
