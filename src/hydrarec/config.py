@@ -12,15 +12,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from hydrarec.errors import ConfigError
 
+# the longest history window a sequence encoder may read: public SASRec / BERT4Rec / HSTU setups
+# use 50 to a few hundred items, and long-sequence work stays within a few thousand
+MAX_SEQUENCE_LEN = 4096
+
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are validated."""
+    """Base of every config section: unknown keys are errors, assignments are validated, and
+    floats are finite (TOML reads ``inf`` and ``nan``; no field means anything by them)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class SplitConfig(Section):
@@ -114,7 +119,10 @@ class FeaturesConfig(Section):
 
 class SequenceConfig(Section):
     kind: Literal["none", "transformer", "gru", "lstm"] = "transformer"  # history encoder
-    max_len: int = Field(50, ge=1)  # the user's most recent items read
+    # the user's most recent items read. At most MAX_SEQUENCE_LEN: histories are padded to it in
+    # memory (users x max_len) and attention grows with its square (issue 21: 10,000,000 grew to
+    # 23 GB before it was killed)
+    max_len: int = Field(50, ge=1, le=MAX_SEQUENCE_LEN)
     layers: int = Field(2, ge=1)  # transformer blocks / recurrent layers
     heads: int = Field(2, ge=1)  # attention heads (transformer)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout inside the sequence encoder
@@ -136,11 +144,11 @@ class TextConfig(Section):
 
 class ArchitectureConfig(Section):
     name: Literal["single", "shared_bottom", "mmoe", "ple", "aitm"] = "mmoe"  # task sharing
-    hidden: list[int] = [128]  # shared-bottom / expert MLP widths
+    hidden: list[PositiveInt] = [128]  # shared-bottom / expert MLP widths
     experts: int = Field(4, ge=1)  # MMoE experts; PLE shared experts per level
     task_experts: int = Field(1, ge=1)  # PLE: task-specific experts per task and level
     levels: int = Field(2, ge=1)  # PLE: extraction levels
-    tower: list[int] = [64]  # per-task tower widths after sharing
+    tower: list[PositiveInt] = [64]  # per-task tower widths after sharing
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout in experts and towers
 
 
@@ -162,7 +170,7 @@ class ModelConfig(Section):
     dim: int = Field(64, ge=1)  # user / item representation size D
     embedding_dim: int = Field(32, ge=1)  # side-feature embedding size
     multi_hot_pooling: Literal["mean", "sum"] = "mean"  # pooling of multi-hot embeddings
-    tower_hidden: list[int] = [128]  # MLP widths of the user / item towers
+    tower_hidden: list[PositiveInt] = [128]  # MLP widths of the user / item towers
     # what the architecture reads per (user, item) pair: [u, i, u * i] (3D wide) or [u, i] (2D)
     pair_input: Literal["concat_product", "concat"] = "concat_product"
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout in the towers
@@ -251,7 +259,7 @@ class TrainConfig(Section):
 
 
 class EvalConfig(Section):
-    ks: list[int] = [10, 20]  # cut-offs of ranking metrics
+    ks: list[PositiveInt] = Field([10, 20], min_length=1)  # cut-offs of ranking metrics
     batch_size: int = Field(256, ge=1)  # users scored at once in full ranking
 
 
@@ -354,6 +362,63 @@ class Config(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _monitor(self) -> Config:
+        """The monitored metric is one that validation produces (else training stops at the first
+        validation, issue 21)."""
+        produced = validation_metrics(self)
+        name = self.train.monitor
+        if name is None:  # experiment.default_monitor: the first task's headline metric
+            first = self.tasks[0]
+            if first.kind != "retrieval" or 10 in self.eval.ks:
+                return self
+            raise ValueError(
+                f"train.monitor is unset, so it defaults to '{first.name}/ndcg@10', which "
+                f"eval.ks = {self.eval.ks} does not produce; set train.monitor (e.g. "
+                f"'{first.name}/ndcg@{self.eval.ks[0]}') or add 10 to eval.ks"
+            )
+        if name not in produced:
+            raise ValueError(
+                f"train.monitor = {name!r} is not a validation metric of these tasks and "
+                f"eval.ks (allowed: {', '.join(produced)})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _blend(self) -> Config:
+        """Stage two multiplies predictions: only rating and binary tasks have one."""
+        allowed = [t.name for t in self.tasks if t.kind in ("rating", "binary")]
+        for name in self.recommend.blend:
+            if name not in allowed:
+                raise ValueError(
+                    f"recommend.blend: {name!r} is not a rating or binary task (allowed: {allowed})"
+                )
+        return self
+
+
+# the validation metrics of each task kind, without the "task/" prefix: the keys of the tasks'
+# ``metrics`` (tasks/*.py) and of ``ranking_metrics`` (evaluation/metrics.py) for retrieval, once
+# per cut-off of eval.ks; tests/unit/test_config.py checks the table against them
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "retrieval": ("hr@{k}", "ndcg@{k}", "mrr@{k}"),
+    "rating": ("rmse", "mae"),
+    "binary": ("auc", "gauc", "logloss"),
+    "reconstruction": ("loss",),
+}
+
+
+def validation_metrics(cfg: Config) -> list[str]:
+    """Every ``task/metric`` key validation can produce under ``cfg``. GAUC is left out where
+    each user has one validation interaction (leave_last_out): it is undefined there, and
+    evaluation drops an undefined metric."""
+    one_each = cfg.data.split.kind == "leave_last_out"
+    names: list[str] = []
+    for task in cfg.tasks:
+        metrics = [m for m in TASK_METRICS[task.kind] if not (m == "gauc" and one_each)]
+        ks = dict.fromkeys(cfg.eval.ks) if task.kind == "retrieval" else [0]
+        names.extend(f"{task.name}/{m.format(k=k)}" for k in ks for m in metrics)
+    return names
+
 
 def _format_error(err: ValidationError, source: str) -> str:
     lines = [f"invalid configuration ({source}):"]
@@ -391,10 +456,11 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     model: Any = Config
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
-        if isinstance(node, list):  # tasks.NAME
-            match = [t for t in node if t.get("name") == part]
+        if model is list:  # tasks.NAME
+            tasks = [t for t in node if isinstance(t, dict)]
+            match = [t for t in tasks if t.get("name") == part]
             if not match:
-                known = ", ".join(str(t.get("name")) for t in node)
+                known = ", ".join(str(t.get("name")) for t in tasks)
                 raise ConfigError(f"--set {key}: no task named {part!r} (tasks: {known})")
             node, model = match[0], TaskConfig
             continue
@@ -407,8 +473,13 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
             return
         sub = fields[part].annotation
         node = node.setdefault(part, [] if part == "tasks" else {})
-        model = sub if isinstance(sub, type) and issubclass(sub, BaseModel) else None
-        if model is None and not isinstance(node, list):
+        if part == "tasks" and isinstance(node, list):
+            model = list
+        elif isinstance(sub, type) and issubclass(sub, BaseModel) and isinstance(node, dict):
+            model = sub
+        elif isinstance(sub, type) and issubclass(sub, BaseModel):  # e.g. train = 5 in the file
+            raise ConfigError(f"--set {key}: {part!r} holds {node!r}, not a section of keys")
+        else:
             raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
     raise ConfigError(f"--set {key}: incomplete key")
 
@@ -420,6 +491,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"config file not found: {path}")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}), as TOML must be") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     for o in overrides or []:

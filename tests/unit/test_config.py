@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import tomllib
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
 
-from hydrarec.config import apply_override, config_from_dict, dump_config, load_config
+from hydrarec.config import (
+    TASK_METRICS,
+    Config,
+    TaskConfig,
+    apply_override,
+    config_from_dict,
+    dump_config,
+    load_config,
+    validation_metrics,
+)
 from hydrarec.errors import ConfigError
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.toml"))
@@ -92,3 +107,173 @@ def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
     bad.write_text("[train\nlr = 1")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+# -- values that used to fail late (issue 21, defect 6) -------------------------------------------
+BASE_TOML = """
+[data.split]
+kind = "leave_last_out"
+
+[[tasks]]
+name = "retrieval"
+kind = "retrieval"
+
+[[tasks]]
+name = "rating"
+kind = "rating"
+column = "rating"
+
+[[tasks]]
+name = "like"
+kind = "binary"
+rule = "rating >= 4"
+"""
+
+
+@pytest.fixture
+def base_toml(tmp_path: Path) -> Path:
+    path = tmp_path / "base.toml"
+    path.write_text(BASE_TOML)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("eval.ks=[0]", "eval.ks.0: Input should be greater than 0"),
+        ("eval.ks=[-5]", "eval.ks.0: Input should be greater than 0"),
+        ("eval.ks=[]", "eval.ks: List should have at least 1 item"),
+        ("train.monitor='retrieval/ndcg@5'", "train.monitor = 'retrieval/ndcg@5' is not"),
+        ("train.monitor='clik/auc'", "train.monitor = 'clik/auc' is not"),
+        ("train.monitor='ndcg@10'", "train.monitor = 'ndcg@10' is not"),
+        ("train.monitor='like/gauc'", "train.monitor = 'like/gauc' is not"),  # one per user
+        ("eval.ks=[20]", "unset, so it defaults to 'retrieval/ndcg@10', which eval.ks = [20]"),
+        ("train.lr=inf", "train.lr: Input should be a finite number"),
+        ("train.lr=nan", "train.lr: Input should be a finite number"),
+        ("tasks.rating.weight=inf", "tasks.1.weight: Input should be a finite number"),
+        ("model.tower_hidden=[-8]", "model.tower_hidden.0: Input should be greater than 0"),
+        ("model.architecture.hidden=[0]", "model.architecture.hidden.0: Input should be greater"),
+        ("model.architecture.tower=[16, 0]", "model.architecture.tower.1: Input should be greater"),
+        ("model.sequence.max_len=10000000", "model.sequence.max_len: Input should be less than or"),
+        ("recommend.blend={clik = 1.0}", "recommend.blend: 'clik' is not a rating or binary task"),
+        ("recommend.blend={retrieval = 1.0}", "'retrieval' is not a rating or binary task"),
+        ("recommend.blend={like = nan}", "recommend.blend.like: Input should be a finite number"),
+    ],
+)
+def test_values_that_would_fail_late_are_refused_at_load(
+    base_toml: Path, override: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(base_toml, [override])
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "train.monitor='retrieval/mrr@20'",
+        "train.monitor='like/logloss'",
+        "eval.ks=[5]",  # ... with a monitor that exists
+        "model.sequence.max_len=4096",
+        "recommend.blend={like = 1.0, rating = 0.5}",
+    ],
+)
+def test_their_valid_neighbours_load(base_toml: Path, override: str) -> None:
+    overrides = [override] + (["train.monitor='rating/rmse'"] if "ks" in override else [])
+    load_config(base_toml, overrides)
+
+
+def test_gauc_can_be_monitored_where_users_have_several_validation_interactions(
+    base_toml: Path,
+) -> None:
+    cfg = load_config(base_toml, ["data.split.kind=random", "train.monitor='like/gauc'"])
+    assert cfg.train.monitor == "like/gauc"
+
+
+def test_the_metric_table_names_what_the_tasks_compute() -> None:
+    """``TASK_METRICS`` against the code that computes them (the tiny run's metrics.json checks
+    the names end to end: tests/integration/test_validation_metrics.py)."""
+    from hydrarec.evaluation.metrics import ranking_metrics
+    from hydrarec.experiment import default_monitor
+    from hydrarec.tasks.binary import BinaryTask
+    from hydrarec.tasks.rating import RatingTask
+
+    pred, label, user = np.array([0.2, 0.7, 0.4]), np.array([0.0, 1.0, 1.0]), np.array([1, 1, 2])
+    assert tuple(BinaryTask("like", 2).metrics(pred, label, user)) == TASK_METRICS["binary"]
+    rating = RatingTask("rating", 2, (1.0, 5.0), 3.0)
+    assert tuple(rating.metrics(pred, label, user)) == TASK_METRICS["rating"]
+    ranking = tuple(ranking_metrics(np.array([0, 3]), [7]))
+    assert ranking == tuple(m.format(k=7) for m in TASK_METRICS["retrieval"])
+    cfg = config_from_dict(tomllib.loads(BASE_TOML))
+    for first in cfg.tasks:  # the default monitor of each kind is produced
+        assert default_monitor([first])[0] in validation_metrics(cfg)
+
+
+# -- random values (hypothesis): a ConfigError or a config, never another exception ---------------
+def field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Dotted paths of every field of ``model``, sections and leaves (tasks by index)."""
+    paths = []
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        paths.append(path)
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            paths.extend(field_paths(sub, path + "."))
+    paths.extend(f"tasks.0.{name}" for name in TaskConfig.model_fields)
+    return paths
+
+
+PATHS = sorted(set(field_paths(Config)))
+VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(["retrieval/ndcg@10", "rating", "mmoe", "transformer", "inf"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=6,
+)
+
+
+def assign(raw: dict, path: str, value: object) -> None:
+    *head, last = path.split(".")
+    node: Any = raw
+    for part in head:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    node[last] = value
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    path=st.sampled_from(PATHS),
+    value=VALUES,
+    override=st.text(max_size=40),
+    data=st.data(),
+)
+def test_random_values_are_a_config_error_or_a_config(
+    path: str, value: object, override: str, data: st.DataObject
+) -> None:
+    """A random value at a random place of a valid config, then a random ``--set`` of that place,
+    of a place inside it (a section replaced by a value in the file) or of random text."""
+    inside = [p for p in PATHS if p.startswith(path + ".")] or PATHS
+    other = data.draw(st.sampled_from(inside))
+    raw = tomllib.loads(BASE_TOML)
+    assign(raw, path, value)
+    with contextlib.suppress(ConfigError):
+        config_from_dict(raw)
+    for assignment in (f"{path}={override}", f"{other}={override}", override):  # --set
+        again = tomllib.loads(BASE_TOML)
+        assign(again, path, value)
+        with contextlib.suppress(ConfigError):
+            apply_override(again, assignment)
+            config_from_dict(again)
+
+
+@settings(max_examples=100, deadline=None)
+@given(content=st.binary(max_size=200))
+def test_random_files_are_a_config_error_or_a_config(tmp_path_factory: Any, content: bytes) -> None:
+    path = tmp_path_factory.mktemp("cfg") / "random.toml"
+    path.write_bytes(content)
+    with contextlib.suppress(ConfigError):
+        load_config(path)

@@ -38,6 +38,7 @@ def tiny_run(path: Path) -> LoadedRun:
         {
             "data": {"dataset": "synthetic"},
             "eval": {"ks": [1, 3]},
+            "train": {"monitor": "retrieval/ndcg@3"},  # the default, ndcg@10, is not among ks
             "tasks": [
                 {"name": "retrieval", "kind": "retrieval"},
                 {"name": "rating", "kind": "rating", "column": "rating"},
