@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from hydrarec.data.dataset import Dataset
+from hydrarec.data.parquet import read_parquet
 from hydrarec.data.schema import ITEM_ID, TIMESTAMP, USER_ID, Column, Kind, Schema
 from hydrarec.data.validate import (
     Dtype,
@@ -23,7 +24,6 @@ from hydrarec.data.validate import (
     Origins,
     Source,
     check_labels,
-    coerce,
     read_text,
     resolve_duplicates,
 )
@@ -193,17 +193,7 @@ def _clean_ratings(df: pd.DataFrame, src: Source, duplicates: Duplicates) -> pd.
 
 
 def _implicit_pairs(file: Path, duplicates: Duplicates) -> pd.DataFrame:
-    raw = pd.read_parquet(file)
-    src = Source(file)
-    missing = [c for c in ("userID", "movieID") if c not in raw.columns]
-    if missing:
-        raise DataError(
-            f"missing required column {missing[0]!r}",
-            file=file,
-            field=missing[0],
-            expected="columns userID, movieID",
-        )
-    df = coerce(raw[["userID", "movieID"]], {"userID": "int", "movieID": "int"}, src)
+    df, src = read_parquet(file, {"userID": "int", "movieID": "int"})
     df = df.rename(columns={"userID": USER_ID, "movieID": ITEM_ID})
     df, _ = resolve_duplicates(df, [USER_ID, ITEM_ID], {}, duplicates, Origins([src], [len(df)]))
     return df

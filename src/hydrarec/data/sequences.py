@@ -55,15 +55,19 @@ def _read_lines(file: Path, sep: str | None) -> tuple[np.ndarray, np.ndarray]:
     """(users, items) of every interaction, in file order; bad lines are DataErrors."""
     if not file.is_file():
         raise DataError("file not found", file=file, expected="a sequence file, one user a line")
+    raw = file.read_bytes()
     try:
-        text = file.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", file=file) from None
+        bad_line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(
+            f"not UTF-8 text ({e.reason} at byte {e.start})", file=file, line=bad_line
+        ) from None
     users: list[int] = []
     counts: list[int] = []
     items: list[str] = []
     seen: dict[int, int] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # as editors count (not \x0c)
         tokens = line.split(sep) if sep else line.split()
         tokens = [t.strip() for t in tokens if t.strip()]
         if not tokens:

@@ -23,27 +23,26 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from hydrarec.config import TabularConfig
 from hydrarec.data.dataset import Dataset
+from hydrarec.data.parquet import read_parquet
 from hydrarec.data.schema import ITEM_ID, LABEL_KINDS, TIMESTAMP, USER_ID, Column, Kind, Schema
 from hydrarec.data.validate import (
     Dtype,
     Duplicates,
     Origins,
     Source,
+    check_id_lengths,
     check_kinds,
     check_labels,
     check_unique,
-    coerce,
     read_text,
-    require_columns,
     resolve_duplicates,
     unix_seconds,
 )
-from hydrarec.errors import ConfigError, DataError
+from hydrarec.errors import ConfigError
 
 FEATURE_KINDS = (Kind.CATEGORICAL, Kind.NUMERIC, Kind.MULTI_HOT, Kind.TEXT)
 _FEATURE_DTYPE: dict[Kind, Dtype] = {
@@ -141,6 +140,7 @@ def _read_interactions(
     # the default time column may be absent (data without time); a configured one may not
     optional = [time] if time and "timestamp" not in cfg.model_fields_set else []
     df, src = _read(file, fields, cfg, nullable=list(labels), optional=optional)
+    check_id_lengths(df, [cfg.user_id, cfg.item_id], src)
     df = check_labels(df, labels, src)
     out = df.rename(columns={cfg.user_id: USER_ID, cfg.item_id: ITEM_ID})
     if time and time in df.columns:
@@ -165,6 +165,7 @@ def _read_entities(
         **{n: _FEATURE_DTYPE[k] for n, k in kinds.items()},
     }
     df, src = _read(_resolve(base_dir, file), fields, cfg, nullable=list(kinds))
+    check_id_lengths(df, [id_in_file], src)
     check_unique(df, id_in_file, src)
     df = df.rename(columns={id_in_file: id_name})
     for n, k in kinds.items():
@@ -196,14 +197,7 @@ def _read(
             nullable=nullable,
             optional=optional or [],
         )
-    src = Source(file)
-    if not file.is_file():
-        raise DataError("file not found", file=file, expected="an existing file")
-    present = list(pq.read_schema(file).names)
-    require_columns(src, fields, present, optional or [])
-    fields = {c: d for c, d in fields.items() if c in present}
-    df = pd.read_parquet(file, columns=list(fields))
-    return coerce(df, fields, src, nullable), src
+    return read_parquet(file, fields, nullable=nullable, optional=optional or [])
 
 
 def _is_parquet(file: Path) -> bool:

@@ -5,6 +5,11 @@ the file read again, as text, to find the first offending line; the happy path p
 
 Line numbers are 1-based and count the header as line 1. Blank lines are skipped (as pandas does)
 and counted; a quoted field that spans several lines would shift the numbers after it.
+
+Numbers must be finite and within float32's range (every model computes in float32: an ``inf`` or
+``1e300`` rating would end as ``Infinity`` in metrics.json or a FloatingPointError, issue 21);
+integers must fit int64; ids are at most ``MAX_ID_CHARS`` characters (a 20 MB id once made a
+96.6 GiB allocation downstream).
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -32,7 +39,14 @@ _PANDAS_DTYPE: dict[str, str | None] = {
     "auto": None,
 }
 _EXPECTED = {"int": "an integer", "float": "a number"}
+_ALLOWED = {
+    "int": "an integer within int64's range",
+    "float": "a finite number within float32's range (about ±3.4e38)",
+}
 _UNIT_SEP = "\x1f"  # stands in for a multi-character separator such as MovieLens-1M's '::'
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # about 3.4e38
+INT64_LIMIT = 2.0**63
+MAX_ID_CHARS = 256
 
 
 class Source:
@@ -86,27 +100,55 @@ class TextSource(Source):
         """The field names: the header's, or the ``names`` given for a file without one."""
         if not self.header:
             return list(self.names or [])
-        head = pd.read_csv(
-            io.BytesIO(self.raw),
-            sep=self.sep,
-            nrows=0,
-            encoding=self.encoding,
-            quoting=self._quoting(),
-        )
+        if not self.raw.strip():
+            raise DataError(
+                "the file is empty", file=self.path, line=1,
+                expected="a header line naming the columns, then one row a line",
+            )  # fmt: skip
+        try:
+            head = pd.read_csv(
+                io.BytesIO(self.raw),
+                sep=self.sep,
+                nrows=0,
+                encoding=self.encoding,
+                quoting=self._quoting(),
+            )
+        except pd.errors.EmptyDataError:
+            raise DataError(
+                "no header line", file=self.path, line=1,
+                expected="a header line naming the columns, then one row a line",
+            ) from None  # fmt: skip
+        except pd.errors.ParserError as e:  # the tokenizer reads ahead: e.g. an unclosed quote
+            raise unclosed_quote(self) or DataError(
+                f"could not be parsed: {e}", file=self.path
+            ) from None
         return [str(c) for c in head.columns]
 
-    def records(self) -> Iterable[tuple[int, list[str]]]:
+    def records(self) -> Iterator[tuple[int, list[str]]]:
         """(line number, fields) of every non-blank line, read by Python (error path only)."""
         text = self.raw.decode(self.encoding, errors="replace")
         reader = csv.reader(
             io.StringIO(text, newline=""), delimiter=self.sep, quoting=self._quoting()
         )
-        for fields in reader:
-            if fields and any(f.strip() for f in fields):
-                yield reader.line_num, fields
+        with csv_field_limit(len(text)):
+            for fields in reader:
+                if fields and any(f.strip() for f in fields):
+                    yield reader.line_num, fields
 
     def _quoting(self) -> Literal[0, 3]:  # csv.QUOTE_MINIMAL, csv.QUOTE_NONE
         return 0 if self.quoting else 3
+
+
+@contextmanager
+def csv_field_limit(chars: int) -> Iterator[None]:
+    """Let Python's csv module read fields of up to ``chars`` characters (default 131,072): a
+    long field is the parsers' to judge, not a csv.Error."""
+    before = csv.field_size_limit()
+    csv.field_size_limit(max(before, chars + 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -162,11 +204,24 @@ def read_text(
         df = _parse(src, dtype)
     except UnicodeDecodeError:
         raise encoding_error(src) from None
-    except (ValueError, pd.errors.ParserError) as e:
+    except (ValueError, OverflowError, pd.errors.ParserError) as e:  # Overflow: > int64
         raise diagnose(src, {c: fields[c] for c in use}, nullable, str(e)) from None
-    if any(df[c].isna().any() for c in use if c not in nullable) or not _counts_ok(src, df):
+    if len(df) == 0:
+        raise DataError(
+            "no rows" + (" after the header" if header else ""), file=src.path,
+            line=2 if header else 1, field=use[0] if use else None, expected="at least one row",
+        )  # fmt: skip
+    suspect = any(df[c].isna().any() for c in use if c not in nullable)
+    suspect |= any(not _finite_f32(df[c]).all() for c in use if fields[c] == "float")
+    if suspect or not _counts_ok(src, df):
         raise diagnose(src, {c: fields[c] for c in use}, nullable, "an empty value")
     return df[use], src
+
+
+def _finite_f32(values: pd.Series) -> np.ndarray:
+    """Whether each number is finite within float32's range (NaN counts as fine: missing)."""
+    x = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.isnan(x) | (np.abs(x) <= FLOAT32_MAX)
 
 
 def _parse(src: TextSource, dtype: Mapping[str, str] | type[str]) -> pd.DataFrame:
@@ -209,8 +264,14 @@ def require_columns(
             file=src.path,
             line=1 if isinstance(src, TextSource) else None,
             field=missing[0],
-            expected=f"a column {missing[0]!r} (columns found: {', '.join(present)})",
+            expected=f"a column {missing[0]!r} (columns found: {_listed(present)})",
         )
+
+
+def _listed(names: Sequence[str], most: int = 20) -> str:
+    """``names`` for a message: each cut to 40 characters, at most ``most`` of them."""
+    shown = [n if len(n) <= 40 else n[:40] + "..." for n in map(str, names[:most])]
+    return ", ".join(shown) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def encoding_error(src: TextSource) -> DataError:
@@ -221,7 +282,7 @@ def encoding_error(src: TextSource) -> DataError:
         except UnicodeDecodeError as e:
             text = line.decode(src.encoding, errors="replace").split(src.sep)
             at = next(i for i, f in enumerate(text) if "\ufffd" in f)
-            cols = src.names or (src.columns() if number > 1 else [])
+            cols = src.names or (_header_fields(src) if number > 1 else [])
             field = cols[at] if at < len(cols) else f"field {at + 1}"
             return DataError(
                 f"byte {line[e.start]:#04x} is not valid {src.encoding}",
@@ -233,10 +294,45 @@ def encoding_error(src: TextSource) -> DataError:
     return DataError("the file does not decode", file=src.path, expected=f"{src.encoding} text")
 
 
+def unclosed_quote(src: TextSource) -> DataError | None:
+    """The line and field where a quote opens that no later quote closes, if there is one."""
+    if not src.quoting:
+        return None
+    text = src.raw.decode(src.encoding, errors="replace")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=src.sep, strict=True)
+    start = 1  # the line the current record starts on
+    try:
+        with csv_field_limit(len(text)):
+            for _ in reader:
+                start = reader.line_num + 1
+    except csv.Error as e:
+        if "end of data" not in str(e):
+            return None
+    else:
+        return None
+    line = text.split("\n")[start - 1]
+    partial = next(csv.reader([line], delimiter=src.sep), [""])  # the open field comes last
+    cols = src.names or (_header_fields(src) if start > 1 else [])
+    at = len(partial) - 1
+    return DataError(
+        "a quote opens here and is never closed (the rest of the file would be one field)",
+        file=src.path, line=start, field=cols[at] if at < len(cols) else f"field {at + 1}",
+        expected='a closing quote (") in the same field',
+    )  # fmt: skip
+
+
+def _header_fields(src: TextSource) -> list[str]:
+    first = src.raw.decode(src.encoding, errors="replace").split("\n", 1)[0]
+    return next(csv.reader([first], delimiter=src.sep), [])
+
+
 def diagnose(
     src: TextSource, fields: Mapping[str, Dtype], nullable: set[str], why: str
 ) -> DataError:
     """Find the first bad line after the fast parser failed: wrong field count, then bad values."""
+    quote = unclosed_quote(src)
+    if quote is not None:
+        return quote
     cols = src.columns()
     records = iter(src.records())
     if src.header:
@@ -278,18 +374,20 @@ def coerce(
             )
         if dtype in ("int", "float"):
             fast = _cast(col, dtype)
-            if fast is not None:
+            if fast is not None and (dtype == "int" or _finite_f32(fast).all()):
                 out[name] = fast
                 continue
             num = pd.to_numeric(col, errors="coerce")
             wrong = num.isna() & col.notna()
             if dtype == "int":
-                wrong = wrong | (num.notna() & (num % 1 != 0))
+                wrong = wrong | (num.notna() & ((num % 1 != 0) | (num.abs() >= INT64_LIMIT)))
+            else:
+                wrong = wrong | ~_finite_f32(num)
             if wrong.any():
                 row = int(np.flatnonzero(wrong.to_numpy())[0])
-                bad.append(
-                    (row, name, f"{col.iloc[row]!r} is not {_EXPECTED[dtype]}", _EXPECTED[dtype])
-                )
+                what = _what_is_wrong(float(num.iloc[row]), dtype)
+                bad.append((row, name, f"{_shown(col.iloc[row])} is {what}", _ALLOWED[dtype]))
+                continue
             out[name] = num.astype(
                 "int64" if dtype == "int" and not num.isna().any() else "float64"
             )
@@ -305,8 +403,25 @@ def _cast(col: pd.Series, dtype: Dtype) -> pd.Series | None:
         return None
     try:
         return col.astype(_PANDAS_DTYPE[dtype])  # type: ignore[call-overload]
-    except (ValueError, TypeError):  # pyarrow's ArrowInvalid is a ValueError
+    except (ValueError, TypeError, OverflowError):  # pyarrow's ArrowInvalid is a ValueError
         return None
+
+
+def _what_is_wrong(value: float, dtype: Dtype) -> str:
+    """Why ``value`` (as parsed, NaN if it is no number) is not a valid ``dtype``."""
+    if np.isnan(value):
+        return f"not {_EXPECTED[dtype]}"
+    if dtype == "float" and np.isinf(value):
+        return "not a finite number"
+    if dtype == "int" and np.isfinite(value) and value % 1 != 0:
+        return "not an integer"
+    return "out of range"
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a 20 MB value must not fill the message)."""
+    text = repr(value.item() if isinstance(value, np.generic) else value)  # 1e+300, not np.…
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(str(value)):,} characters)"
 
 
 class Origins:
@@ -333,16 +448,26 @@ def check_labels(df: pd.DataFrame, labels: Mapping[str, Kind], src: Source) -> p
     """Labels are float32; NaN is an error, and a binary label must be 0 or 1."""
     out = df.copy()
     for name, kind in labels.items():
-        values = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64)
+        try:
+            values = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64)
+        except OverflowError:  # Python ints beyond float64: as text they parse to inf
+            values = pd.to_numeric(df[name].astype(str), errors="coerce").to_numpy(np.float64)
         nan = np.isnan(values)
         if nan.any():
             row = int(np.flatnonzero(nan)[0])
             raise src.error(
                 row,
                 name,
-                f"label is {df[name].iloc[row]!r}, not a number",
+                f"label is {_shown(df[name].iloc[row])}, not a number",
                 "a number (labels may not be missing)",
             )
+        huge = np.abs(values) > FLOAT32_MAX  # inf, or beyond float32 (1e300 would become inf)
+        if huge.any():
+            row = int(np.flatnonzero(huge)[0])
+            raise src.error(
+                row, name, f"label is {_shown(df[name].iloc[row])}, not a finite number",
+                _ALLOWED["float"],
+            )  # fmt: skip
         if kind is Kind.BINARY and not np.isin(values, (0.0, 1.0)).all():
             row = int(np.flatnonzero(~np.isin(values, (0.0, 1.0)))[0])
             raise src.error(row, name, f"binary label is {values[row]:g}", "0 or 1")
@@ -351,26 +476,51 @@ def check_labels(df: pd.DataFrame, labels: Mapping[str, Kind], src: Source) -> p
 
 
 def unix_seconds(values: pd.Series, src: Source, field: str = "timestamp") -> np.ndarray:
-    """Timestamps as int64 unix seconds, from integers or ISO 8601 date-time strings."""
-    expected = "unix seconds (an integer) or an ISO 8601 date-time"
+    """Timestamps as int64 unix seconds, from integers or ISO 8601 date-time strings.
+
+    A column holds one form, the form of its first value; the first value not of that form is
+    the error. (Parsing every value as a date once reported 'yesterday' at line 101 of an integer
+    column as line 2, the first integer, issue 21.)
+    """
     if pd.api.types.is_datetime64_any_dtype(values):
-        stamps = pd.to_datetime(values, utc=True)
-    else:
-        fast = _cast(values, "int")
-        if fast is not None:
-            return fast.to_numpy(np.int64)
-        numbers = pd.to_numeric(values, errors="coerce")
-        if numbers.notna().all() and (numbers % 1 == 0).all():
-            return numbers.to_numpy().astype(np.int64)
-        if pd.api.types.is_numeric_dtype(values):  # NaN or fractional seconds
-            row = int(np.flatnonzero((numbers.isna() | (numbers % 1 != 0)).to_numpy())[0])
-            raise src.error(row, field, f"bad timestamp {values.iloc[row]!r}", expected)
-        stamps = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+        return _seconds(pd.to_datetime(values, utc=True), values, src, field, "a date-time")
+    fast = _cast(values, "int")
+    if fast is not None:
+        return fast.to_numpy(np.int64)
+    if pd.api.types.is_numeric_dtype(values):  # floats: NaN, fractional or beyond int64?
+        x = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        whole = np.isfinite(x) & (np.abs(x) < INT64_LIMIT)
+        whole[whole] = x[whole] % 1 == 0
+        if whole.all():
+            return x.astype(np.int64)
+        row = int(np.flatnonzero(~whole)[0])
+        raise src.error(row, field, f"bad timestamp {_shown(values.iloc[row])}", _UNIX_SECONDS)
+    text = values.astype(str).str.strip()
+    unix = text.str.fullmatch(_UNIX).to_numpy(dtype=bool)
+    if unix[0]:
+        if not unix.all():
+            row = int(np.flatnonzero(~unix)[0])
+            expected = f"{_UNIX_SECONDS}, as the first row's {_shown(values.iloc[0])}"
+            raise src.error(row, field, f"bad timestamp {_shown(values.iloc[row])}", expected)
+        return text.astype("int64").to_numpy(np.int64)
+    stamps = pd.to_datetime(text.where(~unix), utc=True, errors="coerce", format="ISO8601")
+    return _seconds(stamps, values, src, field, f"as the first row's {_shown(values.iloc[0])}")
+
+
+_UNIX = re.compile(r"[+-]?[0-9]{1,18}")
+_UNIX_SECONDS = "unix seconds (an integer)"
+
+
+def _seconds(
+    stamps: pd.Series, values: pd.Series, src: Source, field: str, like: str
+) -> np.ndarray:
+    """Unix seconds of parsed date-times; the first that did not parse (NaT) raises."""
     bad = stamps.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise src.error(row, field, f"bad timestamp {values.iloc[row]!r}", expected)
-    return ((stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+        expected = f"an ISO 8601 date-time ({like}) or, in a column of them, unix seconds"
+        raise src.error(row, field, f"bad timestamp {_shown(values.iloc[row])}", expected)
+    return stamps.dt.as_unit("s").astype("int64").to_numpy(np.int64)  # no ns overflow: year 1001
 
 
 def resolve_duplicates(
@@ -441,6 +591,18 @@ def require_rows(df: pd.DataFrame, what: str, after: str | None = None) -> None:
     if len(df) == 0:
         how = f" after {after}" if after else ""
         raise DataError(f"no {what} left{how}", expected=f"at least one {what} row")
+
+
+def check_id_lengths(df: pd.DataFrame, columns: Iterable[str], src: Source) -> None:
+    """Ids (read as text) are at most ``MAX_ID_CHARS`` characters long."""
+    for column in columns:
+        lengths = df[column].astype(str).str.len().to_numpy()
+        if len(lengths) and lengths.max() > MAX_ID_CHARS:
+            row = int(np.flatnonzero(lengths > MAX_ID_CHARS)[0])
+            raise src.error(
+                row, column, f"an id of {lengths[row]:,} characters",
+                f"ids of at most {MAX_ID_CHARS} characters",
+            )  # fmt: skip
 
 
 def check_unique(df: pd.DataFrame, column: str, src: Source) -> None:

@@ -151,10 +151,11 @@ def test_empty_after_filtering(write_ml100k) -> None:
         load_dataset(cfg)
 
 
-def test_empty_file(tmp_path: Path) -> None:
+def test_header_only_file(tmp_path: Path) -> None:
     _csv(tmp_path, "r.csv", "user_id,item_id\n")
-    with pytest.raises(DataError, match="no interactions"):
+    with pytest.raises(DataError, match="no rows after the header") as e:
         load_tabular({"interactions": "r.csv", "timestamp": ""}, tmp_path)
+    assert_names(e.value, "r.csv", 2, "user_id")  # issue 21: was "dataset 'tabular' has no ..."
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
