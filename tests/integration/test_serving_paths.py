@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+import uvloop
 from fastapi.testclient import TestClient
 from tests.integration.tiny import AUTH, KEY
 
 from hydrarec.errors import RunError, UnknownIdError
 from hydrarec.recommender import Recommendations, Recommender, UserQuery
 from hydrarec.serving import app as app_module
-from hydrarec.serving import create_app, fast_lane
+from hydrarec.serving import create_app, fast_lane, model_process
 from hydrarec.serving.app import Service
 from hydrarec.serving.batcher import MicroBatcher, Options
 from hydrarec.serving.model_process import MODEL_NICE, ModelPool, cpu_share
@@ -180,11 +181,36 @@ def test_cores_are_shared_out_among_model_processes(monkeypatch: pytest.MonkeyPa
     assert cpu_share(0, 1) == {4, 5, 6, 7}
 
 
-# a pool called as a thread calls it (``recommend_for``) and as the service does (event loop)
+# a pool called as a thread calls it (``recommend_for``) and as the service does (event loop),
+# under asyncio's loop and under uvloop, which uvicorn runs (and which leaves the descriptors it
+# watched non-blocking: issue 21)
 CALLS: dict[str, Any] = {
     "thread": lambda pool, *a, **kw: pool.recommend_for(*a, **kw),
     "event loop": lambda pool, *a, **kw: asyncio.run(pool.recommend_async(*a, **kw)),
+    "uvloop": lambda pool, *a, **kw: uvloop.run(pool.recommend_async(*a, **kw)),
 }
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_answers_longer_than_one_read_come_back_whole(
+    tiny_run: Path, rec: Recommender, call: str
+) -> None:
+    # issue 21: at k = 1000 an answer (here ~30 KB a user) arrives in several writes; the event
+    # loop read it as one and, under uvloop, broke off mid-read about every other call, which
+    # killed the model process (exit code -9) and answered 500
+    pool = ModelPool(tiny_run, processes=1)
+    try:
+        (pid,) = pool.pids
+        for users in ([1], [1, 2, 3, 4, 5, 6, 7, 8]):
+            queries = [UserQuery(user_id=u) for u in users]
+            want = rec.recommend_for(queries, 1000, explain=True, predictions=True)
+            for _ in range(5):
+                got = CALLS[call](pool, queries, 1000, explain=True, predictions=True)
+                assert got.ids.tolist() == want.ids.tolist()
+                np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5)
+        assert pool.pids == [pid]  # never replaced
+    finally:
+        pool.close()
 
 
 @pytest.mark.parametrize("call", CALLS)
@@ -202,7 +228,9 @@ def test_a_model_process_found_dead_is_replaced_before_the_call(tiny_run: Path, 
 
 
 @pytest.mark.parametrize("call", CALLS)
-def test_a_model_process_that_dies_during_a_call_fails_it(tiny_run: Path, call: str) -> None:
+def test_a_model_process_that_dies_during_a_call_fails_it(
+    tiny_run: Path, call: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pool = ModelPool(tiny_run, processes=1)
     proc = pool._all[0]
     try:
@@ -218,10 +246,18 @@ def test_a_model_process_that_dies_during_a_call_fails_it(tiny_run: Path, call: 
                 os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
                 child.join(10)
 
+        async def send_then_die(*args: Any) -> None:  # the same on the event loop's path
+            await send_message(*args)
+            os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            child.join(10)
+
+        send_message = model_process._send_message
+        monkeypatch.setattr(model_process, "_send_message", send_then_die)
         proc._conn = DiesAfterSend()  # type: ignore[assignment]
         with pytest.raises(RuntimeError, match="model process exited"):
             CALLS[call](pool, [UserQuery(user_id=1)], 3)
         assert pool.pids == [None]
+        monkeypatch.undo()
         out = CALLS[call](pool, [UserQuery(user_id=1)], 3)  # a new process
         assert out.ids.shape == (1, 3) and pool.pids[0] is not None
     finally:

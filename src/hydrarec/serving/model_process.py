@@ -16,12 +16,19 @@ stays an ``UnknownIdError``, so it is still a 404). A child that dies or hangs d
 that call with a ``RuntimeError``; one found dead before a call is replaced first.
 
 The service calls ``recommend_async`` from its event loop: the request goes down the pipe and the
-loop reads the answer when the pipe is readable, with no thread in between. Through a thread
-pool (``recommend_for`` in an executor) each call cost the server two thread hand-offs, each a
-wake-up and a take-back of the GIL from the loop; without them, in alternating 8-second runs at
-c = 16 on 2 cores, the HTTP process spent a median 0.23 ms of CPU per request instead of 0.28,
-and 7 of 9 pairs of runs served more requests/s (e.g. 1,762 against 1,552, p99 15.2 against
-18.9 ms).
+loop reads the answer as it arrives, with no thread in between. Through a thread pool
+(``recommend_for`` in an executor) each call cost the server two thread hand-offs, each a wake-up
+and a take-back of the GIL from the loop; without them, in alternating 8-second runs at c = 16 on
+2 cores, the HTTP process spent a median 0.23 ms of CPU per request instead of 0.28, and 7 of 9
+pairs of runs served more requests/s (e.g. 1,762 against 1,552, p99 15.2 against 18.9 ms).
+
+The loop reads the answer piece by piece off a non-blocking socket (``_recv_message``), never
+with ``Connection.recv``: uvloop leaves a descriptor it has watched non-blocking, and an answer
+that arrives in pieces (``Connection`` writes the length, then a pickle over 16 KiB, such as one
+user's at k = 1000 on ML-100K, 33 KB, in a second write; and a socket holds only so much) broke
+off mid-read with a ``BlockingIOError`` whenever the read ran ahead of the child's writes. That
+was taken for a dead child: the child was killed (exit code -9), the request answered 500 and
+the next ones waited for a new process (issue 21).
 """
 
 from __future__ import annotations
@@ -34,10 +41,13 @@ import os
 import pickle
 import queue
 import signal
+import socket
+import struct
 import threading
 import weakref
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +93,7 @@ class ModelProcess:
         self.call_timeout = call_timeout
         self._lock = threading.Lock()
         self._conn: Connection | None = None
+        self._sock: socket.socket | None = None  # the event loop's view of _conn (a socketpair)
         self._proc: mp.process.BaseProcess | None = None
         self._spawn()
         if start:
@@ -95,7 +106,9 @@ class ModelProcess:
         proc = ctx.Process(target=_child, args=args, name="hydrarec-model", daemon=True)
         proc.start()
         child.close()
-        self._conn, self._proc = parent, proc
+        # a duplicate of the parent's end, which the event loop reads without blocking
+        sock = socket.socket(fileno=os.dup(parent.fileno()))
+        self._conn, self._sock, self._proc = parent, sock, proc
 
     def wait_ready(self) -> None:
         """Wait until the child has loaded the run; raise its error (as itself) if it could not."""
@@ -126,9 +139,11 @@ class ModelProcess:
                 self._proc.kill()
                 self._proc.join(5)
             code = self._proc.exitcode
+        if self._sock is not None:
+            self._sock.close()
         if self._conn is not None:
             self._conn.close()
-        self._conn = self._proc = None
+        self._conn = self._sock = self._proc = None
         return code
 
     @property
@@ -143,7 +158,8 @@ class ModelProcess:
         with a ``RuntimeError`` (and is replaced at the next)."""
         with self._lock:
             self._ensure_alive()
-            assert self._conn is not None
+            assert self._conn is not None and self._sock is not None
+            self._sock.setblocking(True)  # Connection.recv reads a whole answer, however long
             try:
                 self._conn.send((list(queries), k, options))
                 if not self._conn.poll(self.call_timeout):
@@ -163,30 +179,20 @@ class ModelProcess:
         self, queries: Sequence[UserQuery], k: int = 10, **options: Any
     ) -> Recommendations:
         """``recommend_for`` from an event loop, which goes on while the child works: the request
-        is written to the pipe and the answer read when the pipe is readable. One call at a time
-        per process (the pool sees to it). A call that times out or is cancelled leaves the child
-        in the middle of an answer nobody reads: it is killed, and replaced at the next call."""
+        is written to the pipe and the answer read as it arrives. One call at a time per process
+        (the pool sees to it). A call that times out or is cancelled leaves the child in the
+        middle of an answer nobody reads: it is killed, and replaced at the next call."""
         loop = asyncio.get_running_loop()
         if self._proc is None or not self._proc.is_alive():  # rare: spawning takes seconds
             await loop.run_in_executor(None, self._respawn)
-        conn = self._conn
-        assert conn is not None
-        answer: asyncio.Future[Any] = loop.create_future()
-
-        def readable() -> None:
-            loop.remove_reader(fd)
-            try:  # the child writes an answer whole, so this read does not wait for long
-                answer.set_result(conn.recv())
-            except (EOFError, OSError) as e:
-                answer.set_exception(e)
-
+        sock = self._sock
+        assert sock is not None
+        sock.setblocking(False)
         try:
-            conn.send((list(queries), k, options))
-            fd = conn.fileno()
-            loop.add_reader(fd, readable)
-            status, payload = await asyncio.wait_for(answer, self.call_timeout)
+            exchange = _exchange(loop, sock, (list(queries), k, options))
+            message = await asyncio.wait_for(exchange, self.call_timeout)
         except asyncio.TimeoutError:  # first: TimeoutError is an OSError
-            self._abandon(loop, conn)
+            self._abandon(sock)
             raise RuntimeError(
                 f"the model process did not answer in {self.call_timeout} s (killed)"
             ) from None
@@ -194,8 +200,9 @@ class ModelProcess:
             code = self._discard()
             raise RuntimeError(f"the model process exited (exit code {code})") from None
         except asyncio.CancelledError:
-            self._abandon(loop, conn)
+            self._abandon(sock)
             raise
+        status, payload = ForkingPickler.loads(message)
         if status == "error":
             raise payload
         return payload  # type: ignore[no-any-return]
@@ -211,11 +218,9 @@ class ModelProcess:
             self._spawn()
             self.wait_ready()
 
-    def _abandon(self, loop: asyncio.AbstractEventLoop, conn: Connection) -> None:
-        """Stop waiting for the answer on ``conn`` and kill the child that owes it."""
-        with contextlib.suppress(OSError, ValueError):  # the pipe may be closed already
-            loop.remove_reader(conn.fileno())
-        if conn is self._conn:
+    def _abandon(self, sock: socket.socket) -> None:
+        """Stop waiting for the answer on ``sock`` and kill the child that owes it."""
+        if sock is self._sock:
             self._discard()
 
     def stop(self) -> None:
@@ -311,6 +316,54 @@ class ModelPool:
             proc.stop()
         for proc in procs:
             proc.close()
+
+
+async def _exchange(loop: asyncio.AbstractEventLoop, sock: socket.socket, obj: Any) -> bytearray:
+    """Send ``obj`` down ``sock``; the pickle of the answer."""
+    await _send_message(loop, sock, obj)
+    return await _recv_message(loop, sock)
+
+
+async def _send_message(loop: asyncio.AbstractEventLoop, sock: socket.socket, obj: Any) -> None:
+    """Write ``obj`` as ``Connection.send`` would (``_recv_message`` says how)."""
+    body = ForkingPickler.dumps(obj)
+    size = len(body)
+    head = struct.pack("!i", size) if size < 1 << 31 else struct.pack("!iQ", -1, size)
+    data = memoryview(head + body)
+    try:
+        sent = sock.send(data)  # a request fits the socket's buffer, except a very long one
+    except BlockingIOError:
+        sent = 0
+    if sent < len(data):
+        await loop.sock_sendall(sock, data[sent:])
+
+
+async def _recv_message(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytearray:
+    """The pickle of the next message ``Connection.send`` wrote to ``sock``, read as it arrives.
+
+    ``multiprocessing.connection``'s format on Unix: a signed 4-byte big-endian length, or -1
+    and an 8-byte length for 2 GiB or more, then the pickle (``Connection._send_bytes``)."""
+    (size,) = struct.unpack("!i", await _recv_exactly(loop, sock, 4))
+    if size == -1:
+        (size,) = struct.unpack("!Q", await _recv_exactly(loop, sock, 8))
+    return await _recv_exactly(loop, sock, size)
+
+
+async def _recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int) -> bytearray:
+    """``n`` bytes from the non-blocking ``sock``: what has arrived at once, the rest as it comes
+    (through the loop, which wakes this when ``sock`` is readable); EOFError if it closes."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        try:
+            read = sock.recv_into(view[got:])
+        except BlockingIOError:
+            read = await loop.sock_recv_into(sock, view[got:])
+        if read == 0:
+            raise EOFError(f"the socket closed after {got} of {n} bytes")
+        got += read
+    return buf
 
 
 def _allowed_cpus() -> list[int] | None:
