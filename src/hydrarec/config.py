@@ -118,7 +118,7 @@ class FeaturesConfig(Section):
 
 
 class SequenceConfig(Section):
-    kind: Literal["none", "transformer", "gru", "lstm"] = "transformer"  # history encoder
+    kind: Literal["none", "transformer", "gru", "lstm", "hstu"] = "transformer"  # history encoder
     # the user's most recent items read. At most MAX_SEQUENCE_LEN: histories are padded to it in
     # memory (users x max_len) and attention grows with its square (issue 21: 10,000,000 grew to
     # 23 GB before it was killed)
@@ -174,6 +174,9 @@ class ModelConfig(Section):
     # what the architecture reads per (user, item) pair: [u, i, u * i] (3D wide) or [u, i] (2D)
     pair_input: Literal["concat_product", "concat"] = "concat_product"
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout in the towers
+    # the user tower reads a learned vector per user id; false: a user is their history and side
+    # features alone (as in SASRec), so nothing is fitted per user and short histories generalise
+    user_ids: bool = True
     sequence: SequenceConfig = SequenceConfig()
     text: TextConfig = TextConfig()
     architecture: ArchitectureConfig = ArchitectureConfig()
@@ -234,6 +237,9 @@ class TrainConfig(Section):
     # a window of model.sequence.max_len items whose every position predicts the next ("windows")
     examples: Literal["rows", "windows"] = "rows"
     window_stride: int | None = Field(None, ge=1)  # windows: targets per window (None: max_len)
+    # windows: each batch holds windows of similar lengths, so a batch of short sequences runs
+    # at its own width, not the longest window's (the batches are still drawn at random)
+    length_buckets: bool = False
     lr: float = Field(3e-3, gt=0.0)  # AdamW learning rate
     weight_decay: float = Field(1e-4, ge=0.0)  # AdamW weight decay
     warmup: float = Field(0.05, ge=0.0, lt=1.0)  # share of steps of linear warm-up, then cosine

@@ -31,6 +31,8 @@ from hydrarec.features.histories import UserHistories
 
 __all__ = ["BatchBuilder", "Sampler", "UserHistories"]
 
+BUCKET_BATCHES = 64  # length_buckets: batches sorted together (the others stay shuffled)
+
 
 class Sampler(Protocol):
     """What ``BatchBuilder`` needs of a negative sampler (``hydrarec.data.sampling``)."""
@@ -65,7 +67,9 @@ class BatchBuilder:
     ``full_catalogue``. History items are among the distinct items and get the same formula.
 
     ``examples='windows'``: ``build`` takes window ends (``units``) instead of rows, each window
-    ``history_len`` long with ``window_stride`` targets (0: ``history_len``, no overlap).
+    ``history_len`` long with ``window_stride`` targets (0: ``history_len``, no overlap). With
+    ``length_buckets`` an epoch's batches hold windows of similar lengths (``epoch_order``), so a
+    batch of short sequences is trimmed to its own width instead of the longest window's.
 
     Not thread-safe: de-duplication reuses two per-catalogue buffers (9 bytes per item).
     """
@@ -86,6 +90,7 @@ class BatchBuilder:
         history_mode: Literal["before", "last"] = "before",
         examples: Literal["rows", "windows"] = "rows",
         window_stride: int = 0,
+        length_buckets: bool = False,
     ) -> None:
         self.user_idx = np.asarray(user_idx, dtype=np.int64)
         self.item_idx = np.asarray(item_idx, dtype=np.int64)
@@ -104,6 +109,7 @@ class BatchBuilder:
         self.history_mode = history_mode
         self.examples = examples
         self.window_stride = window_stride or history_len
+        self.length_buckets = length_buckets and examples == "windows"
         self.n_items = len(item_features)
         self._check()
         self._mark = np.zeros(self.n_items + 1, dtype=bool)  # last slot: padding (-1)
@@ -278,13 +284,33 @@ class BatchBuilder:
             )
         rows = np.asarray(rows, dtype=np.int64)
         base = seed if isinstance(seed, int) else int(seed.integers(2**63))
-        order = np.random.default_rng([base, 0]).permutation(rows) if shuffle else rows
+        order = self.epoch_order(rows, batch_size, base) if shuffle else rows
         total = self.num_batches(len(rows), batch_size, drop_last)
         per_rank = self.num_batches(len(rows), batch_size, drop_last, world_size)
         for j in range(per_rank):
             b = (rank * per_rank + j) % total
             rng = np.random.default_rng([base, 1, b]) if self.negatives else None
             yield self.build(order[b * batch_size : (b + 1) * batch_size], rng)
+
+    def epoch_order(self, units: np.ndarray, batch_size: int, seed: int) -> np.ndarray:
+        """``units`` shuffled by ``seed``; batch b of the epoch is slice b of the result.
+
+        With ``length_buckets`` (windows), each run of ``BUCKET_BATCHES`` batches is sorted by
+        window length and the full batches are then shuffled among themselves (the last, partial
+        batch stays last): the batches are as random as before, each of similar lengths.
+        """
+        order = np.random.default_rng([seed, 0]).permutation(np.asarray(units, dtype=np.int64))
+        if not self.length_buckets or self.histories is None:
+            return order
+        lengths = self.histories.window_lengths(order, self.history_len)
+        chunk = batch_size * BUCKET_BATCHES
+        for s in range(0, len(order), chunk):
+            part = slice(s, s + chunk)
+            order[part] = order[part][np.argsort(lengths[part], kind="stable")]
+        n_full = len(order) // batch_size * batch_size
+        batches = order[:n_full].reshape(-1, batch_size)
+        batches = batches[np.random.default_rng([seed, 2]).permutation(len(batches))]
+        return np.concatenate([batches.ravel(), order[n_full:]])
 
     @staticmethod
     def num_batches(

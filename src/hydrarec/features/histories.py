@@ -130,6 +130,18 @@ class UserHistories:
         rows = np.take(self.rows, target[is_target])  # (R,)
         return inputs, mask, rows, np.flatnonzero(is_target)
 
+    def window_lengths(self, ends: np.ndarray, n: int) -> np.ndarray:
+        """(W,) the number of places of each window of length ``n`` ending at ``ends`` that
+        hold an item or the user's first target: ``min(n, place - user's first place + 1)``.
+
+        >>> h = UserHistories(np.array([0, 0, 0, 1]), np.array([7, 8, 9, 5]))
+        >>> h.window_lengths(np.array([2, 1, 3]), 2).tolist()
+        [2, 2, 1]
+        """
+        ends = np.asarray(ends, dtype=np.int64)
+        start = self.indptr[np.take(self._users, np.take(self.rows, ends))]  # (W,)
+        return np.minimum(n, ends - start + 1)
+
     def _take(self, starts: np.ndarray, n: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
         """Windows at ``starts`` of the padded layout; -1 (the layout's padding) -> ``pad``."""
         if n == 0:

@@ -123,7 +123,7 @@ def rank_batches(
             f"train.batch_size {batch_size} is the global batch; it must be at least the "
             f"number of ranks ({world_size})"
         )
-    order = np.random.default_rng([seed, 0]).permutation(np.asarray(rows, dtype=np.int64))
+    order = builder.epoch_order(rows, batch_size, seed)
     for b in range(BatchBuilder.num_batches(len(order), batch_size)):
         part = rank_part(order[b * batch_size : (b + 1) * batch_size], order, rank, world_size)
         rng = np.random.default_rng([seed, 1, b, rank]) if builder.negatives else None
@@ -213,6 +213,7 @@ def make_train_data(
         **retrieval_sampling(cfg, ds.n_items, counts),
         examples=cfg.train.examples,
         window_stride=cfg.train.window_stride or 0,
+        length_buckets=cfg.train.length_buckets,
     )
     return TrainData(
         cfg,

@@ -146,3 +146,44 @@ def test_trimmed_windows_give_the_states_of_the_full_ones(positions: str) -> Non
         return s.flatten(0, 1)[torch.from_numpy(p)]
 
     torch.testing.assert_close(states(inputs, mask, pos), states(full[0], full[1], full[3]))
+
+
+def _long_and_short(length_buckets: bool) -> BatchBuilder:
+    """40 users with 1..40 items each (window length 40): sequences of every length."""
+    rng = np.random.default_rng(0)
+    counts = rng.permutation(np.arange(1, 41))
+    users = np.repeat(np.arange(40), counts)
+    items = rng.integers(0, 30, len(users))
+    return BatchBuilder(
+        users,
+        items,
+        {},
+        EntityFeatures(ids=torch.arange(40) + 2),
+        EntityFeatures(ids=torch.arange(30) + 2),
+        histories=UserHistories(users, items),
+        history_len=40,
+        examples="windows",
+        full_catalogue=True,
+        length_buckets=length_buckets,
+    )
+
+
+def test_length_buckets_batch_similar_lengths_from_the_same_units() -> None:
+    plain, bucketed = _long_and_short(False), _long_and_short(True)
+    units = plain.units(np.arange(len(plain.user_idx)))
+    assert len(units) == 40  # one window per user
+    a, b = plain.epoch_order(units, 8, seed=3), bucketed.epoch_order(units, 8, seed=3)
+    assert sorted(a.tolist()) == sorted(b.tolist()) == sorted(units.tolist())
+    np.testing.assert_array_equal(a, np.random.default_rng([3, 0]).permutation(units))
+    np.testing.assert_array_equal(b, bucketed.epoch_order(units, 8, seed=3))  # reproducible
+    h = plain.histories
+    assert h is not None
+
+    def spread(order: np.ndarray) -> int:  # the widest batch's range of window lengths
+        lengths = h.window_lengths(order, 40).reshape(-1, 8)
+        return int((lengths.max(1) - lengths.min(1)).max())
+
+    # 40 lengths 1..40 in 5 batches of 8: sorted, each batch spans 7; shuffled, about 30
+    assert spread(b) == 7 and spread(a) > 20
+    widths = [bucketed.build(b[i : i + 8]).history.shape[1] for i in range(0, 40, 8)]
+    assert sorted(widths) == [8, 16, 24, 32, 40]  # trimmed to each batch's longest window
