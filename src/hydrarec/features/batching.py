@@ -346,7 +346,7 @@ def trim_windows(
     n = inputs.shape[1]
     if n == 0 or inputs.shape[0] == 0:
         return inputs, mask, rows, flat_pos
-    used = mask.any(axis=0)  # (N,) columns with an item
+    used = np.asarray(mask.any(axis=0), dtype=bool)  # (N,) columns with an item
     used[np.unique(flat_pos % n)] = True  # ... or a target (the first item's has no history)
     cut = int(np.argmax(used)) if used.any() else n
     if cut == 0:
