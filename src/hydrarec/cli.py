@@ -113,6 +113,53 @@ def datasets_fetch(
     console.print(f"fetched {name} into {fetch(name, dest)}")
 
 
+# -- init -------------------------------------------------------------------------------------
+@app.command()
+def init(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Interactions (CSV / TSV / Parquet), a folder of train / valid / test files, or "
+            "a sequence file (one user a line)."
+        ),
+    ],
+    items: Annotated[
+        Path | None,
+        typer.Option(help="Items table (item id + features, text); sequences: attributes JSON."),
+    ] = None,
+    users: Annotated[Path | None, typer.Option(help="Users table (user id + features).")] = None,
+    task: Annotated[str, typer.Option(help="Emphasis: next-item, rating or ctr.")] = "next-item",
+    user_id: Annotated[str | None, typer.Option(help="User id column (default: by name).")] = None,
+    item_id: Annotated[str | None, typer.Option(help="Item id column (default: by name).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Config file to write.")] = Path(
+        "config.toml"
+    ),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out.")] = False,
+) -> None:
+    """Write a commented config for your own data that trains as it stands.
+
+    Reads the files' headers and a sample, shows what each column was taken for and why, and
+    chooses the tasks (retrieval always; rating / binary from labels; reconstruction from item
+    features; item text), the split and the model. Then: hydrarec train -c OUT --out RUN.
+    """
+    from hydrarec.scaffold import scaffold, write_scaffold
+
+    result = scaffold(data, items=items, users=users, emphasis=task, user_id=user_id,
+                      item_id=item_id, config_name=out.name)  # fmt: skip
+    table = Table("file", "column", "taken as", "why", title="what hydrarec init inferred")
+    for file, guesses in result.facts.guesses.items():
+        for g in guesses:
+            taken = g.role if g.kind is None else f"{g.role} ({g.kind})"
+            table.add_row(escape(file), escape(g.column), taken, escape(g.why))
+    console.print(table)
+    f = result.facts
+    console.print(f"{f.n_users:,} users, {f.n_items:,} items, {f.n_rows:,} interactions")
+    for line in result.choices:
+        console.print(f"- {escape(line)}")
+    write_scaffold(result, out, overwrite=overwrite)
+    console.print(f"config written to {out}; train it: hydrarec train -c {out} --out runs/mine")
+
+
 # -- train / evaluate -------------------------------------------------------------------------
 @app.command()
 def train(
@@ -255,13 +302,27 @@ def recommend(
     index: Annotated[
         str | None, typer.Option(help="exact, faiss_hnsw or faiss_ivf (default: the run's).")
     ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="valid or test: each user as `hydrarec evaluate` ranks that split (history "
+            "before it, those items left out, exact retrieval scores); with --all-users, the "
+            "users evaluated on it."
+        ),
+    ] = None,
 ) -> None:
-    """Top-k recommendations for one user, a file of users, or all users."""
+    """Top-k recommendations for one user, a file of users, or all users.
+
+    ``--split test --all-users --out recs.parquet`` writes what evaluation ranks, to score with
+    your own metric code (docs/data.md, "Scoring offline").
+    """
     from hydrarec.io import write_with
     from hydrarec.recommender import Recommender
 
     if sum([user is not None, users is not None, all_users]) != 1:
         raise typer.BadParameter("give exactly one of --user, --users, --all-users")
+    if split is not None and split not in ("valid", "test"):
+        raise typer.BadParameter(f"--split {split!r}: allowed: valid, test")
     rec = Recommender.load(run, index=index)
     known = rec.run.user_ids.raw_ids
     if user is not None:
@@ -269,8 +330,10 @@ def recommend(
     elif users is not None:
         ids = _match_ids(_read_ids(users, "user_id"), known)
     else:
-        ids = list(known)
-    df = rec.recommend_table(ids, k, exclude_seen=exclude_seen, batch_size=batch_size)
+        ids = list(known if split is None else rec.split_users(split))
+    df = rec.recommend_table(
+        ids, k, exclude_seen=exclude_seen, batch_size=batch_size, as_of=split
+    )
     if out is None:
         titles = rec.title(rec.item_index(list(df["item_id"])))
         table = Table("user", "rank", "item", "title", "score")

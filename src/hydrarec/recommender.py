@@ -33,7 +33,7 @@ from torch import Tensor
 
 from hydrarec.architectures.pairs import ItemSideCache
 from hydrarec.errors import ConfigError
-from hydrarec.evaluation.evaluate import encode_items
+from hydrarec.evaluation.evaluate import encode_items, split_user_vectors, top_k_items
 from hydrarec.retrieval.base import Exclusion, ItemIndex
 from hydrarec.retrieval.build import INDEX_DIR, index_from_vectors, saved_index, saved_kind
 from hydrarec.retrieval.exact import ExactIndex
@@ -193,12 +193,51 @@ class Recommender:
         exclude_seen: bool | None = None,
         allow: Sequence[Any] | None = None,
         deny: Sequence[Any] | None = None,
+        as_of: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` raw item ids and scores per known user, shapes (len(users), k)."""
+        """Top-``k`` raw item ids and scores per known user, shapes (len(users), k).
+
+        ``as_of = "valid"`` or ``"test"``: each user as ``hydrarec evaluate`` sees them on that
+        split (``recommend_as_of``), to score offline with one's own metrics (issue 22)."""
+        if as_of is not None:
+            if allow is not None or deny is not None:
+                raise ValueError("as_of ranks every item, as evaluation does: no allow / deny")
+            keep_known = exclude_seen is False
+            idx, scores = self.recommend_as_of(self.user_index(users), k, as_of, keep_known)
+            return self.raw_items(idx), scores
         idx, scores = self.recommend_index(
             self.user_index(users), k, exclude_seen=exclude_seen, allow=allow, deny=deny
         )
         return self.raw_items(idx), scores
+
+    def recommend_as_of(
+        self, user_index: np.ndarray, k: int, split: str, keep_known: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` catalogue indices and scores as evaluation ranks ``split``: the history is
+        the interactions before it (``experiment.KNOWN_BEFORE``), those items are excluded
+        (unless ``keep_known``, as ``evaluate --with-known``), and every other item is ranked by
+        the retrieval score, exactly (no index, no blend). See ``evaluation.top_k_items`` for
+        how a held-out item's rank in evaluation reads off the list."""
+        from hydrarec.experiment import KNOWN_BEFORE
+
+        if split not in KNOWN_BEFORE:
+            raise ValueError(f"as_of must be one of {sorted(KNOWN_BEFORE)}, not {split!r}")
+        known = self.run.known(KNOWN_BEFORE[split])
+        users = np.asarray(user_index, dtype=np.int64)
+        cfg = self.config
+        user_vecs = split_user_vectors(
+            self.model, self.run.users, users, known, cfg.model.sequence.max_len,
+            self.item_vectors, self.device, cfg.eval.batch_size,
+        )  # fmt: skip
+        return top_k_items(
+            user_vecs, self.item_vectors, users, known, k, cfg.eval.batch_size, not keep_known
+        )
+
+    def split_users(self, split: str) -> np.ndarray:
+        """Raw ids of the users with interactions in ``split`` (those evaluation scores)."""
+        inter = self.run.interactions
+        users = np.unique(inter.loc[inter["split"] == split, "user_idx"].to_numpy())
+        return self.run.user_ids.raw(users)
 
     def recommend_table(
         self,
@@ -207,13 +246,21 @@ class Recommender:
         *,
         exclude_seen: bool | None = None,
         batch_size: int = 1024,
+        as_of: str | None = None,
     ) -> pd.DataFrame:
         """``user_id, rank, item_id, score`` rows for many known users, ``batch_size`` at a time
-        (what ``hydrarec recommend --all-users`` writes); empty slots are left out."""
+        (what ``hydrarec recommend --all-users`` writes); empty slots are left out. ``as_of``:
+        as evaluation ranks that split (see ``recommend``)."""
         frames = []
         for s in range(0, len(users), batch_size):
             chunk = list(users[s : s + batch_size])
-            idx, scores = self.recommend_index(self.user_index(chunk), k, exclude_seen=exclude_seen)
+            if as_of is not None:
+                keep_known = exclude_seen is False
+                idx, scores = self.recommend_as_of(self.user_index(chunk), k, as_of, keep_known)
+            else:
+                idx, scores = self.recommend_index(
+                    self.user_index(chunk), k, exclude_seen=exclude_seen
+                )
             filled = idx >= 0
             rows, ranks = np.nonzero(filled)
             frames.append(

@@ -71,6 +71,23 @@ def split_vectors(
     """Vectors of ``users`` (catalogue indices; their last ``history_len`` known items as
     history), (U, D), and of every item of the catalogue, (I, D); users ``batch_size`` at a time."""
     item_vecs = encode_items(model, items_table, device)
+    user_vecs = split_user_vectors(
+        model, users_table, users, known, history_len, item_vecs, device, batch_size
+    )
+    return user_vecs, item_vecs
+
+
+def split_user_vectors(
+    model: Model,
+    users_table: EntityFeatures,
+    users: np.ndarray,
+    known: UserHistories,
+    history_len: int,
+    item_vecs: Tensor,
+    device: torch.device,
+    batch_size: int = 256,
+) -> Tensor:
+    """Vectors of ``users`` with their last ``history_len`` known items as history, (U, D)."""
     user_vecs = torch.empty(len(users), item_vecs.shape[1], device=item_vecs.device)
     for s in range(0, len(users), batch_size):
         u = users[s : s + batch_size]
@@ -78,7 +95,7 @@ def split_vectors(
         user_vecs[s : s + batch_size] = encode_users(
             model, users_table, u, hist, mask, item_vecs, device
         )
-    return user_vecs, item_vecs
+    return user_vecs
 
 
 def evaluate_model(
@@ -203,6 +220,38 @@ def full_ranking_ranks(
         ties = (scores == t_score).sum(1).double() - 1.0
         ranks[sel] = (higher + 0.5 * ties).cpu().numpy()
     return ranks
+
+
+@torch.no_grad()
+def top_k_items(
+    user_vecs: Tensor,
+    item_vecs: Tensor,
+    users: np.ndarray,
+    known: UserHistories,
+    k: int,
+    batch_size: int,
+    exclude_known: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's ``k`` best items by the retrieval score, ranked as ``full_ranking_ranks``
+    ranks them: every item of the catalogue but the user's known items (unless
+    ``exclude_known`` is False). (U, k) catalogue indices and scores; a slot no item can fill
+    holds index -1 and score ``-inf``. A held-out item's 0-based rank in ``full_ranking_ranks``
+    is its position here less the user's other held-out items listed above it (ties aside)."""
+    n_items = item_vecs.shape[0]
+    width = min(k, n_items)
+    items = np.full((len(users), k), -1, dtype=np.int64)
+    scores = np.full((len(users), k), -np.inf, dtype=np.float32)
+    for s in range(0, len(users), batch_size):
+        rows = np.arange(s, min(s + batch_size, len(users)))
+        chunk = user_vecs[torch.as_tensor(rows)] @ item_vecs.T  # (R, I)
+        if exclude_known:
+            r, it = known_pairs(known, users[rows])
+            chunk[torch.as_tensor(r), torch.as_tensor(it)] = float("-inf")
+        best, at = torch.topk(chunk, width, dim=1)  # (R, width), sorted
+        at = torch.where(torch.isinf(best), -1, at)
+        items[rows, :width] = at.cpu().numpy()
+        scores[rows, :width] = best.float().cpu().numpy()
+    return items, scores
 
 
 @torch.no_grad()
