@@ -31,7 +31,10 @@ from hydrarec.features.histories import UserHistories
 
 __all__ = ["BatchBuilder", "Sampler", "UserHistories"]
 
-BUCKET_BATCHES = 64  # length_buckets: batches sorted together (the others stay shuffled)
+# length_buckets: batches whose windows are sorted together. Few, so batches stay mixed: of 4,
+# one holds the longest quarter and three the rest (on Amazon Beauty, batches of 256 sorted 64 at
+# a time trained to a valid NDCG@10 0.0234 at epoch 8 against 0.0298 unsorted)
+BUCKET_BATCHES = 4
 
 
 class Sampler(Protocol):

@@ -168,7 +168,12 @@ def _long_and_short(length_buckets: bool) -> BatchBuilder:
     )
 
 
-def test_length_buckets_batch_similar_lengths_from_the_same_units() -> None:
+def test_length_buckets_batch_similar_lengths_from_the_same_units(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hydrarec.features import batching
+
+    monkeypatch.setattr(batching, "BUCKET_BATCHES", 8)  # the 5 batches sorted at once
     plain, bucketed = _long_and_short(False), _long_and_short(True)
     units = plain.units(np.arange(len(plain.user_idx)))
     assert len(units) == 40  # one window per user
