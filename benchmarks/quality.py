@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,11 @@ from peers.common import Result, peak_mib
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 U1, LOO, MT, TFRS = "ML100K-U1", "ML100K-LOO", "ML100K-MT", "TFRS-MT"
+BEAUTY = "BEAUTY-LOO"  # Amazon Beauty, S3-Rec's files (issue 19)
+BEAUTY_FILES = {
+    "file": "amazon-beauty/Beauty.txt",
+    "item_attributes": "amazon-beauty/Beauty_item2attributes.json",
+}
 
 # protocol -> system -> adapter spec: ("hydrarec", config) or (peer, args)
 SYSTEMS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -75,12 +80,24 @@ SYSTEMS: dict[str, dict[str, tuple[str, ...]]] = {
         "ple": ("hydrarec", "configs/ml100k_ple.toml"),
     },
     TFRS: {"hydrarec": ("hydrarec-tfrs", "configs/tfrs_mt.toml")},
+    BEAUTY: {
+        # the shipped config (issue 19), and its single-task / multi-task variants
+        "hydrarec": ("hydrarec", "configs/beauty.toml"),
+        # the next-item config hydrarec had before issue 19 (ml100k_loo.toml's model and
+        # schedule; its MovieLens-only tasks cut), adapted only in its data section
+        "hydrarec-before": ("hydrarec", "benchmarks/configs/beauty_before.toml"),
+        "hydrarec-hstu": ("hydrarec", "configs/beauty.toml", "model.sequence.kind=hstu"),
+        "popular": ("popular",),
+        "lightfm-features": ("lightfm", "features"),
+        "sasrec": ("sasrec",),
+    },
 }
 COLUMNS = {
     U1: ["rmse", "mae"],
     LOO: ["hr@10", "ndcg@10", "hr@20", "ndcg@20"],
     MT: ["rating/rmse", "like/auc", "retrieval/ndcg@10"],
     TFRS: ["top100", "rating/rmse"],
+    BEAUTY: ["hr@10", "ndcg@10", "hr@20", "ndcg@20", "with_known/hr@10", "with_known/ndcg@10"],
 }
 PREFIXES = ("", "retrieval/", "rating/")
 
@@ -91,6 +108,15 @@ def split_of(protocol: str) -> Any:
     if protocol == U1:
         return SplitConfig(kind="given", given="u1")
     return SplitConfig(kind="leave_last_out")
+
+
+def data_of(protocol: str) -> Any:
+    """The protocol's ``[data]`` section (its split aside): MovieLens-100K, or Beauty."""
+    from hydrarec.config import DataConfig, SequencesConfig
+
+    if protocol == BEAUTY:
+        return DataConfig(dataset="sequences", sequences=SequencesConfig(**BEAUTY_FILES))
+    return DataConfig(dataset="movielens-100k")
 
 
 def run_system(protocol: str, system: str, args: argparse.Namespace) -> Result:
@@ -105,7 +131,7 @@ def run_system(protocol: str, system: str, args: argparse.Namespace) -> Result:
         )
     from peers.common import load_split
 
-    data = load_split(split_of(protocol))
+    data = load_split(split_of(protocol), data_of(protocol))
     if kind == "surprise":
         from peers import surprise_peers
 
@@ -130,6 +156,8 @@ def run_system(protocol: str, system: str, args: argparse.Namespace) -> Result:
         from peers import rechub_sasrec
 
         params = rechub_sasrec.Params(budget_s=args.budget_s, refit=rest == ["refit"])
+        if protocol == BEAUTY:  # SASRec's own setting for the sparse Amazon data (paper, 4.3)
+            params = replace(params, dropout=0.5)
         return rechub_sasrec.run(data, p=params)
     raise ValueError(f"unknown adapter {kind!r}")
 

@@ -27,6 +27,7 @@ from hydrarec.evaluation.metrics import ranking_metrics
 from hydrarec.features.batching import UserHistories
 
 KS = (10, 20)
+WITH_KNOWN = "with_known/"  # metrics with the user's known items ranked too
 
 
 def peak_mib() -> float:
@@ -77,9 +78,11 @@ class SplitData:
         return UserHistories(u, i, ts, rows=self.part(*parts), n_users=self.n_users)
 
 
-def load_split(split: SplitConfig) -> SplitData:
-    """MovieLens-100K (``HYDRAREC_DATA_DIR``) split exactly as a hydrarec config splits it."""
-    ds = load_dataset(DataConfig(dataset="movielens-100k", split=split))
+def load_split(split: SplitConfig, data: DataConfig | None = None) -> SplitData:
+    """The dataset ``data`` names (default MovieLens-100K, from ``HYDRAREC_DATA_DIR``), split
+    exactly as a hydrarec config with that ``[data]`` section splits it."""
+    cfg = (data or DataConfig(dataset="movielens-100k")).model_copy(update={"split": split})
+    ds = load_dataset(cfg)
     return SplitData(ds, make_split(ds, split), ds.n_users, ds.n_items)
 
 
@@ -89,7 +92,9 @@ def rank_eval(
     """Full-ranking HR/NDCG@10,20 of ``part`` ("valid" or "test") for dot-product scores.
 
     ``user_vecs`` is (n_users, D), ``item_vecs`` (n_items, D): score = user . item. Known items:
-    train when scoring valid, train + valid when scoring test (hydrarec's rule).
+    train when scoring valid, train + valid when scoring test (hydrarec's rule). On test the
+    figures with the known items ranked too are added as ``with_known/<metric>`` (``hydrarec
+    evaluate --with-known``).
     """
     rows = getattr(data.split, part)
     known = data.known("train") if part == "valid" else data.known("train", "valid")
@@ -97,9 +102,13 @@ def rank_eval(
     uniq, inverse = np.unique(users, return_inverse=True)
     uv = torch.as_tensor(np.ascontiguousarray(user_vecs[uniq]), dtype=torch.float64)
     iv = torch.as_tensor(np.ascontiguousarray(item_vecs), dtype=torch.float64)
-    ranks = full_ranking_ranks(uv, iv, uniq, inverse, data.items(rows), known, 256)
-    res = ranking_metrics(ranks, KS)
-    return {k: v for k, v in res.items() if not k.startswith("mrr")}
+    out: dict[str, float] = {}
+    for exclude in (True, False) if part == "test" else (True,):
+        ranks = full_ranking_ranks(uv, iv, uniq, inverse, data.items(rows), known, 256, exclude)
+        res = ranking_metrics(ranks, KS)
+        prefix = "" if exclude else WITH_KNOWN
+        out |= {prefix + k: v for k, v in res.items() if not k.startswith("mrr")}
+    return out
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:

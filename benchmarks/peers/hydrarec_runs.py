@@ -18,9 +18,9 @@ import torch
 
 from hydrarec.config import load_config
 from hydrarec.evaluation.evaluate import encode_items, encode_users
-from hydrarec.experiment import train
+from hydrarec.experiment import evaluate, train
 from hydrarec.rundir import load_run
-from peers.common import Result
+from peers.common import WITH_KNOWN, Result
 
 RUNS = Path("runs/bench")
 
@@ -77,6 +77,12 @@ def run(
     if tfrs:
         for seed, t in enumerate(tests):
             t["top100"] = top_k_accuracy(out / f"seed{seed}")
+    if (
+        protocol == "BEAUTY-LOO"
+    ):  # also with the known items ranked (hydrarec evaluate --with-known)
+        for seed, t in enumerate(tests):
+            known = evaluate(out / f"seed{seed}", "test", exclude_known=False)
+            t.update({WITH_KNOWN + k.split("/")[-1]: v for k, v in known.items() if "@" in k})
     seconds = statistics.fmean(m["train"]["seconds"] for m in per_seed)
     refit = any(m["train"].get("refit") for m in per_seed)
     epochs = [

@@ -1,8 +1,9 @@
 """LightFM (Kula, 2015) with the WARP loss (Weston et al., 2011), with and without item features.
 
-Item features: the identity feature of each item plus its MovieLens genres (LightFM's hybrid
-model). Epochs, components and learning rate are chosen on valid (fit on train, scored every
-``EVERY`` epochs); the chosen setting is refit on train + valid and scored once on test.
+Item features: the identity feature of each item plus its MovieLens genres, or its attributes in
+a sequence file (LightFM's hybrid model). Epochs, components and learning rate are chosen on
+valid (fit on train, scored every ``EVERY`` epochs); the chosen setting is refit on train + valid
+and scored once on test.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ MAX_EPOCHS, EVERY = 60, 5
 
 
 def item_features(data: SplitData) -> sp.csr_matrix:
-    """[identity | genres] per item, rows normalised by LightFM."""
-    genres = data.dataset.items["genres"].tolist()
+    """[identity | genres (MovieLens) or attributes (sequence files)] per item, rows normalised
+    by LightFM."""
+    column = "attributes" if "attributes" in data.dataset.items.columns else "genres"
+    genres = [g if isinstance(g, list) else [] for g in data.dataset.items[column].tolist()]
     vocab = sorted({g for gs in genres for g in gs})
     col = {g: j for j, g in enumerate(vocab)}
     rows = [i for i, gs in enumerate(genres) for _ in gs]

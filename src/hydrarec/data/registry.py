@@ -174,7 +174,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
 
         seq = cfg.sequences
         assert seq.file is not None  # DataConfig requires it
-        attributes = seq.item_attributes
+        attributes = seq.item_attributes or None  # "" (e.g. from --set): no attribute file
         dataset = load_sequences(
             data_file(seq.file, cfg.path),
             None if attributes is None else data_file(attributes, cfg.path),
