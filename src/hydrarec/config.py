@@ -63,7 +63,8 @@ class SequencesConfig(Section):
     # one user a line, "user item item ...", oldest first (S3-Rec's format); relative paths are
     # taken from data.path, else $HYDRAREC_DATA_DIR, else the cache, e.g. "amazon-beauty/Beauty.txt"
     file: str | None = None
-    item_attributes: str | None = None  # JSON {item: [attribute ids]} -> item feature "attributes"
+    # JSON {item: [attribute ids]} -> the item feature "attributes" (None or "": no such file)
+    item_attributes: str | None = None
     sep: str | None = None  # field separator (None: any whitespace)
 
 
@@ -215,12 +216,22 @@ class TaskConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> TaskConfig:
+        # each message ends with the line to add to the task's [[tasks]] entry (issue 22)
         if self.kind == "rating" and not self.column:
-            raise ValueError(f"task {self.name!r}: kind 'rating' needs 'column'")
+            raise ValueError(
+                f"task {self.name!r}: kind 'rating' needs 'column'; add to it: column = "
+                '"rating" (your regression label, declared in [data.tabular] labels)'
+            )
         if self.kind == "binary" and not (self.column or self.rule):
-            raise ValueError(f"task {self.name!r}: kind 'binary' needs 'column' or 'rule'")
+            raise ValueError(
+                f"task {self.name!r}: kind 'binary' needs 'column' or 'rule'; add to it: "
+                'column = "click" (a 0/1 label) or rule = "rating >= 4"'
+            )
         if self.kind == "reconstruction" and not self.feature:
-            raise ValueError(f"task {self.name!r}: kind 'reconstruction' needs 'feature'")
+            raise ValueError(
+                f"task {self.name!r}: kind 'reconstruction' needs 'feature'; add to it: "
+                'feature = "genres" (a categorical or multi-hot column, or "numeric")'
+            )
         return self
 
 
@@ -293,7 +304,10 @@ class Config(Section):
         if dup:
             raise ValueError(f"task names must be unique; repeated: {sorted(dup)}")
         if not self.tasks:
-            raise ValueError("at least one [[tasks]] entry is required")
+            raise ValueError(
+                "at least one [[tasks]] entry is required; add: [[tasks]], then on its own "
+                'lines name = "retrieval" and kind = "retrieval"'
+            )
         return self
 
     @model_validator(mode="after")

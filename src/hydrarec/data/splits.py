@@ -144,7 +144,8 @@ def given_split(
     if name not in dataset.given_splits:
         known = ", ".join(sorted(dataset.given_splits)) or "none"
         raise ConfigError(
-            f"data.split.given: dataset {dataset.name!r} has no split {name!r} (available: {known})"
+            f"data.split.given: dataset {dataset.name!r} has no split {name!r} (available: "
+            f"{known}); {given_fix(dataset)}"
         )
     parts = dataset.given_splits[name]
     n = len(dataset.interactions)
@@ -180,11 +181,30 @@ def make_split(dataset: Dataset, cfg: SplitConfig) -> Split:
             known = ", ".join(sorted(dataset.given_splits)) or "none"
             raise ConfigError(
                 f"data.split.given: required when data.split.kind = 'given' "
-                f"(dataset {dataset.name!r} ships: {known})"
+                f"(dataset {dataset.name!r} ships: {known}); {given_fix(dataset)}"
             )
         ratio = cfg.valid_ratio if cfg.valid_ratio > 0 else GIVEN_VALID_SHARE
         return given_split(dataset, cfg.given, cfg.seed, cfg.given_valid, ratio)
     raise ConfigError(f"data.split.kind: unknown split {cfg.kind!r}")  # pragma: no cover
+
+
+def given_fix(dataset: Dataset) -> str:
+    """The TOML that names a split ``dataset`` ships (issue 22: errors show the fix).
+
+    >>> from hydrarec.data.schema import Schema
+    >>> ds = Dataset.build("d", pd.DataFrame({"user_id": [1], "item_id": [2]}), Schema(),
+    ...                    given_splits={"files": {"train": np.array([0])}})
+    >>> given_fix(ds)
+    'add under [data.split]: given = "files"'
+    """
+    known = sorted(dataset.given_splits)
+    if not known:
+        return (
+            "it ships none: use another kind (leave_last_out, random, temporal), or for tabular "
+            'data give [data.tabular] train / test files and given = "files"'
+        )
+    others = f" (or one of {', '.join(known[1:])})" if len(known) > 1 else ""
+    return f'add under [data.split]: given = "{known[0]}"{others}'
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ and ``timestamp``; interaction columns that are neither ids, time nor declared l
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from hydrarec.config import TabularConfig
@@ -38,11 +40,12 @@ from hydrarec.data.validate import (
     check_kinds,
     check_labels,
     check_unique,
+    read_bytes,
     read_text,
     resolve_duplicates,
     unix_seconds,
 )
-from hydrarec.errors import ConfigError
+from hydrarec.errors import ConfigError, DataError
 
 FEATURE_KINDS = (Kind.CATEGORICAL, Kind.NUMERIC, Kind.MULTI_HOT, Kind.TEXT)
 _FEATURE_DTYPE: dict[Kind, Dtype] = {
@@ -114,13 +117,17 @@ def _parts(cfg: TabularConfig) -> list[tuple[str, str]]:
     explicit = [(p, f) for p in ("train", "valid", "test") if (f := getattr(cfg, p))]
     if cfg.interactions and explicit:
         raise ConfigError(
-            "data.tabular: give either 'interactions' or 'train' / 'test' files, not both"
+            "data.tabular: give either 'interactions' or 'train' / 'test' files, not both; "
+            f"remove from [data.tabular]: {', '.join(p for p, _ in explicit)} (split by "
+            "[data.split]), or interactions (your own split)"
         )
     if cfg.interactions:
         return [("interactions", cfg.interactions)]
     if not (cfg.train and cfg.test):
+        missing = "test" if cfg.train else "train" if cfg.test else "interactions"
         raise ConfigError(
-            "data.tabular: needs 'interactions', or 'train' and 'test' (and optionally 'valid')"
+            "data.tabular: needs 'interactions', or 'train' and 'test' (and optionally 'valid'); "
+            f'add under [data.tabular]: {missing} = "{missing}.csv" (your file)'
         )
     return explicit
 
@@ -139,7 +146,10 @@ def _read_interactions(
     fields |= dict.fromkeys(labels, "auto")
     # the default time column may be absent (data without time); a configured one may not
     optional = [time] if time and "timestamp" not in cfg.model_fields_set else []
-    df, src = _read(file, fields, cfg, nullable=list(labels), optional=optional)
+    try:
+        df, src = _read(file, fields, cfg, nullable=list(labels), optional=optional)
+    except DataError as e:
+        raise _with_column_fix(e, file, cfg) from None
     check_id_lengths(df, [cfg.user_id, cfg.item_id], src)
     df = check_labels(df, labels, src)
     out = df.rename(columns={cfg.user_id: USER_ID, cfg.item_id: ITEM_ID})
@@ -147,6 +157,42 @@ def _read_interactions(
         out = out.drop(columns=time).assign(**{TIMESTAMP: unix_seconds(df[time], src, time)})
     times = [TIMESTAMP] if TIMESTAMP in out.columns else []
     return out[[USER_ID, ITEM_ID, *times, *labels]], src
+
+
+# other names of the columns a config names (issue 22: a missing one shows the line to set)
+_ALIASES = {
+    "user_id": ("userid", "user", "uid", "customerid", "visitorid", "sessionid"),
+    "item_id": ("itemid", "item", "iid", "movieid", "productid", "asin", "sku", "articleid"),
+    "timestamp": ("timestamp", "time", "ts", "date", "datetime", "eventtime", "createdat"),
+}
+
+
+def _with_column_fix(error: DataError, file: Path, cfg: TabularConfig) -> DataError:
+    """``error`` with the TOML line that fixes it, when it is a configured id or time column
+    missing from the header and the header has exactly one column of a known other name."""
+    keys = {cfg.user_id: "user_id", cfg.item_id: "item_id", cfg.timestamp: "timestamp"}
+    key = keys.get(error.field or "")
+    message = f"missing required column {error.field!r}"
+    if key is None or message not in str(error):
+        return error
+    header = _header(file, cfg)
+    plain = {c: re.sub(r"[\s_\-.]", "", c.lower()) for c in header}
+    found = [c for c, p in plain.items() if p in _ALIASES[key]]
+    if len(found) == 1:
+        fix = f"set under [data.tabular]: {key} = {json.dumps(found[0])}"
+    elif key == "timestamp":
+        fix = 'set under [data.tabular]: timestamp = "" (no time: file order)'
+    else:
+        return error
+    return DataError(f"{message}; {fix}", file=error.file, line=error.line, field=error.field,
+                     expected=error.expected)  # fmt: skip
+
+
+def _header(file: Path, cfg: TabularConfig) -> list[str]:
+    if _is_parquet(file):
+        return [str(c) for c in pq.read_schema(file).names]
+    first = read_bytes(file)[: 1 << 16].decode(cfg.encoding, errors="replace").split("\n", 1)[0]
+    return [c.strip().strip('"') for c in first.rstrip("\r").split(cfg.sep)]
 
 
 def _read_entities(
