@@ -359,8 +359,10 @@ def _fit(
         "best_epoch": result.best_epoch,
     }
     write_json(run.metrics, metrics)
-    if test:
-        build_index(loaded)  # RUN/index/: the item index recommend.index names (issue 5)
+    if test:  # RUN/index/: the item index recommend.index names (issue 5)
+        with progress.task(f"building the {cfg.recommend.index} item index", total=1) as bar:
+            build_index(loaded)
+            bar.advance()
     return Run(run.path, metrics, result)
 
 

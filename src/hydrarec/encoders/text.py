@@ -24,6 +24,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -46,6 +47,7 @@ from hydrarec.encoders.text_tuning import (
 from hydrarec.errors import ConfigError, RunError
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.io import write_json
+from hydrarec.runlog import log_line
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 CACHE_FORMAT = "hydrarec.text-cache/1"
@@ -161,10 +163,21 @@ class TextEncoder:
         path = self.cache_path(texts)
         cached = _read_cache(path, len(texts))
         if cached is not None:
+            self._say(f"item text: {len(texts):,} vectors read from the cache {path} (the "
+                      "language model is not loaded)")  # fmt: skip
             return cached
+        self._say(f"item text: encoding {len(texts):,} texts with {self.cfg.model} (not in the "
+                  f"cache yet; kept in {path.parent} for the next runs)")  # fmt: skip
         vectors = self._encode(list(texts))
         _write_cache(path, vectors)
         return vectors
+
+    def _say(self, message: str) -> None:
+        """A plain line on stderr (and in an open run log), unless quiet (issue 22)."""
+        if self.progress:
+            print(message, file=sys.stderr)
+        else:
+            log_line(message)
 
     def encode_states(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token states after the frozen first L - k layers, (N, S, H) float32, and their mask
@@ -213,14 +226,15 @@ class TextEncoder:
 
     def _chunks(self, texts: list[str], what: str = "") -> Iterator[list[str]]:
         """``texts`` in batches of ``cfg.batch_size`` under a progress bar; counts them."""
-        from rich.progress import track
+        from hydrarec.training.progress import Progress  # the one bar style (a leaf module)
 
         bs = self.cfg.batch_size
-        chunks = [texts[s : s + bs] for s in range(0, len(texts), bs)]
-        desc = f"encoding {len(texts):,} item texts{what}"
-        for chunk in track(chunks, description=desc, disable=not self.progress, transient=True):
-            yield chunk
-            self.texts_encoded += len(chunk)
+        desc = f"encoding item texts{what}"
+        with Progress(enabled=self.progress).task(desc, len(texts), unit="texts") as bar:
+            for s in range(0, len(texts), bs):  # texts a second, time left (issue 22)
+                yield texts[s : s + bs]
+                self.texts_encoded += len(texts[s : s + bs])
+                bar.advance(n=len(texts[s : s + bs]))
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         model = load_sentence_model(str(self.path), self.device)
@@ -257,7 +271,9 @@ class TextEncoder:
 
 
 def _quiet() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    from hydrarec.training.progress import quiet_by_default  # CI, or stdout not a terminal
+
+    return quiet_by_default()
 
 
 def _read_cache(

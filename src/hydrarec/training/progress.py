@@ -8,6 +8,7 @@ themselves go to the terminal only.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,12 +17,15 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.progress import Progress as RichProgress
+from rich.text import Text
 
 from hydrarec.runlog import log_line, terminal_stream
 
@@ -29,7 +33,23 @@ BAR_WIDTH = 24
 
 
 def quiet_by_default() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    """No bars in CI or when stdout is not a terminal (a log file or a pipe stays readable)."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        return True
+    isatty = getattr(sys.stdout, "isatty", None)
+    return not (isatty is not None and isatty())
+
+
+class RateColumn(ProgressColumn):
+    """Items a second, e.g. ``"310 texts/s"`` (issue 22: a long encoding says how fast it goes)."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f} {self.unit}/s")
 
 
 class Bar:
@@ -69,16 +89,18 @@ class Progress:
         self.console = console  # None: stderr, bypassing the log tee (see hydrarec.runlog)
 
     @contextmanager
-    def task(self, description: str, total: int | None) -> Iterator[Bar]:
+    def task(self, description: str, total: int | None, unit: str | None = None) -> Iterator[Bar]:
+        """A bar of ``total`` steps; with ``unit`` (e.g. "texts") it also shows the rate."""
         start = time.perf_counter()
-        with self._bar(description, total) as bar:
+        with self._bar(description, total, unit) as bar:
             yield bar
         done = f"{bar.completed}/{total}" if total is not None else str(bar.completed)
         seconds = time.perf_counter() - start
-        log_line(f"{description}: {done} in {seconds:.1f}s {bar.shown}".rstrip())
+        rate = f" ({bar.completed / seconds:,.0f} {unit}/s)" if unit and seconds > 0 else ""
+        log_line(f"{description}: {done} in {seconds:.1f}s{rate} {bar.shown}".rstrip())
 
     @contextmanager
-    def _bar(self, description: str, total: int | None) -> Iterator[Bar]:
+    def _bar(self, description: str, total: int | None, unit: str | None = None) -> Iterator[Bar]:
         if not self.enabled:
             yield Bar(None, None)
             return
@@ -86,6 +108,7 @@ class Progress:
             TextColumn("[bold]{task.description}"),
             BarColumn(bar_width=BAR_WIDTH),
             MofNCompleteColumn(),
+            *([RateColumn(unit)] if unit else []),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
