@@ -426,11 +426,18 @@ def demo(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")
     ] = None,
+    fallback_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="A data folder tried last, after $HYDRAREC_DATA_DIR, the cache and a download "
+            "(the Makefile passes ../shared/data)."
+        ),
+    ] = None,
 ) -> None:
     """Train the default multi-task model on MovieLens-100K and show what it learned."""
     from hydrarec.demo import run_demo
 
-    run_demo(out, quiet=quiet, console=console, overrides=set_ or [])
+    run_demo(out, quiet=quiet, console=console, overrides=set_ or [], fallback=fallback_data)
 
 
 def main() -> None:
