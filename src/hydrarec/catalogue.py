@@ -21,7 +21,6 @@ written are they renamed into place (``model.json`` last), under a lock file.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from hydrarec.errors import DataError, RunError
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.features.encoders import MultiHotEncoder
 from hydrarec.features.pipeline import FeaturePipeline
-from hydrarec.io import read_json, write_json
+from hydrarec.io import read_json, temp_beside, write_json
 from hydrarec.rundir import RunDir, load_run, load_table, save_table
 
 STORED_LIST_SEP = "|"  # how RUN/data/items.parquet stores list cells (experiment._save_data)
@@ -252,10 +251,9 @@ def _commit(writes: list[tuple[Path, Callable[[Path], None]]]) -> None:
     temps: list[tuple[Path, Path]] = []
     try:
         for target, writer in writes:
-            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            os.close(fd)
-            temps.append((Path(name), target))
-            writer(Path(name))
+            tmp = temp_beside(target)  # mode 0666 less the umask, as the target's (issue 21)
+            temps.append((tmp, target))
+            writer(tmp)
         for tmp, target in temps:
             os.replace(tmp, target)
     finally:

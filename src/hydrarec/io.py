@@ -1,13 +1,17 @@
 """Atomic file writes: write to a temporary file beside the target, then rename.
 
-A crash or Ctrl-C mid-write leaves the previous file intact, never a half-written one.
+A crash or Ctrl-C mid-write leaves the previous file intact, never a half-written one. The
+temporary file is created with mode 0666 less the umask, as ``open`` would create the target:
+``tempfile.mkstemp``'s 0600 would otherwise survive the rename (issue 21: ``config.toml`` and
+``metrics.json`` ended up unreadable to the group, unlike ``history.jsonl`` beside them).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,19 +21,34 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
+def temp_beside(path: str | Path) -> Path:
+    """Create an empty temporary file in ``path``'s folder (made if missing) and return it.
+
+    Its mode is 0666 less the umask (the kernel applies the umask to ``os.open``'s mode); the
+    caller writes it and renames it onto ``path``, or deletes it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:  # another writer's temporary file: draw another name
+            continue
+        return tmp
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path; on success it replaces ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = temp_beside(path)
+    mode = stat.S_IMODE(tmp.stat().st_mode)
     try:
-        yield Path(tmp)
+        yield tmp
+        if stat.S_IMODE(tmp.stat().st_mode) != mode:  # a writer that made its own file
+            os.chmod(tmp, mode)  # (safetensors' save_file creates it 0600)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -37,19 +56,27 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """``obj`` as JSON; numpy and torch scalars and arrays, and paths, as plain values."""
+    return json.dumps(obj, indent=indent, sort_keys=False, default=_json_default)
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    write_text(path, json_text(obj) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
-    """safetensors: plain tensors, nothing executable (unlike pickle)."""
+def write_tensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """safetensors: plain tensors, nothing executable (unlike pickle); ``metadata`` goes in the
+    file's header."""
     clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(clean, str(tmp))
+        save_file(clean, str(tmp), metadata=metadata)
 
 
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
