@@ -2,8 +2,10 @@
 
 The model gives ``losses(batch) -> {name: scalar}``; a joint-loss module turns them into one
 scalar and reports each weight. Early stopping and the best checkpoint follow a VALIDATION metric
-(never test). Every epoch ends with an atomic checkpoint, so Ctrl-C or a crash leaves the last good
-one, and ``resume=True`` continues to the same result as an uninterrupted run.
+(never test). Every epoch ends with an atomic checkpoint (one file, ``checkpoint.py``), so Ctrl-C
+or a kill leaves the last good one, and ``resume=True`` continues to the same result as an
+uninterrupted run: a run that had stopped early stays stopped, and the training time it had
+spent is carried on (``LoopState.seconds``).
 
 Data-parallel (issue 7): given a ``Distributed`` with several ranks, the losses are computed
 through DDP (``LossModule``), the joint-loss parameters' gradients are averaged by hand, epoch
@@ -30,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from hydrarec.config import TrainConfig
+from hydrarec.errors import RunError
 from hydrarec.features.batch import Batch
 from hydrarec.training import checkpoint
 from hydrarec.training.distributed import Distributed, DistributedError, LossModule
@@ -57,6 +60,7 @@ class LoopState:
     best_epoch: int = 0
     bad_epochs: int = 0  # epochs since the last improvement
     history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0  # wall-clock seconds of the epochs done, over every resume
 
 
 @dataclass
@@ -66,6 +70,7 @@ class TrainResult:
     epochs: int
     history: list[dict[str, Any]]
     stopped_early: bool
+    seconds: float  # of training and validation, summed over the interrupted parts of a run
 
 
 def pick_device(name: str) -> torch.device:
@@ -161,8 +166,10 @@ class Trainer:
             self._load_checkpoint()
         else:
             torch.manual_seed(self.cfg.seed)
-        stopped = False
-        while self.state.epoch < stop:
+        # a checkpoint written when patience ran out: the run had stopped (issue 21)
+        stopped = validate is not None and self.state.bad_epochs >= self.cfg.patience
+        mark = time.perf_counter()
+        while self.state.epoch < stop and not stopped:
             epoch = self.state.epoch + 1
             # closing: an error in a step stops the assembling thread at once
             with closing(prefetch(batches(epoch), self.cfg.prefetch)) as epoch_batches:
@@ -176,15 +183,14 @@ class Trainer:
                 stopped = self._validate(record, validate, monitor, mode)
             self.state.epoch = epoch
             self.state.history.append(record)
+            now = time.perf_counter()  # the last checkpoint's writing counts in this epoch
+            self.state.seconds, mark = self.state.seconds + now - mark, now
             self._save_checkpoint()
             if self.on_epoch_end is not None:
                 self.on_epoch_end(record)
             self.dist.barrier()  # the epoch's checkpoint is on disk before any rank moves on
-            if stopped:
-                break
-        return TrainResult(
-            self.state.best, self.state.best_epoch, self.state.epoch, self.state.history, stopped
-        )
+        s = self.state
+        return TrainResult(s.best, s.best_epoch, s.epoch, s.history, stopped, s.seconds)
 
     def _train_epoch(
         self, epoch: int, batches: Iterable[Batch], steps: int, title: str
@@ -327,6 +333,7 @@ class Trainer:
                     "best_epoch": s.best_epoch,
                     "bad_epochs": s.bad_epochs,
                     "history": s.history,
+                    "seconds": s.seconds,
                 },
             },
         )
@@ -334,14 +341,24 @@ class Trainer:
     def _load_checkpoint(self) -> None:
         stem = self._stem()
         assert stem is not None
-        st = checkpoint.load_state(stem)
+        st = checkpoint.load_state(stem)  # RunError if damaged, edited or of another format
+        try:
+            self._restore(st)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            # e.g. resumed with another model config: state dicts of other shapes
+            raise RunError(
+                f"{checkpoint.file_of(stem)}: does not fit this run's model and training "
+                f"config ({type(e).__name__}: {e}); resume with the config it was trained with"
+            ) from None
+
+    def _restore(self, st: dict[str, Any]) -> None:
         self.model.load_state_dict(st["model"])
         self.objective.load_state_dict(st["objective"])
         self.optimizer.load_state_dict(st["optimizer"])
         if self.sparse_optimizer is not None:
             if not st.get("sparse_optimizer"):
-                raise RuntimeError(
-                    f"{stem}: the checkpoint has no sparse-embedding optimizer; resume with the "
+                raise ValueError(
+                    "the checkpoint has no sparse-embedding optimizer; resume with the "
                     "train.sparse_embeddings setting it was trained with"
                 )
             self.sparse_optimizer.load_state_dict(st["sparse_optimizer"])
@@ -359,4 +376,5 @@ class Trainer:
             loop["best_epoch"],
             loop["bad_epochs"],
             list(loop["history"]),
+            float(loop["seconds"]),
         )
