@@ -32,7 +32,7 @@ def train_seeds(
     res = []
     for seed in range(seeds):
         cfg = load_config(config, [*overrides, f"train.seed={seed}"])
-        run = train(cfg, out / f"seed{seed}")
+        run = train(cfg, out / f"seed{seed}", overwrite=True)  # a rerun replaces its runs
         res.append(run.metrics)
         print(f"    seed {seed}: {json.dumps(run.metrics)}", flush=True)
     return res

@@ -78,7 +78,7 @@ def trained_history(cfg: Any, name: str) -> list[dict[str, Any]]:
     from hydrarec.experiment import train
 
     out = RUNS / name
-    train(cfg, out)
+    train(cfg, out, overwrite=True)
     return [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
 
 

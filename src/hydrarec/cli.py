@@ -169,9 +169,16 @@ def train(
         list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run's last checkpoint.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a complete run at --out.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Train a model; writes the run directory and prints validation and test metrics.
+
+    The run is built in OUT.partial and moved to OUT when complete: a kill leaves the previous
+    run or none. A complete run at OUT is replaced only with --overwrite; --resume continues a
+    killed training (or a complete run's) from its last checkpoint.
 
     Data-parallel: ``torchrun --nproc-per-node N -m hydrarec train ...`` (docs/distributed.md).
     """
@@ -184,11 +191,11 @@ def train(
 
     cfg = load_config(config, set_ or [])
     if not is_main_process():  # a torchrun worker other than rank 0: trains, prints nothing
-        run_train(cfg, out, resume=resume, progress=Progress(enabled=False))
+        run_train(cfg, out, resume=resume, overwrite=overwrite, progress=Progress(enabled=False))
         return
     with log_to(out / "log.txt"):  # everything printed also goes to RUN/log.txt
         progress = Progress(enabled=False if quiet else None)
-        run = run_train(cfg, out, resume=resume, progress=progress)
+        run = run_train(cfg, out, resume=resume, overwrite=overwrite, progress=progress)
         print_metrics({k: v for k, v in run.metrics.items() if k in ("valid", "test")})
         if run.metrics.get("train", {}).get("refit"):
             epochs = run.metrics["train"]["best_epoch"]

@@ -144,7 +144,8 @@ def _train(out: Path, cfg: Config, quiet: bool, console: Console) -> dict[str, f
     from hydrarec.experiment import train
     from hydrarec.training.progress import Progress
 
-    run = train(cfg, out, progress=Progress(enabled=False if quiet else None))
+    # the demo's run is remade each time (swapped in when complete, as every training)
+    run = train(cfg, out, overwrite=True, progress=Progress(enabled=False if quiet else None))
     table = Table("metric", "valid", "test", title="metrics (model chosen on valid)")
     for k in sorted(run.metrics["test"]):
         valid = run.metrics["valid"].get(k, float("nan"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import platform
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hydrarec import __version__
+from hydrarec import __version__, staging
 from hydrarec.build import build_model
 from hydrarec.config import Config, TaskConfig, dump_config
 from hydrarec.data.dataset import Dataset
@@ -199,22 +198,38 @@ def train(
     out: str | Path,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: Progress | None = None,
     dataset: Dataset | None = None,
 ) -> Run:
     """Train ``cfg`` into the run directory ``out`` and evaluate on valid and test.
 
+    The run is built in ``out.partial`` and swapped in at ``out`` once complete, so a kill
+    leaves the previous run or none, never a mix (``staging.py``, issue 21). A complete run at
+    ``out`` is a ``RunError`` unless ``overwrite``. ``resume`` continues a killed training (in
+    ``out.partial``) or the training of the complete run at ``out`` from its last checkpoint,
+    to the result an uninterrupted run would have had; with nothing to continue, it trains anew.
+
     Everything printed meanwhile also goes to ``out/log.txt`` (issue 6). Under ``torchrun``
     every rank trains its share of each batch (DDP, issue 7); rank 0 alone logs, writes the run
     directory and evaluates, and the other ranks return a ``Run`` with empty ``metrics``.
     """
-    with (
-        process_group(pick_device(cfg.train.device)) as (dist, device),
-        log_to(RunDir(out).log) if dist.is_main else nullcontext(),
-    ):
-        return _train(
-            cfg, out, resume=resume, progress=progress, dataset=dataset, dist=dist, device=device
-        )
+    with process_group(pick_device(cfg.train.device)) as (dist, device):
+        # before the log opens: a refused complete run is left as it was
+        where = staging.prepare(out, resume=resume, overwrite=overwrite, dist=dist)
+        with log_to(RunDir(out).log) if dist.is_main else nullcontext():
+            built = _train(
+                cfg,
+                where,
+                resume=resume,
+                progress=progress,
+                dataset=dataset,
+                dist=dist,
+                device=device,
+            )
+            if dist.is_main:
+                staging.swap_in(where, out)
+    return Run(Path(out), built.metrics, built.result)
 
 
 def _train(
@@ -333,7 +348,6 @@ def _fit(
         dist=dist,
     )
     validate = None if refit_epochs is not None else _validator(cfg, data, device, progress)
-    start = time.perf_counter()
     result = trainer.fit(
         data.epoch_batches,
         data.steps_per_epoch,
@@ -343,9 +357,10 @@ def _fit(
         resume=resume,
         epochs=refit_epochs,
     )
-    seconds = time.perf_counter() - start
     if not dist.is_main:  # rank 0 evaluates and writes the metrics
         return Run(run.path, {}, result)
+    # every epoch's record, also one a kill kept from being appended before a resume
+    write_text(run.history, "".join(json.dumps(record) + "\n" for record in result.history))
     loaded = load_run(run.path, device)
     splits = [s for s, on in (("valid", refit_epochs is None), ("test", test)) if on]
     metrics: dict[str, dict[str, float]] = {}
@@ -354,7 +369,7 @@ def _fit(
             metrics[split] = evaluate(loaded, split)
             bar.advance()
     metrics["train"] = {
-        "seconds": round(seconds, 2),
+        "seconds": round(result.seconds, 2),  # summed over resumes (issue 21)
         "epochs": result.epochs,
         "best_epoch": result.best_epoch,
     }

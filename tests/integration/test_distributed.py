@@ -43,6 +43,7 @@ from tests.integration.tiny import tiny_raw  # noqa: E402
 from hydrarec.config import config_from_dict, dump_config  # noqa: E402
 from hydrarec.experiment import train  # noqa: E402
 from hydrarec.io import read_tensors  # noqa: E402
+from hydrarec.training import checkpoint  # noqa: E402
 from hydrarec.training.progress import Progress  # noqa: E402
 
 TOLERANCE = 1e-5  # metrics and epoch losses, DDP vs one process (see the module doc)
@@ -175,7 +176,8 @@ def test_killed_rank_fails_fast_and_resume_matches(ddp_run: Path, tmp_path: Path
     assert proc.returncode != 0, log[-3000:]
     assert seconds < KILL_DEADLINE_S, f"the job took {seconds:.0f}s to fail"
     assert "rank      : 1" in log and "Signal 9 (SIGKILL)" in log, log[-3000:]
-    saved = json.loads((out / "checkpoints" / "last.json").read_text())
+    # killed, so never swapped in at run: its checkpoint is in run.partial
+    saved = checkpoint.load_state(tmp_path / "run.partial/checkpoints/last")
     assert saved["loop"]["epoch"] == 1  # the last good checkpoint survived
     hydrarec_train(config, out, "--resume")
     assert_close_metrics(ddp_run, out, 1e-6)  # the same ranks do the same sums: equal weights

@@ -9,7 +9,6 @@ equal an uninterrupted run, and two gloo ranks must average the sparse row gradi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from hydrarec.config import LossConfig, TrainConfig
 from hydrarec.experiment import train
 from hydrarec.io import read_tensors
 from hydrarec.tasks.joint import JointLoss
+from hydrarec.training import checkpoint
 from hydrarec.training.distributed import Distributed
 from hydrarec.training.progress import Progress
 from hydrarec.training.sparse import clip_grad_norm
@@ -151,7 +151,7 @@ def test_resume_equals_uninterrupted_with_sparse_tables(tmp_path: Path) -> None:
     full = train(cfg, tmp_path / "full", progress=QUIET)
 
     train_until(cfg, tmp_path / "cut", epoch=2)
-    saved = json.loads((tmp_path / "cut/checkpoints/last.json").read_text())
+    saved = checkpoint.load_state(tmp_path / "cut.partial/checkpoints/last")
     assert saved["sparse_optimizer"]["state"]  # SparseAdam's moments are in the checkpoint
     resumed = train(cfg, tmp_path / "cut", resume=True, progress=QUIET)
     wf, wr = (read_tensors(r.path / "model.safetensors") for r in (full, resumed))

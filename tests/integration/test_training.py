@@ -17,6 +17,7 @@ from hydrarec.errors import ConfigError, DataError, RunError
 from hydrarec.experiment import evaluate, train
 from hydrarec.io import read_tensors
 from hydrarec.rundir import load_run
+from hydrarec.training import checkpoint
 from hydrarec.training.progress import Progress
 
 QUIET = Progress(enabled=False)
@@ -30,7 +31,7 @@ def test_run_directory_has_every_artefact(tiny_run: Path) -> None:
         "metrics.json",
         "history.jsonl",
         "features/features.json",
-        "checkpoints/last.json",
+        "checkpoints/last.safetensors",
     ):
         assert (tiny_run / name).is_file(), name
     metrics = json.loads((tiny_run / "metrics.json").read_text())
@@ -98,7 +99,8 @@ def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
 
     # interrupt after epoch 2 (as Ctrl-C would), then resume to the end
     train_until(tiny_config(epochs=3, patience=10), tmp_path / "cut", epoch=2)
-    assert json.loads((tmp_path / "cut/checkpoints/last.json").read_text())  # last good one
+    # the killed training is in cut.partial (swapped in at cut once complete): its last good one
+    assert checkpoint.load_state(tmp_path / "cut.partial/checkpoints/last")["loop"]["epoch"] == 2
     resumed = train(
         tiny_config(epochs=3, patience=10), tmp_path / "cut", resume=True, progress=QUIET
     )
@@ -107,6 +109,22 @@ def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
     for k in wf:
         torch.testing.assert_close(wf[k], wr[k], rtol=0, atol=1e-6)
     assert resumed.metrics["test"] == pytest.approx(full.metrics["test"], abs=1e-6)
+
+
+def test_resume_from_a_checkpoint_that_does_not_fit_is_a_clear_error(tmp_path: Path) -> None:
+    """Another model config, or a damaged file: a RunError naming the checkpoint, never a
+    traceback from load_state_dict and never a resume from what it holds (issue 21)."""
+    train_until(tiny_config(epochs=2), tmp_path / "r", epoch=1)
+    saved = tmp_path / "r.partial/checkpoints/last.safetensors"
+    raw = tiny_raw(epochs=2)
+    raw["model"]["dim"] = 24
+    with pytest.raises(RunError, match=f"{saved}: does not fit this run's model and training"):
+        train(config_from_dict(raw), tmp_path / "r", resume=True, progress=QUIET)
+    data = bytearray(saved.read_bytes())
+    data[-1] ^= 0xFF
+    saved.write_bytes(bytes(data))
+    with pytest.raises(RunError, match=f"{saved}: the SHA-256 .* damaged or edited"):
+        train(tiny_config(epochs=2), tmp_path / "r", resume=True, progress=QUIET)
 
 
 def test_learns_planted_signal(tmp_path: Path) -> None:
@@ -163,7 +181,6 @@ def test_not_a_run(tmp_path: Path) -> None:
 
 def test_ctrl_c_mid_epoch_keeps_last_good_checkpoint(tmp_path: Path) -> None:
     import hydrarec.experiment as experiment
-    from hydrarec.training import checkpoint
 
     original = experiment.Trainer._step
     calls = {"n": 0}
@@ -180,7 +197,9 @@ def test_ctrl_c_mid_epoch_keeps_last_good_checkpoint(tmp_path: Path) -> None:
             train(tiny_config(epochs=3), tmp_path / "r", progress=QUIET)
     finally:
         experiment.Trainer._step = original  # type: ignore[method-assign]
-    state = checkpoint.load_state(tmp_path / "r/checkpoints/last")
+    partial = tmp_path / "r.partial"  # the run being trained (swapped in when complete)
+    state = checkpoint.load_state(partial / "checkpoints/last")
     assert state["loop"]["epoch"] == 1
-    assert not list((tmp_path / "r").rglob("*.tmp")), "no half-written file is left"
-    assert read_tensors(tmp_path / "r/model.safetensors")  # the best model so far is intact
+    assert not list(partial.rglob("*.tmp")), "no half-written file is left"
+    assert read_tensors(partial / "model.safetensors")  # the best model so far is intact
+    assert not (tmp_path / "r/model.safetensors").exists()  # no run at r before it is complete
