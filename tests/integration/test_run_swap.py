@@ -4,7 +4,10 @@ themselves are in test_crash_resume.py)."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import stat
 import sys
 from pathlib import Path
 
@@ -79,9 +82,8 @@ def test_resuming_a_complete_run_keeps_it_until_the_copy_is_complete(complete: P
     (here nothing is left to train) and is swapped in; the same metrics."""
     before = files(complete)
     run = train(tiny_config(), complete, resume=True, progress=QUIET)
-    assert run.metrics["test"] == pytest.approx(
-        __import__("json").loads(before["metrics.json"])["test"], abs=1e-6
-    )
+    stored = json.loads(before["metrics.json"])
+    assert run.metrics["test"] == pytest.approx(stored["test"], abs=1e-6)
     assert files(complete)["model.safetensors"] == before["model.safetensors"]
     assert sorted(p.name for p in complete.parent.iterdir()) == ["run"]
 
@@ -95,3 +97,17 @@ def test_a_folder_of_other_files_is_not_replaced(tmp_path: Path) -> None:
     assert (out / "notes.txt").read_text() == "keep me"
     with pytest.raises(RunError, match=r"is a file, not a run directory"):
         train(tiny_config(epochs=1), out / "notes.txt", progress=QUIET)
+
+
+def test_every_file_of_a_run_has_the_mode_open_gives(tiny_run: Path) -> None:
+    """0666 less the umask, as log.txt (issue 21: the files written atomically kept mkstemp's
+    0600, so config.toml, metrics.json, features.json and others were unreadable to the group)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    modes = {
+        str(p.relative_to(tiny_run)): stat.S_IMODE(p.stat().st_mode)
+        for p in tiny_run.rglob("*")
+        if p.is_file()
+    }
+    assert {"config.toml", "metrics.json", "features/features.json", "log.txt"} <= set(modes)
+    assert modes == dict.fromkeys(modes, 0o666 & ~umask)

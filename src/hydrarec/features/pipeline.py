@@ -19,8 +19,6 @@ The fitted state is one JSON file, ``features.json``, written atomically.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +39,7 @@ from hydrarec.features.encoders import (
     Vocabulary,
     encoder_from_dict,
 )
+from hydrarec.io import write_text
 
 FILE = "features.json"
 FORMAT = "hydrarec.features/1"
@@ -226,14 +225,7 @@ class FeaturePipeline:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.to_dict(), ensure_ascii=False, allow_nan=False)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{FILE}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, directory / FILE)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text(directory / FILE, text)  # mode 0666 less the umask, as open's (issue 21)
         return directory / FILE
 
     @classmethod
