@@ -87,6 +87,8 @@ SYSTEMS: dict[str, dict[str, tuple[str, ...]]] = {
         # schedule; its MovieLens-only tasks cut), adapted only in its data section
         "hydrarec-before": ("hydrarec", "benchmarks/configs/beauty_before.toml"),
         "hydrarec-hstu": ("hydrarec", "configs/beauty.toml", "model.sequence.kind=hstu"),
+        # multi-task: + the reconstruction of the item attributes (kept only if valid says so)
+        "hydrarec-attributes": ("hydrarec", "benchmarks/configs/beauty_attributes.toml"),
         "popular": ("popular",),
         "lightfm-features": ("lightfm", "features"),
         "sasrec": ("sasrec",),
