@@ -430,11 +430,14 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 def validation_metrics(cfg: Config) -> list[str]:
     """Every ``task/metric`` key validation can produce under ``cfg``. GAUC is left out where
     each user has one validation interaction (leave_last_out): it is undefined there, and
-    evaluation drops an undefined metric."""
+    evaluation drops an undefined metric. A cold-item split adds retrieval's ``recall@k``
+    (``evaluation.evaluate.held_out_ranking``)."""
     one_each = cfg.data.split.kind == "leave_last_out"
     names: list[str] = []
     for task in cfg.tasks:
         metrics = [m for m in TASK_METRICS[task.kind] if not (m == "gauc" and one_each)]
+        if task.kind == "retrieval" and cfg.data.split.kind == "cold_item":
+            metrics.append("recall@{k}")  # the held-out items ranked among themselves
         ks = dict.fromkeys(cfg.eval.ks) if task.kind == "retrieval" else [0]
         names.extend(f"{task.name}/{m.format(k=k)}" for k in ks for m in metrics)
     return names

@@ -54,6 +54,13 @@ KNOWN_BEFORE = {"valid": ("train",), "test": ("train", "valid")}
 SELECTION = "selection"  # RUN/selection: the run that chose a refit's epochs (train.refit)
 
 
+def ranks_held_out_items(cfg: Config) -> bool:
+    """Whether retrieval is scored by ranking the held-out items among themselves: on a
+    cold-item split, as the COLD protocol does (issue 20), so that validation chooses the
+    checkpoint that ranks new items best and ``hydrarec evaluate`` reports that figure."""
+    return cfg.data.split.kind == "cold_item"
+
+
 def default_monitor(tasks: list[TaskConfig]) -> tuple[str, str]:
     """The validation metric for early stopping: the first task's headline metric."""
     t = tasks[0]
@@ -186,6 +193,7 @@ def _validator(
                 cfg.eval.ks,
                 device,
                 cfg.eval.batch_size,
+                among_held_out=ranks_held_out_items(cfg),
             )
             bar.advance()
         return metrics
@@ -409,6 +417,7 @@ def evaluate(run: LoadedRun | str | Path, split: str = "test") -> dict[str, floa
         cfg.eval.ks,
         device,
         cfg.eval.batch_size,
+        among_held_out=ranks_held_out_items(cfg),
     )
 
 

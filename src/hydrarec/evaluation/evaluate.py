@@ -5,6 +5,12 @@ held-out items' (or users') representations; retrieval ranks each held-out item 
 catalogue (no sampled negatives), excluding the items the user interacted with before it (the
 training items, plus the validation items when scoring test) and the user's other held-out items.
 Users are scored in batches, so memory stays bounded by ``batch_size x n_items``.
+
+On a cold-item split (``among_held_out``) retrieval follows the COLD protocol of DESIGN.md
+instead: the held-out items are the candidates, each user's top k among them is read, and
+Recall@k / NDCG@k (also HR@k, MRR@k) count the user's held-out items in it (issue 20): the
+catalogue's warm items would otherwise win every ranking, and select models on how they rank
+those, not the new items.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import torch
 from torch import Tensor
 
 from hydrarec.ensemble import Model
-from hydrarec.evaluation.metrics import ranking_metrics
+from hydrarec.evaluation.metrics import ndcg_at_k, ranking_metrics, recall_at_k
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.features.batching import UserHistories
 
@@ -111,11 +117,13 @@ def evaluate_model(
     device: torch.device,
     batch_size: int = 256,
     exclude_known: bool = True,
+    among_held_out: bool = False,
 ) -> dict[str, float]:
     """Metrics of every task, keyed ``task/metric``, over the held-out rows.
 
     ``exclude_known = False``: the user's known items compete in the full ranking too (papers
-    differ on this; the known items are still the history)."""
+    differ on this; the known items are still the history). ``among_held_out``: retrieval ranks
+    the held-out items among themselves (``held_out_ranking``, the cold-item protocol)."""
     uniq, inverse = np.unique(rows_user, return_inverse=True)
     user_vecs, item_vecs = split_vectors(
         model, users_table, items_table, uniq, known, history_len, device, batch_size
@@ -127,6 +135,8 @@ def evaluate_model(
             lab = labels[name]
             ok = ~np.isnan(lab)
             res = task.metrics(preds[name][ok], lab[ok], rows_user[ok])
+        elif task.kind == "retrieval" and among_held_out:
+            res = held_out_ranking(user_vecs, item_vecs, inverse, rows_item, ks, batch_size)
         elif task.kind == "retrieval":
             ranks = full_ranking_ranks(
                 user_vecs, item_vecs, uniq, inverse, rows_item, known, batch_size, exclude_known
@@ -177,6 +187,45 @@ def _pairwise_predictions(
         for k, v in model.predict_pairs(u, i).items():
             chunks.setdefault(k, []).append(v.float().cpu().numpy())
     return {k: np.concatenate(v) for k, v in chunks.items()}
+
+
+@torch.no_grad()
+def held_out_ranking(
+    user_vecs: Tensor,
+    item_vecs: Tensor,
+    inverse: np.ndarray,
+    rows_item: np.ndarray,
+    ks: list[int],
+    batch_size: int,
+) -> dict[str, float]:
+    """The COLD protocol: every user's top ``max(ks)`` among the held-out items (those the rows
+    name) by the retrieval score; ``recall@k`` and ``ndcg@k`` of the user's own held-out items
+    (``metrics.recall_at_k``, ``ndcg_at_k``), ``hr@k`` (one of them in the top k) and ``mrr@k``
+    (1 / rank of the first), averaged over the users with held-out rows.
+
+    ``inverse`` (R,): each row's user, a row of ``user_vecs`` (U, D); ``rows_item`` (R,): items.
+    """
+    candidates = np.unique(rows_item)  # (C,)
+    relevant: list[set[int]] = [set() for _ in range(len(user_vecs))]
+    for u, i in zip(inverse.tolist(), np.asarray(rows_item).tolist(), strict=True):
+        relevant[u].add(i)
+    width = min(max(ks), len(candidates))
+    cand_vecs = item_vecs[torch.as_tensor(candidates, device=item_vecs.device)]  # (C, D)
+    top = np.empty((len(user_vecs), width), dtype=np.int64)
+    for s in range(0, len(user_vecs), batch_size):
+        scores = user_vecs[s : s + batch_size] @ cand_vecs.T  # (B, C)
+        top[s : s + batch_size] = candidates[torch.topk(scores, width, dim=1).indices.cpu()]
+    hit = np.array([[i in rel for i in row] for row, rel in zip(top, relevant, strict=True)])
+    out: dict[str, float] = {}
+    for k in ks:
+        first = np.where(hit[:, :k].any(1), hit[:, :k].argmax(1), -1)  # (U,) -1: none
+        out[f"recall@{k}"] = recall_at_k(top, relevant, k)
+        out[f"ndcg@{k}"] = ndcg_at_k(top, relevant, k)
+        out[f"hr@{k}"] = float((first >= 0).mean())
+        out[f"mrr@{k}"] = float(
+            np.where(first >= 0, 1.0 / (np.maximum(first, 0) + 1.0), 0.0).mean()
+        )
+    return out
 
 
 @torch.no_grad()
