@@ -27,11 +27,19 @@ import torch
 from hydrarec.build import build_model
 from hydrarec.config import Config, config_from_dict
 from hydrarec.data.dataset import IdMap
+from hydrarec.encoders.text import DEFAULT_MODEL, check_model_dir
 from hydrarec.ensemble import Model
-from hydrarec.errors import RunError
+from hydrarec.errors import ConfigError, DataError, RunError
 from hydrarec.features.batch import EntityFeatures, EntitySpec
 from hydrarec.features.batching import UserHistories
-from hydrarec.io import read_json, read_tensors, write_tensors
+from hydrarec.io import write_tensors
+from hydrarec.runfiles import (
+    check_table,
+    read_json_file,
+    read_parquet_file,
+    read_tensor_file,
+    spec_from,
+)
 
 
 class RunDir:
@@ -74,9 +82,12 @@ def save_table(path: Path, table: EntityFeatures) -> None:
     write_tensors(path, tensors)
 
 
-def load_table(path: Path) -> EntityFeatures:
-    t = read_tensors(path)
-    return EntityFeatures(
+def load_table(path: Path, spec: EntitySpec | None = None) -> EntityFeatures:
+    """An encoded table; with ``spec`` (model.json's), checked to fit it (`RunError` otherwise)."""
+    t = read_tensor_file(path)
+    if "ids" not in t:
+        raise RunError(f"{path}: no tensor 'ids' (not an encoded feature table)")
+    table = EntityFeatures(
         ids=t["ids"],
         categorical={k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("categorical.")},
         numeric=t.get("numeric"),
@@ -85,6 +96,9 @@ def load_table(path: Path) -> EntityFeatures:
         text_states=t.get("text_states"),
         text_mask=t.get("text_mask"),
     )
+    if spec is not None:
+        check_table(table, spec, path)
+    return table
 
 
 @dataclass
@@ -119,32 +133,110 @@ class LoadedRun:
 
 
 def load_run(path: str | Path, device: torch.device | None = None) -> LoadedRun:
-    """Load a run read-only: config, weights (safetensors), tables. Executes nothing from it."""
+    """Load a run read-only: config, weights (safetensors), tables. Executes nothing from it.
+
+    A damaged or edited file is a `RunError` naming it (issue 21), non-finite weights included.
+    """
     run = RunDir(path).require()
-    config = config_from_dict(tomllib.loads(run.config.read_text("utf-8")), str(run.config))
-    meta = read_json(run.meta)
-    model = build_model(
-        config,
-        EntitySpec.from_dict(meta["user_spec"]),
-        EntitySpec.from_dict(meta["item_spec"]),
-        {k: (float(a), float(b), float(c)) for k, (a, b, c) in meta["label_stats"].items()},
-        int(meta["n_items"]),
+    config = load_config(run.config)
+    meta = read_json_file(run.meta, ("user_spec", "item_spec", "label_stats", "n_items"))
+    user_spec, item_spec = (
+        spec_from(meta, "user_spec", run.meta),
+        spec_from(meta, "item_spec", run.meta),
     )
-    state = read_tensors(run.model)
-    model.load_state_dict(state)
-    model.eval()
+    model = _load_model(run, config, meta, user_spec, item_spec)
     if device is not None:
         model.to(device)
-    ids = read_json(run.data / "ids.json")
+    ids = read_json_file(run.data / "ids.json", ("users", "items"))
+    user_ids, item_ids = _id_map(ids, "users", run), _id_map(ids, "items", run)
+    if int(meta["n_items"]) != len(item_ids):  # catalogue.add_items keeps the two together
+        raise RunError(f"{run.meta}: n_items is {meta['n_items']}, data/ids.json has "
+                       f"{len(item_ids)} items")  # fmt: skip
+    users = load_table(run.features / "users.safetensors", user_spec)
+    if len(users) != len(user_ids):
+        raise RunError(f"{run.features / 'users.safetensors'}: {len(users)} rows, data/ids.json "
+                       f"has {len(user_ids)} users")  # fmt: skip
+    interactions = read_parquet_file(
+        run.data / "interactions.parquet", ("user_idx", "item_idx", "order", "split")
+    )
+    _check_indices(interactions, len(user_ids), len(item_ids), run.data / "interactions.parquet")
     return LoadedRun(
         run=run,
         config=config,
         meta=meta,
         model=model,
-        users=load_table(run.features / "users.safetensors"),
-        items=load_table(run.features / "items.safetensors"),
-        user_ids=IdMap(np.asarray(ids["users"]), "user"),
-        item_ids=IdMap(np.asarray(ids["items"]), "item"),
-        items_raw=pd.read_parquet(run.data / "items.parquet"),
-        interactions=pd.read_parquet(run.data / "interactions.parquet"),
+        users=users,
+        items=load_table(run.features / "items.safetensors", item_spec),
+        user_ids=user_ids,
+        item_ids=item_ids,
+        items_raw=read_parquet_file(run.data / "items.parquet"),
+        interactions=interactions,
     )
+
+
+def load_config(path: Path) -> Config:
+    """A run's config.toml; unreadable or invalid is a `RunError` naming it."""
+    try:
+        raw = tomllib.loads(path.read_text("utf-8"))
+        config = config_from_dict(raw, str(path))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, ConfigError) as e:
+        raise RunError(f"{path}: not a valid hydrarec config ({e})") from None
+    text = config.model.text
+    if text.enabled and text.model != DEFAULT_MODEL and Path(text.model).expanduser().is_dir():
+        try:  # a text model directory is read only as safetensors and never runs its own code
+            check_model_dir(Path(text.model).expanduser())
+        except ConfigError as e:
+            raise RunError(f"{path}: {e}") from None
+    return config
+
+
+def _load_model(
+    run: RunDir, config: Config, meta: dict[str, Any], user_spec: EntitySpec, item_spec: EntitySpec
+) -> Model:
+    """The model config.toml and model.json describe, with the weights of model.safetensors."""
+    try:
+        stats = {
+            str(k): (float(a), float(b), float(c)) for k, (a, b, c) in meta["label_stats"].items()
+        }
+        n_items = int(meta["n_items"])
+    except (TypeError, ValueError, AttributeError) as e:
+        raise RunError(f"{run.meta}: bad label_stats or n_items ({e})") from None
+    try:
+        model = build_model(config, user_spec, item_spec, stats, n_items)
+    except (ConfigError, KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise RunError(f"{run.config} and {run.meta} do not describe a model ({e})") from None
+    state = read_tensor_file(run.model)
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k in own and v.dtype != own[k].dtype]
+    if wrong:
+        raise RunError(f"{run.model}: tensor {wrong[0]!r} is {state[wrong[0]].dtype}, the model's "
+                       f"is {own[wrong[0]].dtype}")  # fmt: skip
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise RunError(
+            f"{run.model}: does not fit the model that config.toml and model.json describe "
+            f"({' '.join(line.strip() for line in first[:3])[:600]})"
+        ) from None
+    return model.eval()
+
+
+def _id_map(ids: dict[str, Any], key: str, run: RunDir) -> IdMap:
+    where = run.data / "ids.json"
+    values = ids[key]
+    if not isinstance(values, list) or not all(isinstance(v, (int, str)) for v in values):
+        raise RunError(f"{where}: {key!r} is not a list of ids (integers or strings)")
+    try:
+        return IdMap(np.asarray(values), key[:-1])
+    except DataError as e:
+        raise RunError(f"{where}: {e}") from None
+
+
+def _check_indices(df: pd.DataFrame, n_users: int, n_items: int, path: Path) -> None:
+    for column, n in (("user_idx", n_users), ("item_idx", n_items)):
+        values = df[column].to_numpy()
+        if not np.issubdtype(values.dtype, np.integer) or (
+            len(values) and not (values.min() >= 0 and values.max() < n)
+        ):
+            raise RunError(f"{path}: column {column!r} is not indices in [0, {n}) ({values.dtype})")

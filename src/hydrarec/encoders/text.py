@@ -85,7 +85,62 @@ def resolve_model(name: str) -> Path:
             f"config.json or modules.json); allowed: {DEFAULT_MODEL!r} or such a directory "
             "(models are never downloaded)"
         )
-    return path.resolve()
+    path = path.resolve()
+    check_model_dir(path)
+    return path
+
+
+# sentence-transformers' own modules: modules.json may name only these (issue 21), since any
+# other class it names is imported and run
+_MODULES = frozenset(
+    f"sentence_transformers.models.{name}"
+    for name in ("Transformer", "Pooling", "Normalize", "Dense", "LayerNorm", "WordEmbeddings",
+                 "WeightedLayerPooling", "StaticEmbedding", "CNN", "LSTM", "BoW", "Dropout")
+)  # fmt: skip
+_PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")  # torch.save / pickle formats
+
+
+def check_model_dir(path: Path) -> None:
+    """A text model directory holds safetensors weights only and runs no code of its own: no
+    pickled weights (``pytorch_model.bin`` and kin), no ``auto_map`` (remote code) in its
+    configs, no module in ``modules.json`` outside sentence-transformers' own."""
+    pickled = sorted(p for p in path.rglob("*") if p.suffix in _PICKLED and p.is_file())
+    if pickled:
+        raise ConfigError(
+            f"model.text.model: {pickled[0]} holds pickled weights, which can run code when "
+            "loaded; only safetensors weights are read (convert the model, e.g. save_pretrained("
+            "safe_serialization=True), and remove the pickled file)"
+        )
+    if not any(path.rglob("*.safetensors")):
+        raise ConfigError(f"model.text.model: {path} has no .safetensors weights")
+    for rel in ("config.json", "tokenizer_config.json"):
+        conf = _json_object(path / rel)
+        if "auto_map" in conf:
+            raise ConfigError(f"model.text.model: {path / rel} names custom code (auto_map); "
+                              "refused (models never run their own code)")  # fmt: skip
+    modules = path / "modules.json"
+    try:
+        entries = json.loads(modules.read_text("utf-8")) if modules.is_file() else []
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"model.text.model: {modules} is not valid JSON ({e})") from None
+    entries = entries if isinstance(entries, list) else [entries]
+    types = [e.get("type") if isinstance(e, dict) else e for e in entries]
+    custom = [t for t in types if t not in _MODULES]
+    if custom:
+        raise ConfigError(
+            f"model.text.model: {modules} names module {custom[0]!r}; only sentence-transformers' "
+            f"own modules are loaded ({', '.join(sorted(m.rsplit('.', 1)[1] for m in _MODULES))})"
+        )
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        obj = json.loads(path.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"model.text.model: {path} is not valid JSON ({e})") from None
+    return obj if isinstance(obj, dict) else {}
 
 
 def model_identity(path: Path) -> str:
@@ -119,7 +174,11 @@ def load_sentence_model(path: str, device: str) -> Any:
         raise ConfigError(
             "model.text.enabled needs sentence-transformers: pip install 'hydrarec[text]'"
         ) from None
-    model = SentenceTransformer(path, device=device, local_files_only=True)
+    check_model_dir(Path(path))  # the run's config may have been edited since it was resolved
+    model = SentenceTransformer(
+        path, device=device, local_files_only=True, trust_remote_code=False,
+        model_kwargs={"use_safetensors": True},
+    )  # fmt: skip
     model.eval()
     return model
 

@@ -235,9 +235,16 @@ class FeaturePipeline:
             raise RunError(f"no feature state: {path} does not exist")
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RunError(f"{path}: not valid JSON: {e}") from None
-        return cls.from_dict(state)
+        if not isinstance(state, dict):
+            raise RunError(f"{path}: a JSON {type(state).__name__}, expected an object")
+        try:
+            return cls.from_dict(state)
+        except RunError as e:
+            raise RunError(f"{path}: {e}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as e:  # edited by hand (issue 21)
+            raise RunError(f"{path}: not a feature state ({type(e).__name__}: {e})") from None
 
 
 def _present(index: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:

@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 
 from hydrarec.errors import RunError
-from hydrarec.io import read_json, write_json
+from hydrarec.io import write_json
+from hydrarec.runfiles import read_json_file
 
 FORMAT = "hydrarec.index/1"
 META_FILE = "index.json"
@@ -141,9 +142,13 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / META_FILE
     if not path.is_file():
         raise RunError(f"no item index: {path} does not exist")
-    meta: dict[str, Any] = read_json(path)
+    meta = read_json_file(path, ("kind", "dim", "count", "params"))
     if meta.get("format") != FORMAT:
         raise RunError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    if not isinstance(meta["params"], dict) or not all(
+        isinstance(meta[k], int) and meta[k] >= 0 for k in ("dim", "count")
+    ):
+        raise RunError(f"{path}: dim and count must be sizes, params an object")
     return meta
 
 

@@ -15,10 +15,11 @@ import numpy as np
 from torch import Tensor
 
 from hydrarec.evaluation.evaluate import encode_items
-from hydrarec.io import read_json, write_json
+from hydrarec.io import write_json
 from hydrarec.retrieval.base import META_FILE, ItemIndex
 from hydrarec.retrieval.registry import load_index, make_index
 from hydrarec.rundir import LoadedRun, RunDir, load_run
+from hydrarec.runfiles import read_json_file
 
 INDEX_DIR = "index"
 SOURCE_FILE = "source.json"
@@ -57,7 +58,7 @@ def build_index(run: LoadedRun | str | Path, kind: str | None = None) -> ItemInd
 def saved_kind(run: RunDir) -> str | None:
     """The kind of the run's saved index, None without one."""
     meta = run.path / INDEX_DIR / META_FILE
-    return str(read_json(meta)["kind"]) if meta.is_file() else None
+    return str(read_json_file(meta, ("kind",))["kind"]) if meta.is_file() else None
 
 
 def saved_index(run: RunDir, kind: str) -> tuple[ItemIndex, dict[str, Any]] | None:
@@ -66,7 +67,7 @@ def saved_index(run: RunDir, kind: str) -> tuple[ItemIndex, dict[str, Any]] | No
     directory = run.path / INDEX_DIR
     if not (directory / SOURCE_FILE).is_file():
         return None
-    source: dict[str, Any] = read_json(directory / SOURCE_FILE)
+    source = read_json_file(directory / SOURCE_FILE)
     if source.get("model_sha256") != model_fingerprint(run):
         return None
     index = load_index(directory)

@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hydrarec.io import read_tensors, write_tensors
+from hydrarec.errors import RunError
+from hydrarec.io import write_tensors
 from hydrarec.retrieval.base import (
+    META_FILE,
     Exclusion,
     as_ids,
     check_k,
@@ -23,6 +25,7 @@ from hydrarec.retrieval.base import (
     read_meta,
     write_meta,
 )
+from hydrarec.runfiles import read_tensor_file
 
 VECTORS_FILE = "vectors.safetensors"
 CHUNK_SCORES = 1 << 24  # scores held at once: 64 MiB of float32
@@ -130,6 +133,22 @@ class ExactIndex:
 
     @classmethod
     def load(cls, directory: str | Path) -> ExactIndex:
-        read_meta(directory)
-        t = read_tensors(Path(directory) / VECTORS_FILE)
-        return cls().build(t["vectors"], t["ids"].numpy())
+        meta = read_meta(directory)
+        path = Path(directory) / VECTORS_FILE
+        t = read_tensor_file(path)
+        vectors, ids = t.get("vectors"), t.get("ids")
+        shape = (meta["count"], meta["dim"])
+        found = {k: tuple(v.shape) for k, v in t.items()}
+        if (
+            vectors is None
+            or ids is None
+            or (tuple(vectors.shape), tuple(ids.shape))
+            != (
+                shape,
+                shape[:1],
+            )
+        ):
+            raise RunError(f"{path}: {found}, but {META_FILE} says 'vectors' {shape}")
+        if not vectors.is_floating_point() or ids.is_floating_point():
+            raise RunError(f"{path}: 'vectors' must be floats and 'ids' integers")
+        return cls().build(vectors, ids.numpy())

@@ -244,8 +244,22 @@ class FaissIndex:
         meta = read_meta(directory)
         p = dict(meta["params"])
         max_norm = p.pop("max_norm", None)
-        index = cls(p.pop("method"), **p)
-        index.index_ = faiss.read_index(str(Path(directory) / FAISS_FILE))
+        try:
+            index = cls(p.pop("method"), **p)
+        except (KeyError, TypeError, ValueError) as e:  # index.json edited by hand
+            raise RunError(
+                f"{Path(directory)}/index.json: bad params {meta['params']} ({e})"
+            ) from None
+        path = Path(directory) / FAISS_FILE
+        if not path.is_file():
+            raise RunError(f"{path}: missing (expected the saved FAISS index)")
+        try:
+            index.index_ = faiss.read_index(str(path))
+        except RuntimeError as e:  # faiss reports a damaged file as a RuntimeError
+            raise RunError(f"{path}: not a readable FAISS index ({str(e).strip()[:300]})") from None
+        if (index.index_.ntotal, index.index_.d) != (meta["count"], meta["dim"] + index._euclidean):
+            raise RunError(f"{path}: {index.index_.ntotal} vectors of dimension {index.index_.d}, "
+                           f"index.json says {meta['count']} of {meta['dim']}")  # fmt: skip
         if index._euclidean:  # a graph over lifted items: M is in the meta, as it was searched
             if max_norm is None:
                 raise RunError(f"{directory}: a lifted HNSW graph without its max_norm")

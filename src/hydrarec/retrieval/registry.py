@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from hydrarec.errors import ConfigError
-from hydrarec.retrieval.base import ItemIndex, read_meta
+from hydrarec.errors import ConfigError, RunError
+from hydrarec.retrieval.base import META_FILE, ItemIndex, read_meta
 from hydrarec.retrieval.exact import ExactIndex
 
 
@@ -45,6 +45,9 @@ def make_index(kind: str) -> ItemIndex:
 def load_index(directory: str | Path) -> ItemIndex:
     """Load an index saved by ``ItemIndex.save`` (its kind is read from ``index.json``)."""
     kind = str(read_meta(directory)["kind"])
+    if kind not in INDEXES:
+        raise RunError(f"{Path(directory) / META_FILE}: unknown index kind {kind!r} "
+                       f"(allowed: {', '.join(INDEXES)})")  # fmt: skip
     cls = type(make_index(kind))
     index: ItemIndex = cls.load(directory)  # type: ignore[attr-defined]
     return index

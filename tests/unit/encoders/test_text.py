@@ -175,3 +175,37 @@ def _variant_model(tmp_path: Path) -> Path:
     cfg = json.loads((src / "sentence_bert_config.json").read_text())
     (out / "sentence_bert_config.json").write_text(json.dumps({**cfg, "max_seq_length": 64}))
     return out
+
+
+# -- issue 21: a text model directory is read as safetensors only, and runs no code of its own --
+def _model_dir(tmp_path: Path, **files: bytes) -> Path:
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "config.json").write_text('{"model_type": "bert"}')
+    for name, data in files.items():
+        (d / name.replace("__", "/")).parent.mkdir(parents=True, exist_ok=True)
+        (d / name.replace("__", "/")).write_bytes(data)
+    return d
+
+
+@pytest.mark.parametrize(
+    ("files", "named"),
+    [({"model.safetensors": b"x", "pytorch_model.bin": b"x"}, "pytorch_model.bin"),
+     ({"model.safetensors": b"x", "2_Dense__pytorch_model.bin": b"x"}, "pytorch_model.bin"),
+     ({"config.txt": b"x"}, "no .safetensors weights"),
+     ({"model.safetensors": b"x", "modules.json": b'[{"type": "evil.Module"}]'}, "evil.Module"),
+     ({"model.safetensors": b"x", "tokenizer_config.json": b'{"auto_map": {}}'}, "auto_map")],
+)  # fmt: skip
+def test_unsafe_text_model_directories_are_refused(
+    tmp_path: Path, files: dict[str, bytes], named: str
+) -> None:
+    from hydrarec.encoders.text import resolve_model
+
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        resolve_model(str(_model_dir(tmp_path, **files)))
+
+
+def test_the_packaged_model_passes_the_check() -> None:
+    from hydrarec.encoders.text import DEFAULT_MODEL, check_model_dir, resolve_model
+
+    check_model_dir(resolve_model(DEFAULT_MODEL))  # safetensors and sentence-transformers modules
