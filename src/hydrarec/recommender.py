@@ -8,10 +8,12 @@ offline use. One small API, the same shape for one user or many (after benfred/i
 Recommendation has two stages (Covington et al., "Deep Neural Networks for YouTube
 Recommendations", RecSys 2016): retrieve the top ``recommend.candidates`` items by the dot product
 of user and item vectors through the run's ``ItemIndex`` (exact or FAISS), then, when
-``recommend.blend`` is set, re-rank them by a product of the ranking tasks' predictions, e.g.
-``{like = 1, rating = 0.5}`` -> ``like^1 * (rating/max)^0.5``. Seen items (the user's history) are
-excluded unless asked; ``allow`` restricts the candidates to a list (scored exactly), ``deny``
-removes items. Slots no item can fill hold index -1 and score ``-inf`` (see ``Recommendations``).
+``recommend.blend`` is set, re-rank them by stage one's probability times a product of the
+ranking tasks' predictions, e.g. ``{like = 1, rating = 0.5}`` -> ``exp(u.i / T) * like^1 *
+(rating/max)^0.5`` (scored as its log; ``T`` the retrieval temperature). Seen items (the
+user's history) are excluded unless asked; ``allow`` restricts the candidates to a list (scored
+exactly), ``deny`` removes items. Slots no item can fill hold index -1 and score ``-inf`` (see
+``Recommendations``).
 
 Users are known ids, or ``UserQuery``s: a history of raw item ids and / or raw user features, for
 users the run does not know (``retrieval/queries.py``). Every path ends in ``rank``, vectorised
@@ -48,7 +50,7 @@ class Recommendations:
 
     items: np.ndarray  # (B, k) int64 catalogue indices
     ids: np.ndarray  # (B, k) raw item ids (object array with None in empty slots, if any)
-    scores: np.ndarray  # (B, k) float32: the blend score, or the dot product without a blend
+    scores: np.ndarray  # (B, k) float32: the blend's log score, or the dot product without one
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # task -> (B, k), NaN if empty
     support: np.ndarray | None = None  # (B, k, n) catalogue indices of supporting history items
     support_ids: np.ndarray | None = None  # (B, k, n) their raw ids (None where absent)
@@ -391,9 +393,15 @@ class Recommender:
     def _rerank(
         self, uv: Tensor, cand: Tensor, dots: Tensor, k: int
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """Stage two: the best ``k`` candidates by the blend (product of task predictions raised
-        to the blend exponents), their blend scores, and every task's prediction, (B, k) each.
-        Without a blend the order (by dot product) is kept. Empty slots stay last, at -inf."""
+        """Stage two: the best ``k`` candidates by the blend, their blend scores, and every
+        task's prediction, (B, k) each. Without a blend the order (by dot product) is kept.
+        Empty slots stay last, at -inf.
+
+        The blend is stage one's probability times the task predictions raised to the blend
+        exponents, scored as its log: ``u.i / T + sum_t w_t log p_t`` (``Task.blend_log``).
+        The ranking heads learn how the pairs that happen are rated (P(like | picked)), never
+        which items a user picks: alone they ranked new items by a guess at their quality and
+        lost the retrieval order (issue 20: Recall@10 0.074 against 0.175 on cold items)."""
         b, n = cand.shape
         if self._item_side is None or self._item_side.item_vectors is not self.item_vectors:
             self._item_side = ItemSideCache(self.item_vectors)
@@ -403,12 +411,14 @@ class Recommender:
             for t, p in self.model.predict_candidates(uv, safe, self._item_side).items()
         }
         empty = cand < 0
-        score = torch.ones(b, n) if self.blend else dots.clone()
-        for name, w in self.blend.items():
-            p = preds[name]
-            if self.tasks[name] == "rating":
-                p = p / float(self.run.meta["label_stats"][name][1])  # rating / max of the scale
-            score = score * p.clamp(min=1e-9) ** w
+        score = dots.clone()
+        tasks = dict(self.model.task_items())
+        if self.blend:
+            picked = [name for name, kind in self.tasks.items() if kind == "retrieval"]
+            if picked:  # log P(item | user), up to the user's constant
+                score = tasks[picked[0]].blend_log(preds[picked[0]])
+            for name, w in self.blend.items():
+                score = score + w * tasks[name].blend_log(preds[name])
         score = score.masked_fill(empty, float("-inf"))
         order = torch.sort(score, dim=1, descending=True, stable=True).indices[:, :k]
         cand = torch.gather(cand, 1, order)

@@ -1,5 +1,6 @@
 """``Recommender`` on the tiny trained run (conftest ``tiny_run``: 60 users, 40 items, blend
-``like^1 * (rating/5)^0.5`` over 20 retrieved candidates), checked against direct computations."""
+``exp(dot / T) like^1 (rating/5)^0.5`` over 20 retrieved candidates), checked against direct
+computations."""
 
 from __future__ import annotations
 
@@ -36,9 +37,11 @@ def light_users(rec: Recommender, n: int) -> list[int]:
 
 
 def blend_of(rec: Recommender, user: int, items: np.ndarray) -> np.ndarray:
-    """like^1 * (rating / 5)^0.5 from ``predict``, computed independently of ``recommend``."""
+    """log(exp(dot / T) like^1 (rating / 5)^0.5) from ``predict``, computed independently of
+    ``recommend``: stage one's probability (T: the retrieval temperature) stays in the blend."""
     p = rec.predict([user] * len(items), list(items))
-    return p["like"] * (p["rating"] / 5.0) ** 0.5
+    t = next(task.temperature for task in rec.config.tasks if task.kind == "retrieval")
+    return p["retrieval"] / t + np.log(p["like"]) + 0.5 * np.log(p["rating"] / 5.0)
 
 
 def test_the_run_has_its_saved_index(rec: Recommender, tiny_run: Path) -> None:

@@ -113,8 +113,11 @@ def score_note(rec: Recommender) -> str:
     if not rec.blend:
         return "score: dot product of the user and item vectors"
     terms = " × ".join(
-        f"({t}/max)^{w:g}" if rec.tasks[t] == "rating" else f"{t}^{w:g}"
-        for t, w in rec.blend.items()
+        ["exp(dot / T)"]  # stage one's probability: Recommender._rerank
+        + [
+            f"({t}/max)^{w:g}" if rec.tasks[t] == "rating" else f"{t}^{w:g}"
+            for t, w in rec.blend.items()
+        ]
     )
     return (
         f"score: {terms}, re-ranking the top {rec.config.recommend.candidates} items by dot product"

@@ -100,6 +100,11 @@ class Task(nn.Module, ABC):
         """Pointwise metrics of ``predict`` outputs, keys without the task prefix ({} if none)."""
         return {}
 
+    def blend_log(self, prediction: Tensor) -> Tensor:
+        """The log of this task's factor in stage two's score (``Recommender``, issue 20), from
+        ``predict``'s (B,) output; kinds that stage two cannot blend raise."""
+        raise ValueError(f"task {self.name!r} ({self.kind}) has no factor in a recommend blend")
+
     def _rep(self, inputs: TaskInputs) -> Tensor:
         if inputs.rep is None:
             raise ValueError(f"task {self.name!r} ({self.kind}) needs a tower representation")

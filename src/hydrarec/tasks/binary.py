@@ -42,6 +42,9 @@ class BinaryTask(Task):
     def predict(self, output: Tensor) -> Tensor:
         return output.sigmoid()
 
+    def blend_log(self, prediction: Tensor) -> Tensor:
+        return prediction.clamp(min=1e-9).log()  # log p
+
     def metrics(self, pred: np.ndarray, label: np.ndarray, user: np.ndarray) -> dict[str, float]:
         # lazy import: see RatingTask.metrics
         from hydrarec.evaluation import metrics as m

@@ -124,6 +124,9 @@ class RatingTask(Task):
             output = (1.0 - w.sum(-1)) * output[:, 0] + (w * output[:, 1 : 1 + p]).sum(-1)
         return output.clamp(*self.scale)
 
+    def blend_log(self, prediction: Tensor) -> Tensor:
+        return (prediction / self.scale[1]).clamp(min=1e-9).log()  # log(rating / max)
+
     def metrics(self, pred: np.ndarray, label: np.ndarray, user: np.ndarray) -> dict[str, float]:
         # imported here: evaluation sits below tasks in the layering, and only its pure, import-free
         # metrics module is used (a module-level import could cycle through evaluation/__init__)

@@ -138,6 +138,13 @@ class RetrievalTask(Task):
         # the temperature scales the (B, D) users, not the (B, U) logits: one pass fewer over them
         return (inputs.user / self.temperature) @ items.T  # (B, D) @ (D, U) -> (B, U)
 
+    def blend_log(self, prediction: Tensor) -> Tensor:
+        """``u . i / temperature``: the logit this task's softmax was fitted to (logQ-corrected,
+        so the full-catalogue one), i.e. log P(item | user) up to a per-user constant. Stage two
+        keeps it in every blend: the ranking heads only learn how pairs that happen are rated
+        (issue 20)."""
+        return prediction / self.temperature
+
     def _gathering(self) -> bool:
         """Whether candidates are gathered across ranks: training only (evaluation runs on one
         rank), and never with a full softmax (every rank already has every item)."""
