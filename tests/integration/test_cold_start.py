@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from hydrarec.catalogue import add_items, add_items_file
@@ -27,6 +28,7 @@ from hydrarec.io import read_json
 from hydrarec.recommender import Recommender
 from hydrarec.retrieval.build import build_index, saved_index
 from hydrarec.rundir import RunDir, load_run
+from hydrarec.serving import create_app
 from hydrarec.training.progress import Progress
 
 TEMPLATE = "{title}. Genres: {genres}"
@@ -140,6 +142,47 @@ def test_cli_add_items_then_recommend(run_copy: Path, tmp_path: Path) -> None:
     assert {20_001, 20_002} <= set(ids.ravel().tolist())
     assert np.isfinite(scores).all()
     assert read_json(run_copy / "model.json")["n_items"] == 62
+
+
+def test_an_added_item_is_scored_as_the_same_item_held_out_of_training(run_copy: Path) -> None:
+    """Issue 20: an item added to a trained run takes the path a held-out item of the same run
+    took at training time (id out of vocabulary, text and features): a clone of a held-out item
+    added under a new id gets its vector, predictions, neighbours, index entries, recommendation
+    score and HTTP answers."""
+    before = Recommender.load(run_copy)
+    inter = before.run.interactions
+    cold = np.setdiff1d(inter["item_idx"], inter.loc[inter["split"] == "train", "item_idx"])
+    original = int(before.run.item_ids.raw(cold[:1])[0])
+    add_items(run_copy, clone_of(run_copy, original, 70_001), progress=False)
+    build_index(run_copy, "faiss_hnsw")
+    rec = Recommender.load(run_copy, index="faiss_hnsw")
+    old, new = rec.item_index([original, 70_001])
+    torch.testing.assert_close(rec.item_vectors[new], rec.item_vectors[old], rtol=0, atol=1e-6)
+    torch.testing.assert_close(rec.item_vectors[old], before.item_vectors[old])  # unchanged
+    users = list(rec.run.user_ids.raw_ids[:6])
+    got, want = rec.predict(users, [70_001] * 6), rec.predict(users, [original] * 6)
+    assert set(got) == {"retrieval", "like"}
+    for task in got:
+        np.testing.assert_allclose(got[task], want[task], rtol=1e-5, atol=1e-6)
+    ids, sims = rec.similar_items([70_001], k=1)  # its twin is its nearest item, at cosine 1
+    assert ids[0, 0] == original and sims[0, 0] == pytest.approx(1.0, abs=1e-5)
+    rec.config.recommend.blend = {"like": 1.0}  # stage two too (the held-out item is seen)
+    ids, scores = rec.recommend(users, k=2, allow=[original, 70_001], exclude_seen=False)
+    assert all(set(row) == {original, 70_001} for row in ids.tolist())
+    np.testing.assert_allclose(scores[:, 0], scores[:, 1], rtol=1e-5, atol=1e-5)
+    uv = rec.user_vectors(rec.user_index(users))  # the FAISS index holds both, scored alike
+    found, dots = rec.index.search(uv, k=rec.n_items)
+    at_old, at_new = (np.argmax(found == i, axis=1) for i in (old, new))
+    np.testing.assert_allclose(dots[np.arange(6), at_old], dots[np.arange(6), at_new], atol=1e-4)
+    with TestClient(create_app(rec)) as client:
+        body = client.post(
+            "/predict",
+            json={"pairs": [{"user_id": int(users[0]), "item_id": i} for i in (original, 70_001)]},
+        ).json()
+        first, second = (pair["predictions"] for pair in body["predictions"])
+        assert first == pytest.approx(second, rel=1e-5)
+        similar = client.get("/items/70001/similar", params={"k": 1}).json()
+        assert similar["items"][0]["item_id"] == original
 
 
 @pytest.mark.parametrize(
