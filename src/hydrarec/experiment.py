@@ -209,8 +209,15 @@ def train(
     overwrite: bool = False,
     progress: Progress | None = None,
     dataset: Dataset | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    test: bool = True,
 ) -> Run:
     """Train ``cfg`` into the run directory ``out`` and evaluate on valid and test.
+
+    ``on_epoch(record)`` sees each epoch's history record (its ``valid`` metrics included) as
+    it ends; an exception it raises stops the training (``hydrarec tune`` prunes this way,
+    issue 24). ``test=False`` leaves test unread and builds no item index (a tuning trial is
+    scored on valid only; not with ``train.refit``, whose point is the test score).
 
     The run is built in ``out.partial`` and swapped in at ``out`` once complete, so a kill
     leaves the previous run or none, never a mix (``staging.py``, issue 21). A complete run at
@@ -234,6 +241,8 @@ def train(
                 dataset=dataset,
                 dist=dist,
                 device=device,
+                on_epoch=on_epoch,
+                test=test,
             )
             if dist.is_main:
                 staging.swap_in(where, out)
@@ -249,8 +258,12 @@ def _train(
     dataset: Dataset | None = None,
     dist: Distributed | None = None,
     device: torch.device | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    test: bool = True,
 ) -> Run:
     """``train`` without the log file (and without joining a process group)."""
+    if not test and cfg.train.refit:
+        raise ConfigError("train.refit trains again to score test: it cannot skip test")
     dist = dist or Distributed()
     progress = (progress or Progress()) if dist.is_main else Progress(enabled=False)
     run = RunDir(out)
@@ -270,10 +283,20 @@ def _train(
         bar.advance()
     device = device or pick_device(cfg.train.device)
     if not cfg.train.refit:
-        return _fit(cfg, run, data, device, dist, progress, resume=resume)
+        return _fit(
+            cfg, run, data, device, dist, progress, resume=resume, test=test, on_epoch=on_epoch
+        )
     # refit: select on valid in RUN/selection (test unread), then train again on train + valid
     chosen = _fit(
-        cfg, RunDir(run.path / SELECTION), data, device, dist, progress, resume=resume, test=False
+        cfg,
+        RunDir(run.path / SELECTION),
+        data,
+        device,
+        dist,
+        progress,
+        resume=resume,
+        test=False,
+        on_epoch=on_epoch,
     )
     split = data.split
     merged = Split(np.concatenate([split.train, split.valid]), split.valid[:0], split.test)
@@ -312,6 +335,7 @@ def _fit(
     resume: bool,
     test: bool = True,
     refit_epochs: int | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> Run:
     """Build, train and write one run directory from ``data``: early stopping on valid, or
     (``refit_epochs``) that many epochs on a split without a valid part. Its metrics: valid and,
@@ -341,6 +365,8 @@ def _fit(
     def on_epoch_end(record: dict[str, Any]) -> None:
         with open(run.history, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        if on_epoch is not None:
+            on_epoch(record)
 
     if dist.is_main and not resume and run.history.exists():
         run.history.unlink()
