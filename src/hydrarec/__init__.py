@@ -1,6 +1,6 @@
 """hydrarec: multi-task representation learning for recommender systems.
 
-from hydrarec import load_config, train, evaluate, Recommender, add_items
+from hydrarec import load_config, train, evaluate, Recommender, add_items, tune
 """
 
 from __future__ import annotations
@@ -17,9 +17,18 @@ _API = {
     "evaluate": "hydrarec.experiment",
     "Recommender": "hydrarec.recommender",
     "add_items": "hydrarec.catalogue",
+    "tune": "hydrarec.tuning",  # the `tune` extra (optuna)
 }
 
-__all__ = ["Recommender", "__version__", "add_items", "evaluate", "load_config", "train"]
+__all__ = [
+    "Recommender",
+    "__version__",
+    "add_items",
+    "evaluate",
+    "load_config",
+    "train",
+    "tune",
+]
 
 
 def __getattr__(name: str) -> Any:
