@@ -447,6 +447,63 @@ def demo(
     run_demo(out, quiet=quiet, console=console, overrides=set_ or [], fallback=fallback_data)
 
 
+@app.command()
+def tune(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Base TOML config.")],
+    space: Annotated[Path, typer.Option("--space", "-s", help="Search space TOML.")],
+    trials: Annotated[int, typer.Option("--trials", "-n", help="Trials to run now.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the study's outputs.")],
+    timeout: Annotated[
+        float | None, typer.Option(help="Start no trial after this many seconds.")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL (default: sqlite OUT/study.db).")
+    ] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default: OUT's name).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = 1,
+    pruner: Annotated[str, typer.Option(help="median, hyperband or none.")] = "median",
+    repeat: Annotated[int, typer.Option(help="Seeds averaged per trial.")] = 1,
+    keep: Annotated[str, typer.Option(help="Trial runs kept: none, best or all.")] = "none",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Search hyper-parameters with Optuna; writes OUT/best.toml, trials.csv and report.html.
+
+    Each trial trains the config with the space's values and is scored on the validation
+    split (the config's train.monitor). The same command again continues the study; with
+    --storage URL --study NAME, the command run on several machines works on one study
+    (docs/tune.md).
+    """
+    from hydrarec.training.progress import Progress
+    from hydrarec.tuning import tune as run_tune
+
+    result = run_tune(
+        config,
+        space,
+        out=out,
+        trials=trials,
+        timeout=timeout,
+        storage=storage,
+        study=study,
+        jobs=jobs,
+        pruner=pruner,
+        repeat=repeat,
+        keep=keep,
+        progress=Progress(enabled=False if quiet else None),
+    )
+    counts = ", ".join(f"{n} {state}" for state, n in result.trials.items())
+    console.print(f"study {result.study} in {result.storage}: {counts}")
+    if result.best_value is None:
+        console.print("no trial completed yet: no best.toml")
+    else:
+        table = Table("parameter", "best value")
+        for key, value in result.best_params.items():
+            table.add_row(key, escape(str(value)))
+        console.print(table)
+        console.print(f"best: trial {result.best_trial}, valid {result.best_value:.4f}")
+        console.print(f"best config written to {result.best_config}")
+    console.print(f"report written to {result.report}")
+
+
 def main() -> None:
     try:
         app()
