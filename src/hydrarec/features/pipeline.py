@@ -19,6 +19,8 @@ The fitted state is one JSON file, ``features.json``, written atomically.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,20 @@ SIDE_KINDS = (Kind.CATEGORICAL, Kind.NUMERIC, Kind.MULTI_HOT)
 BUCKET_SUFFIX = "_bucket"
 
 
+@contextmanager
+def naming_feature(name: str) -> Iterator[None]:
+    """A value that feature ``name``'s encoder cannot take (a text where a number belongs, a list
+    or an object where a category does) is a ``DataError`` that names the feature (issue 21)."""
+    try:
+        yield
+    except DataError as e:
+        if e.field is not None:
+            raise
+        raise DataError(str(e), field=name) from e
+    except (TypeError, ValueError) as e:
+        raise DataError(f"cannot encode its value ({e})", field=name) from e
+
+
 @dataclass
 class _Feature:
     name: str
@@ -66,22 +82,26 @@ class EntityEncoder:
         """Encode ``table`` (one row per entity, in the order given) as tensors."""
         _require_columns(table, [self.id_column] + [f.name for f in self.features])
         out = EntityFeatures(ids=torch.from_numpy(self.ids.transform(table[self.id_column])))
-        numeric = []
+        numeric: list[np.ndarray] = []
         for f in self.features:
-            col = table[f.name]
-            if isinstance(f.encoder, NumericScaler):
-                numeric.append(f.encoder.standardize(col))
-                if f.encoder.mode == "bucketize":
-                    out.categorical[f.name + BUCKET_SUFFIX] = torch.from_numpy(
-                        f.encoder.transform(col)
-                    )
-            elif isinstance(f.encoder, MultiHotEncoder):
-                out.multi_hot[f.name] = torch.from_numpy(f.encoder.transform(col))
-            else:
-                out.categorical[f.name] = torch.from_numpy(f.encoder.transform(col))
+            with naming_feature(f.name):
+                self._encode(f, table[f.name], out, numeric)
         if numeric:
             out.numeric = torch.from_numpy(np.stack(numeric, axis=1))  # (N, F)
         return out
+
+    @staticmethod
+    def _encode(
+        f: _Feature, col: pd.Series, out: EntityFeatures, numeric: list[np.ndarray]
+    ) -> None:
+        if isinstance(f.encoder, NumericScaler):
+            numeric.append(f.encoder.standardize(col))
+            if f.encoder.mode == "bucketize":
+                out.categorical[f.name + BUCKET_SUFFIX] = torch.from_numpy(f.encoder.transform(col))
+        elif isinstance(f.encoder, MultiHotEncoder):
+            out.multi_hot[f.name] = torch.from_numpy(f.encoder.transform(col))
+        else:
+            out.categorical[f.name] = torch.from_numpy(f.encoder.transform(col))
 
     def spec(self) -> EntitySpec:
         categorical: dict[str, int] = {}
@@ -170,7 +190,10 @@ class FeaturePipeline:
         columns = _select(schema, kind, names)
         _require_columns(table, [id_column] + [c.name for c in columns])
         ids = Vocabulary(min_count=1).fit(table[id_column])
-        feats = [_Feature(c.name, c.kind, self._encoder(c).fit(table[c.name])) for c in columns]
+        feats = []
+        for c in columns:
+            with naming_feature(c.name):
+                feats.append(_Feature(c.name, c.kind, self._encoder(c).fit(table[c.name])))
         return EntityEncoder(id_column, ids, feats)
 
     def _encoder(self, column: Column) -> Vocabulary | NumericScaler | MultiHotEncoder:

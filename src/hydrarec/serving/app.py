@@ -6,26 +6,31 @@
     GET  /metadata                  model, tasks, counts, training date, metrics
     GET  /healthz, /readyz          liveness (the process answers) and readiness (index complete)
 
-Errors: an unknown id -> 404 naming it; invalid bodies or parameters -> 422 naming the field;
-a body over ``max_body_bytes`` -> 413; with ``api_key``, a missing or wrong ``X-API-Key`` -> 401
-on every endpoint but ``/healthz``, ``/readyz`` and the docs (probes must not need the secret).
+Errors: an unknown id -> 404 naming it; invalid bodies or parameters -> 422 naming the field
+(a NaN or infinity the client sent is echoed as the string "NaN" / "Infinity": JSON has no such
+number); a body over ``max_body_bytes`` -> 413; with ``api_key``, a missing or wrong ``X-API-Key``
+-> 401 on every path but ``/healthz``, ``/readyz`` and the docs (probes must not need the
+secret), before the body is read: a client without the key learns nothing of the API.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
+from pydantic_core import to_json
 
 from hydrarec import __version__
 from hydrarec.errors import DataError, UnknownIdError
 from hydrarec.recommender import Recommender
+from hydrarec.serving.auth import MISSING_KEY, KeyGuard, key_matches
 from hydrarec.serving.batcher import MicroBatcher
 from hydrarec.serving.fast_lane import FastLane
 from hydrarec.serving.limits import BodyLimit, Receive, Send
@@ -81,11 +86,16 @@ def create_app(
     if fast_lane:
         app.lane = FastLane(app.stack, batcher, api_key, max_body_bytes)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # type: ignore[arg-type]
+    if api_key:  # added last, so it runs first: 401 before the body limit or the body is read
+        open_paths = _open_paths(app)
+        app.add_middleware(KeyGuard, key=api_key, open_paths=open_paths)  # type: ignore[arg-type]
+    # the guard's twin as a dependency declares the key in the OpenAPI schema
     guard = [Depends(_key_guard(api_key))] if api_key else []
     app.include_router(api_router(rec, batcher), dependencies=guard)
     app.include_router(probe_router(rec))
     app.add_exception_handler(UnknownIdError, _model_error)
     app.add_exception_handler(DataError, _model_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     return app
 
 
@@ -113,11 +123,25 @@ _KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 def _key_guard(expected: str) -> Callable[..., Any]:
     def check(key: str | None = Depends(_KEY_HEADER)) -> None:
-        # constant-time comparison: the time taken does not reveal how much of the key matched
-        if key is None or not secrets.compare_digest(key.encode(), expected.encode()):
-            raise HTTPException(401, "missing or wrong X-API-Key", {"WWW-Authenticate": "APIKey"})
+        given = None if key is None else key.encode("latin-1", "replace")
+        if not key_matches(given, expected.encode()):
+            raise HTTPException(401, MISSING_KEY, {"WWW-Authenticate": "APIKey"})
 
     return check
+
+
+def _open_paths(app: FastAPI) -> list[str]:
+    """The paths served without the key: the probes and the docs."""
+    docs = [app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url]
+    return ["/healthz", "/readyz", *(p for p in docs if p)]
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422 answer, encodable whatever the body held: NaN and infinities in the echoed
+    input become strings (FastAPI's own handler fails on them with a 500, issue 21)."""
+    assert isinstance(exc, RequestValidationError)
+    body = to_json({"detail": jsonable_encoder(exc.errors())}, inf_nan_mode="strings")
+    return Response(body, status_code=422, media_type="application/json")
 
 
 async def _model_error(request: Request, exc: Exception) -> Response:

@@ -21,12 +21,12 @@ answers 500 as Starlette's error middleware would.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import MutableMapping
 from typing import Any
 
 from pydantic import ValidationError
 
+from hydrarec.serving.auth import key_matches
 from hydrarec.serving.batcher import MicroBatcher
 from hydrarec.serving.limits import (
     ASGIApp,
@@ -102,13 +102,7 @@ class FastLane:
         )
 
     def _authorised(self, headers: dict[bytes, bytes]) -> bool:
-        if self.api_key is None:
-            return True
-        given = headers.get(b"x-api-key")
-        # read as Starlette reads a header (latin-1), compared as FastAPI's guard compares (UTF-8)
-        return given is not None and secrets.compare_digest(
-            given.decode("latin-1").encode(), self.api_key
-        )
+        return self.api_key is None or key_matches(headers.get(b"x-api-key"), self.api_key)
 
 
 async def _send(send: Send, status: int, body: bytes) -> None:

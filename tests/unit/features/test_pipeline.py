@@ -139,6 +139,36 @@ def test_transform_needs_the_columns_and_a_fit() -> None:
         FeaturePipeline(FeaturesConfig()).transform_items(ds.items)
 
 
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("year", "recent"), ("year", [1990]), ("studio", {"name": "A"}), ("studio", ["A"])],
+)
+def test_a_value_of_the_wrong_type_is_a_data_error_naming_the_feature(
+    column: str, value: object
+) -> None:
+    """Issue 21: a numeric feature's text was an error naming no feature, and a dict or a list
+    for a categorical one a TypeError (an HTTP 500 from a cold user's features)."""
+    p, ds = _fit()
+    items = ds.items.copy()
+    items[column] = items[column].astype(object)
+    items.at[1, column] = value
+    with pytest.raises(DataError, match=rf"^field '{column}': "):
+        p.transform_items(items)
+    if column != "year":  # a category that is a list or a dict is the loaders' to refuse
+        return
+    with pytest.raises(DataError, match=rf"^field '{column}': "):  # and when fitting
+        FeaturePipeline(FeaturesConfig()).fit(
+            Dataset.build(
+                "toy",
+                ds.interactions[["user_id", "item_id", "timestamp", "rating"]],
+                SCHEMA,
+                users=ds.users,
+                items=items,
+            ),
+            TRAIN,
+        )
+
+
 def _assert_same(a: EntityFeatures, b: EntityFeatures) -> None:
     assert torch.equal(a.ids, b.ids)
     assert a.categorical.keys() == b.categorical.keys()
