@@ -44,6 +44,12 @@ class DataError(HydrarecError, ValueError):
         super().__init__(f"{where}{what}{message}{tail}")
 
 
+class ArgumentError(HydrarecError, TypeError, ValueError):
+    """A bad argument to the Python API (a ``k`` that is not a positive integer, one id where a
+    list of ids belongs); the message names the argument and what is allowed. A ``TypeError``
+    and a ``ValueError``, as Python raises one or the other for such arguments."""
+
+
 class RunError(HydrarecError, ValueError):
     """A run directory that is missing, incomplete or not a hydrarec run."""
 

@@ -12,8 +12,16 @@ of user and item vectors through the run's ``ItemIndex`` (exact or FAISS), then,
 ranking tasks' predictions, e.g. ``{like = 1, rating = 0.5}`` -> ``exp(u.i / T) * like^1 *
 (rating/max)^0.5`` (scored as its log; ``T`` the retrieval temperature). Seen items (the
 user's history) are excluded unless asked; ``allow`` restricts the candidates to a list (scored
-exactly), ``deny`` removes items. Slots no item can fill hold index -1 and score ``-inf`` (see
-``Recommendations``).
+exactly), ``deny`` removes items.
+
+The contract of every recommend path (issue 21): ``users`` is a list of ids (one user is ``[42]``;
+a bare ``42`` is an ``ArgumentError``, as the result has one shape for one user or many), ``k`` a
+positive integer (``2.5``, ``True`` or ``0``: an ``ArgumentError``), and the result is always
+``(len(users), k)``: a user with fewer than ``k`` eligible items (unseen, allowed, not denied;
+``k`` may exceed the catalogue) gets them first and empty slots after, index -1, raw id ``None``,
+score ``-inf``, predictions NaN (see ``Recommendations``). Raw ids match the run's id type by the
+rule of ``retrieval.queries.match_id_type`` in the Python API, the CLI and the HTTP service alike:
+``"42"`` is user 42 of a run with integer ids, ``"042"`` and ``42.0`` are unknown.
 
 Users are known ids, or ``UserQuery``s: a history of raw item ids and / or raw user features, for
 users the run does not know (``retrieval/queries.py``). Every path ends in ``rank``, vectorised
@@ -34,19 +42,20 @@ import torch
 from torch import Tensor
 
 from hydrarec.architectures.pairs import ItemSideCache
-from hydrarec.errors import ConfigError
+from hydrarec.errors import ArgumentError, ConfigError
 from hydrarec.evaluation.evaluate import encode_items, split_user_vectors, top_k_items
 from hydrarec.retrieval.base import Exclusion, ItemIndex
 from hydrarec.retrieval.build import INDEX_DIR, index_from_vectors, saved_index, saved_kind
 from hydrarec.retrieval.exact import ExactIndex
 from hydrarec.retrieval.explain import supporting_items
-from hydrarec.retrieval.queries import QueryEncoder, UserQuery, Users, match_id_type
+from hydrarec.retrieval.queries import QueryEncoder, UserQuery, Users, id_keys, match_id_type
 from hydrarec.rundir import LoadedRun, load_run
 
 
 @dataclass
 class Recommendations:
-    """Top-k per user. Empty slots (fewer than k eligible items): index -1, score -inf."""
+    """Top-k per user, (B, k) whatever the number of eligible items. Empty slots (fewer than k
+    eligible items): index -1, raw id None, score -inf, predictions NaN, at the end of the row."""
 
     items: np.ndarray  # (B, k) int64 catalogue indices
     ids: np.ndarray  # (B, k) raw item ids (object array with None in empty slots, if any)
@@ -132,11 +141,13 @@ class Recommender:
     def tasks(self) -> dict[str, str]:
         return {n: t.kind for n, t in self.model.task_items()}
 
-    def user_index(self, users: Sequence[Any]) -> np.ndarray:
-        return self.run.user_ids.index(np.asarray(users))
+    def user_index(self, users: Sequence[Any] | np.ndarray) -> np.ndarray:
+        """Catalogue indices of raw user ids (``match_id_type``); unknown: ``UnknownIdError``."""
+        return self.run.user_ids.index(id_keys(id_list(users, "users"), self.run.user_ids))
 
-    def item_index(self, items: Sequence[Any]) -> np.ndarray:
-        return self.run.item_ids.index(np.asarray(items))
+    def item_index(self, items: Sequence[Any] | np.ndarray) -> np.ndarray:
+        """Catalogue indices of raw item ids (``match_id_type``); unknown: ``UnknownIdError``."""
+        return self.run.item_ids.index(id_keys(id_list(items, "items"), self.run.item_ids))
 
     def user_key(self, raw: Any) -> Any:
         """``raw`` as the run's user id type ("42" -> 42 for integer ids, 42 -> "42" for text)."""
@@ -179,10 +190,13 @@ class Recommender:
     @torch.no_grad()
     def predict(self, users: Sequence[Any], items: Sequence[Any]) -> dict[str, np.ndarray]:
         """Every task's prediction for each (user, item) pair (raw ids, equal lengths)."""
-        if len(users) != len(items):
-            raise ValueError(f"users and items differ in length: {len(users)} != {len(items)}")
-        u = self.user_index(users)
-        i = self.item_index(items)
+        user_list, item_list = id_list(users, "users"), id_list(items, "items")
+        if len(user_list) != len(item_list):
+            raise ArgumentError(
+                f"users and items differ in length: {len(user_list)} != {len(item_list)}"
+            )
+        u = self.user_index(user_list)
+        i = self.item_index(item_list)
         uv = self.user_vectors(u)
         preds = self.model.predict_pairs(uv, self.item_vectors[torch.as_tensor(i)])
         return {k: v.float().cpu().numpy() for k, v in preds.items()}
@@ -197,10 +211,13 @@ class Recommender:
         deny: Sequence[Any] | None = None,
         as_of: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` raw item ids and scores per known user, shapes (len(users), k).
+        """Top-``k`` raw item ids and scores per known user, shapes (len(users), k) always: a
+        user with fewer eligible items has ``None`` ids and ``-inf`` scores in the slots after
+        them (the module docstring's contract). ``users`` is a list: ``[42]`` for one user.
 
         ``as_of = "valid"`` or ``"test"``: each user as ``hydrarec evaluate`` sees them on that
         split (``recommend_as_of``), to score offline with one's own metrics (issue 22)."""
+        k = positive_k(k)
         if as_of is not None:
             if allow is not None or deny is not None:
                 raise ValueError("as_of ranks every item, as evaluation does: no allow / deny")
@@ -253,9 +270,11 @@ class Recommender:
         """``user_id, rank, item_id, score`` rows for many known users, ``batch_size`` at a time
         (what ``hydrarec recommend --all-users`` writes); empty slots are left out. ``as_of``:
         as evaluation ranks that split (see ``recommend``)."""
+        k = positive_k(k)
+        user_list = id_list(users, "users")
         frames = []
-        for s in range(0, len(users), batch_size):
-            chunk = list(users[s : s + batch_size])
+        for s in range(0, len(user_list), batch_size):
+            chunk = list(user_list[s : s + batch_size])
             if as_of is not None:
                 keep_known = exclude_seen is False
                 idx, scores = self.recommend_as_of(self.user_index(chunk), k, as_of, keep_known)
@@ -331,8 +350,7 @@ class Recommender:
         explain_items: int = 3,
     ) -> Recommendations:
         """The two stages for resolved users (every public recommend path ends here)."""
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        k = positive_k(k)
         exclude = self._exclusion(users, exclude_seen, deny)
         n = min(self.n_items, max(k, self.config.recommend.candidates)) if self.blend else k
         cand, scores = self._retrieve(users.vectors, n, exclude, allow)  # stage one: (B, n)
@@ -340,6 +358,8 @@ class Recommender:
         if self.blend or predictions:
             cand, scores, preds = self._rerank(users.vectors, cand, scores, k)  # stage two
         cand, scores = cand[:, :k], scores[:, :k]
+        if cand.shape[1] < k:  # stage two kept every candidate, fewer than k: empty slots
+            cand, scores, preds = _widen(cand, scores, preds, k)
         out = Recommendations(cand.numpy(), self.raw_items(cand.numpy()), scores.numpy())
         if predictions:
             out.predictions = {t: p.numpy() for t, p in preds.items()}
@@ -441,7 +461,9 @@ class Recommender:
 
     @torch.no_grad()
     def similar_items(self, items: Sequence[Any], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest items by cosine similarity of item vectors (the item itself excluded)."""
+        """Nearest items by cosine similarity of item vectors (the item itself excluded), shapes
+        (len(items), min(k, n_items - 1))."""
+        k = positive_k(k)
         idx = self.item_index(items)
         v = torch.nn.functional.normalize(self.item_vectors, dim=1)
         sims = v[torch.as_tensor(idx)] @ v.T  # (B, I)
@@ -449,6 +471,40 @@ class Recommender:
         s, i = torch.topk(sims, max(1, min(k, self.n_items - 1)), dim=1)
         ids = i.cpu().numpy()
         return self.run.item_ids.raw(ids.ravel()).reshape(ids.shape), s.cpu().numpy()
+
+
+def positive_k(k: Any) -> int:
+    """``k`` as an int; anything but a positive integer (numpy's included) is an ArgumentError:
+    ``2.5`` would fail deep in a slice and ``True`` would quietly mean 1."""
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+        raise ArgumentError(f"k must be a positive integer, got {k!r} ({type(k).__name__})")
+    if k < 1:
+        raise ArgumentError(f"k must be a positive integer, got {k}")
+    return int(k)
+
+
+def id_list(ids: Any, name: str) -> Sequence[Any] | np.ndarray:
+    """``ids`` if it is a list of ids (a sequence or a 1-D array); one id alone is an
+    ``ArgumentError`` saying how to pass it, as the API has one shape for one user or many."""
+    if isinstance(ids, (pd.Series, pd.Index)):
+        ids = ids.to_numpy()
+    if isinstance(ids, np.ndarray) and ids.ndim == 1:
+        return ids
+    if isinstance(ids, Sequence) and not isinstance(ids, (str, bytes)):
+        return ids
+    shown = f"{type(ids).__name__} {ids!r}"[:80]
+    raise ArgumentError(f"{name} must be a list of raw ids ([x] for one), got {shown}")
+
+
+def _widen(
+    cand: Tensor, scores: Tensor, preds: dict[str, Tensor], k: int
+) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """(B, n) results as (B, k), n < k, with empty slots: index -1, score -inf, predictions NaN."""
+    b, pad = cand.shape[0], k - cand.shape[1]
+    cand = torch.cat([cand, cand.new_full((b, pad), -1)], dim=1)
+    scores = torch.cat([scores, scores.new_full((b, pad), float("-inf"))], dim=1)
+    preds = {t: torch.cat([p, p.new_full((b, pad), float("nan"))], dim=1) for t, p in preds.items()}
+    return cand, scores, preds
 
 
 __all__ = ["Recommendations", "Recommender", "UserQuery", "Users"]

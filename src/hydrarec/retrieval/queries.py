@@ -10,6 +10,7 @@ users it never saw (``encoders/towers.py``). Vectorised: one tower call for the 
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from hydrarec.data.dataset import IdMap
 from hydrarec.errors import DataError, UnknownIdError
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.features.batching import UserHistories
@@ -46,20 +48,48 @@ class Users:
     mask: np.ndarray  # (B, L) True where ``history`` holds an item
 
 
+# the one spelling of an integer as text: no sign but "-", no leading zero, blank or "_"
+DECIMAL = re.compile(r"0|-?[1-9][0-9]*")
+
+
 def match_id_type(raw: Any, known: np.ndarray) -> Any:
-    """Ids from JSON or a CSV come as ints or strings; match the run's id type.
+    """An id from JSON, a CSV, a URL or Python as the run's id type, by one rule for the Python
+    API, the CLI and the HTTP service (issue 21). Ids stay exact: a string names an integer id
+    only as that integer's decimal spelling ("42", "-7"; not "042", " 42", "+42" or "4_2"), and
+    an integer names a text id by the same spelling (42 -> "42"), so every id has one spelling
+    of each type and nothing else finds it. Anything else is returned as it is (and not found).
 
     >>> match_id_type("42", np.array([1, 42])), match_id_type(7, np.array(["7"], dtype=object))
     (42, '7')
+    >>> match_id_type("042", np.array([1, 42]))
+    '042'
     """
     if known.dtype.kind in "iu" and isinstance(raw, str):
-        try:
-            return int(raw)
-        except ValueError:
-            return raw  # not a number: left as is, so it is reported as unknown
-    if known.dtype.kind in "OUS" and isinstance(raw, (int, np.integer)):
+        return int(raw) if DECIMAL.fullmatch(raw) else raw
+    if known.dtype.kind in "OUS" and isinstance(raw, (int, np.integer)) and not _is_bool(raw):
         return str(raw)
     return raw
+
+
+def id_keys(raw: Sequence[Any] | np.ndarray, ids: IdMap) -> Sequence[Any] | np.ndarray:
+    """``raw`` ids as keys of ``ids`` (``match_id_type``); an array already of the run's id type
+    as it is. A value that is no id (a float, a bool, None) is an ``UnknownIdError`` naming it:
+    ``IdMap`` would find 42.0 as 42."""
+    known = ids.raw_ids
+    if isinstance(raw, np.ndarray) and (
+        (known.dtype.kind in "iu" and raw.dtype.kind in "iu")
+        or (known.dtype.kind in "OUS" and raw.dtype.kind in "US")
+    ):
+        return raw
+    keys = [match_id_type(r, known) for r in raw]
+    bad = [r for r in keys if _is_bool(r) or not isinstance(r, (int, np.integer, str))]
+    if bad:
+        raise UnknownIdError(ids.kind, bad)
+    return keys
+
+
+def _is_bool(raw: Any) -> bool:
+    return isinstance(raw, (bool, np.bool_))
 
 
 class QueryEncoder:
@@ -146,15 +176,16 @@ class QueryEncoder:
     def _item_index(self, items: Sequence[Any] | None) -> np.ndarray:
         if not items:
             return np.empty(0, np.int64)
-        raw = self.run.item_ids.raw_ids
-        return self.run.item_ids.index([match_id_type(i, raw) for i in items])
+        return self.run.item_ids.index(id_keys(items, self.run.item_ids))
 
     def _user_index(self, queries: Sequence[UserQuery]) -> np.ndarray:
         """Catalogue index of each query's user (-1: none or unknown); an unknown id with nothing
         else to go on raises ``UnknownIdError`` naming it."""
-        raw = self.run.user_ids.raw_ids
-        keys = [None if q.user_id is None else match_id_type(q.user_id, raw) for q in queries]
-        given = [i for i, key in enumerate(keys) if key is not None]
+        given = [i for i, q in enumerate(queries) if q.user_id is not None]
+        keys: list[Any] = [None] * len(queries)
+        user_ids = [queries[i].user_id for i in given]
+        for i, key in zip(given, id_keys(user_ids, self.run.user_ids), strict=True):
+            keys[i] = key
         uid = np.full(len(queries), -1, np.int64)
         if given:
             uid[given] = self.run.user_ids.index([keys[i] for i in given], missing="minus_one")
