@@ -62,7 +62,16 @@ def json_text(obj: Any, indent: int | None = 2) -> str:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    write_text(path, json_text(obj) + "\n")
+    """``obj`` as a JSON file that any JSON reader takes: a NaN or an infinity, which JSON has no
+    number for (RFC 8259; ``json.dumps`` writes the invalid ``NaN`` / ``Infinity``), is written
+    as ``null``, no value, as the HTTP answers write it (issue 21: an infinite rating put
+    ``Infinity`` in metrics.json). ``json_text`` keeps them, for files only hydrarec reads back
+    (a checkpoint's state resumes exactly)."""
+    try:
+        text = json.dumps(obj, indent=2, default=_json_default, allow_nan=False)
+    except ValueError:  # a non-finite float somewhere: its token becomes null
+        text = json_text(json.loads(json_text(obj), parse_constant=lambda _: None))
+    write_text(path, text + "\n")
 
 
 def read_json(path: str | Path) -> Any:
@@ -90,6 +99,8 @@ def write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
 
 
 def _json_default(o: Any) -> Any:
+    if getattr(o, "ndim", 0) and hasattr(o, "tolist"):  # an array: item() takes one element
+        return o.tolist()
     if hasattr(o, "item"):
         return o.item()
     if hasattr(o, "tolist"):
