@@ -58,6 +58,15 @@ def make_history(n: int = B, length: int = N, dim: int = 8, seed: int = 0) -> tu
     return seq, mask
 
 
+def backward_random_projection(out: Tensor, seed: int = 0) -> None:
+    """Backpropagate a fixed random projection of ``out``, ``sum(out * w)`` with w ~ N(0, 1).
+    Not ``out.sum()``: an output that ends in a LayerNorm sums to a constant per row, so its sum
+    sends (near) zero gradient upstream, and a gradient check then passes on rounding noise or
+    fails on an exact zero (issue 21)."""
+    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed))
+    (out * w.to(out.dtype)).sum().backward()
+
+
 def assert_grads_everywhere(module: nn.Module) -> None:
     """Every parameter has a finite gradient that is not all zero."""
     for name, p in module.named_parameters():

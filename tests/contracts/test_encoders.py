@@ -16,6 +16,7 @@ from tests.contracts.helpers import (
     B,
     N,
     assert_grads_everywhere,
+    backward_random_projection,
     make_features,
     make_history,
     make_spec,
@@ -152,8 +153,30 @@ def test_gradients_reach_every_parameter(name: str) -> None:
     # Eval mode: no dropout, no id-dropout; the batch has an empty history row, so this also
     # checks that fully masked attention rows give no NaN gradients.
     module = build(name).eval()
-    CASES[name].run(module, B).sum().backward()
+    backward_random_projection(CASES[name].run(module, B))
     assert_grads_everywhere(module)
+
+
+def test_the_gradient_check_can_fail() -> None:
+    """The check above fails for a parameter the output does not depend on, and the projection
+    reaches one behind a final LayerNorm, which ``out.sum()`` does not: a normalised row sums to
+    a constant, so the sum's gradient upstream is rounding noise (issue 21)."""
+    torch.manual_seed(0)
+    behind_norm = nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6, elementwise_affine=False))
+    x = torch.randn(3, 4)
+    behind_norm(x).sum().backward()
+    grad = behind_norm[0].weight.grad
+    assert grad is not None and grad.abs().max() < 1e-5  # noise
+    behind_norm.zero_grad(set_to_none=True)
+    backward_random_projection(behind_norm(x))
+    grad = behind_norm[0].weight.grad
+    assert grad is not None and grad.abs().max() > 1e-2
+
+    disconnected = nn.Linear(4, 6)
+    disconnected.register_parameter("unused", nn.Parameter(torch.ones(2)))
+    backward_random_projection(disconnected(x))
+    with pytest.raises(AssertionError, match="unused: no gradient"):
+        assert_grads_everywhere(disconnected)
 
 
 @pytest.mark.parametrize("name", CASES)
