@@ -256,7 +256,8 @@ def print_metrics(metrics: dict[str, dict[str, float]]) -> None:
 
 # -- predict / recommend ----------------------------------------------------------------------
 def _read_ids(path: Path, column: str) -> pd.Series:
-    df = pd.read_csv(path)
+    """The ``column`` of a CSV as written (text: "042" stays "042", not the number 42)."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
     if column not in df.columns:
         raise DataError(
             f"missing column {column!r} (columns: {list(df.columns)})",
@@ -269,10 +270,12 @@ def _read_ids(path: Path, column: str) -> pd.Series:
 
 
 def _match_ids(values: pd.Series, known: np.ndarray) -> list[object]:
-    """Ids read from a CSV come as ints or strings; match the run's id type."""
-    if known.dtype.kind in "iu":
-        return [int(v) for v in values]
-    return [str(v) for v in values]
+    """Ids read as text (a CSV, ``--user``) as the run's id type, by the rule of the Python API
+    and the HTTP service (issue 21): "42" is user 42 of a run with integer ids, "042" or "abc"
+    an unknown id (``int()`` took "042" as 42 and failed on "abc" with a traceback)."""
+    from hydrarec.retrieval.queries import match_id_type
+
+    return [match_id_type(v, known) for v in values]
 
 
 @app.command()
@@ -338,9 +341,7 @@ def recommend(
         ids = _match_ids(_read_ids(users, "user_id"), known)
     else:
         ids = list(known if split is None else rec.split_users(split))
-    df = rec.recommend_table(
-        ids, k, exclude_seen=exclude_seen, batch_size=batch_size, as_of=split
-    )
+    df = rec.recommend_table(ids, k, exclude_seen=exclude_seen, batch_size=batch_size, as_of=split)
     if out is None:
         titles = rec.title(rec.item_index(list(df["item_id"])))
         table = Table("user", "rank", "item", "title", "score")

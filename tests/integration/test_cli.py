@@ -163,6 +163,14 @@ def test_errors_are_clear(
     assert "unknown item id(s): 424242" in fails(
         capsys, "predict", str(tiny_run), "--pairs", str(pairs), "--out", str(tmp_path / "o.csv")
     )
+    for raw in ("042", "abc"):  # the id rule of the Python API and HTTP (issue 21)
+        assert f"unknown user id(s): '{raw}'" in fails(
+            capsys, "recommend", str(tiny_run), "--user", raw
+        )
+    pairs.write_text("user_id,item_id\n1,007\n")
+    assert "unknown item id(s): '007'" in fails(
+        capsys, "predict", str(tiny_run), "--pairs", str(pairs), "--out", str(tmp_path / "o.csv")
+    )
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"user": [1]}).to_csv(bad, index=False)
     assert "missing column 'user_id'" in fails(
