@@ -153,7 +153,7 @@ def test_model_processes_answer_as_the_library(tiny_run: Path, rec: Recommender)
         with pytest.raises(UnknownIdError, match="987654") as err:
             pool.recommend_for([UserQuery(user_id=987654)], 5)
         assert err.value.ids == [987654]
-        with pytest.raises(ValueError, match="k must be >= 1"):
+        with pytest.raises(ValueError, match="k must be a positive integer"):
             pool.recommend_for(queries, 0)
     finally:
         pool.close()
