@@ -210,9 +210,20 @@ def train(
 def evaluate(
     run: Path,
     split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    known: Annotated[
+        bool,
+        typer.Option(
+            "--with-known",
+            help="Rank the items the user had before the split too (stored as SPLIT_with_known).",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Per-task metrics of a trained run on a split; updates RUN/metrics.json."""
+    """Per-task metrics of a trained run on a split; updates RUN/metrics.json.
+
+    By default a user's earlier items are left out of the ranking (as ``recommend`` leaves out
+    seen items); ``--with-known`` keeps them in, the protocol of papers that do not exclude them.
+    """
     from hydrarec.experiment import evaluate as run_evaluate
     from hydrarec.io import read_json, write_json
     from hydrarec.rundir import RunDir
@@ -222,12 +233,13 @@ def evaluate(
     rd = RunDir(run).require()
     with log_to(rd.log):
         with Progress(enabled=False if quiet else None).task(f"evaluating {split}", 1) as bar:
-            metrics = run_evaluate(run, split)
+            metrics = run_evaluate(run, split, exclude_known=not known)
             bar.advance()
+        key = f"{split}_with_known" if known else split
         all_metrics = read_json(rd.metrics) if rd.metrics.exists() else {}
-        all_metrics[split] = metrics
+        all_metrics[key] = metrics
         write_json(rd.metrics, all_metrics)
-        print_metrics({split: metrics})
+        print_metrics({key: metrics})
 
 
 @app.command()

@@ -415,8 +415,13 @@ def _fit(
     return Run(run.path, metrics, result)
 
 
-def evaluate(run: LoadedRun | str | Path, split: str = "test") -> dict[str, float]:
-    """Metrics of every task on ``split`` of a trained run (keys ``task/metric``)."""
+def evaluate(
+    run: LoadedRun | str | Path, split: str = "test", exclude_known: bool = True
+) -> dict[str, float]:
+    """Metrics of every task on ``split`` of a trained run (keys ``task/metric``).
+
+    ``exclude_known = False``: the items the user had before the split compete in the retrieval
+    ranking too (by default they are left out, as ``recommend`` leaves out seen items)."""
     if split not in ("valid", "test"):
         raise ConfigError(f"split must be 'valid' or 'test', not {split!r}")
     loaded = run if isinstance(run, LoadedRun) else load_run(run)
@@ -443,6 +448,7 @@ def evaluate(run: LoadedRun | str | Path, split: str = "test") -> dict[str, floa
         cfg.eval.ks,
         device,
         cfg.eval.batch_size,
+        exclude_known,
         among_held_out=ranks_held_out_items(cfg),
     )
 
