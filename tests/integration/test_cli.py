@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -91,6 +92,13 @@ def test_train_with_set_then_evaluate(tmp_path: Path) -> None:
     assert [t["weight"] for t in resolved["tasks"] if t["name"] == "rating"] == [0.5]
     out = invoke("evaluate", str(tmp_path / "run"), "--split", "valid")
     assert "like/auc" in out and "genres/loss" in out
+    # --with-known (issue 19): the user's earlier items compete too, stored beside the split
+    out = invoke("evaluate", str(tmp_path / "run"), "--split", "test", "--with-known")
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert "test_with_known" in out and set(metrics) >= {"test", "test_with_known"}
+    known, plain = metrics["test_with_known"], metrics["test"]
+    assert known["retrieval/ndcg@10"] != plain["retrieval/ndcg@10"]  # other ranks
+    assert known["rating/rmse"] == plain["rating/rmse"]  # pointwise tasks rank nothing
 
 
 def test_train_with_refit_says_what_each_column_is(
