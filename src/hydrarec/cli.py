@@ -420,8 +420,29 @@ def serve(
     pin: Annotated[
         bool, typer.Option(help="Run each model process on its own share of the cores (Linux).")
     ] = True,
+    header_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds for a request's headers, from connection or last answer."),
+    ] = 10.0,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds for a request's whole body, from its headers (408).")
+    ] = 10.0,
+    keep_alive: Annotated[
+        float, typer.Option(help="Seconds an idle connection stays open between requests.")
+    ] = 5.0,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            help="Open connections per worker; over it, the one waiting longest for headers "
+            "is closed."
+        ),
+    ] = 1000,
+    max_header_bytes: Annotated[
+        int, typer.Option(help="Request line and headers over this get 431.")
+    ] = 16 * 1024,
 ) -> None:
     """Serve the run over HTTP: /recommend, /predict, /items/{id}/similar, /docs."""
+    from hydrarec.serving.connections import ConnectionLimits
     from hydrarec.serving.server import serve as run_serve
 
     run_serve(
@@ -436,6 +457,9 @@ def serve(
         access_log=access_log,
         model_processes=model_processes,
         pin=pin,
+        limits=ConnectionLimits(header_timeout, max_header_bytes, max_connections),
+        body_timeout=body_timeout,
+        keep_alive_timeout=keep_alive,
     )
 
 

@@ -4,17 +4,13 @@ uvicorn process on a free loopback port (``hydrarec serve``), queried over HTTP.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from tests.integration.live import served
 from tests.integration.tiny import AUTH, KEY
 
 from hydrarec.errors import ConfigError, UnknownIdError
@@ -237,54 +233,13 @@ def test_the_worker_factory_reads_its_settings_from_the_environment(
 
 
 # -- a real server --------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: {proc.stderr.read()}")  # type: ignore[union-attr]
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise AssertionError(f"server not ready after {timeout} s")
-
-
 def test_hydrarec_serve_answers_over_http(tiny_run: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "HYDRAREC_TEST_KEY": KEY, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "hydrarec",
-        "serve",
-        str(tiny_run),
-        "--port",
-        str(port),
-        "--api-key-env",
-        "HYDRAREC_TEST_KEY",
-    ]
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc)
-        with httpx.Client(base_url=url, timeout=10.0) as http:
-            r = http.post("/recommend", json={"user_id": 1, "k": 3}, headers=AUTH)
-            assert r.status_code == 200 and len(r.json()["items"]) <= 3
-            assert http.post("/recommend", json={"user_id": 1}).status_code == 401
-            assert http.get("/metadata", headers=AUTH).json()["counts"]["items"] == 40
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    options = ("--api-key-env", "HYDRAREC_TEST_KEY")
+    with (
+        served(tiny_run, *options, env={"HYDRAREC_TEST_KEY": KEY}) as url,
+        httpx.Client(base_url=url, timeout=10.0) as http,
+    ):
+        r = http.post("/recommend", json={"user_id": 1, "k": 3}, headers=AUTH)
+        assert r.status_code == 200 and len(r.json()["items"]) <= 3
+        assert http.post("/recommend", json={"user_id": 1}).status_code == 401
+        assert http.get("/metadata", headers=AUTH).json()["counts"]["items"] == 40

@@ -33,9 +33,9 @@ from hydrarec.recommender import Recommender
 from hydrarec.serving.auth import MISSING_KEY, KeyGuard, key_matches
 from hydrarec.serving.batcher import MicroBatcher
 from hydrarec.serving.fast_lane import FastLane
-from hydrarec.serving.limits import BodyLimit, Receive, Send
+from hydrarec.serving.limits import DEFAULT_BODY_TIMEOUT, BodyLimit, Receive, Send
 from hydrarec.serving.model_process import ModelPool, settle_heap
-from hydrarec.serving.routes import api_router, error_answer, probe_router
+from hydrarec.serving.routes import api_router, error_answer, errors, probe_router
 
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: ~10,000 ids with room to spare
 
@@ -49,6 +49,7 @@ def create_app(
     model_processes: int = 0,
     fast_lane: bool = True,
     pin: bool = True,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
 ) -> FastAPI:
     """The HTTP service of a run (a path, loaded read-only, or a loaded ``Recommender``).
 
@@ -59,7 +60,8 @@ def create_app(
     several batches can be scored at once, each process on its own cores with ``pin``. 0: in this
     process, one batch at a time.
     ``fast_lane`` answers valid ``/recommend`` requests without FastAPI's request machinery
-    (``serving/fast_lane.py``); off, every request takes the FastAPI route.
+    (``serving/fast_lane.py``); off, every request takes the FastAPI route. A request body not
+    received within ``body_timeout`` seconds is a 408.
     """
     rec = run if isinstance(run, Recommender) else Recommender.load(run, index=index)
     ranker: Recommender | ModelPool = rec
@@ -84,14 +86,15 @@ def create_app(
     app.state.recommender = rec
     app.state.model_pool = ranker if isinstance(ranker, ModelPool) else None
     if fast_lane:
-        app.lane = FastLane(app.stack, batcher, api_key, max_body_bytes)
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # type: ignore[arg-type]
+        app.lane = FastLane(app.stack, batcher, api_key, max_body_bytes, body_timeout)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, timeout=body_timeout)  # type: ignore[arg-type]
     if api_key:  # added last, so it runs first: 401 before the body limit or the body is read
         open_paths = _open_paths(app)
         app.add_middleware(KeyGuard, key=api_key, open_paths=open_paths)  # type: ignore[arg-type]
     # the guard's twin as a dependency declares the key in the OpenAPI schema
     guard = [Depends(_key_guard(api_key))] if api_key else []
-    app.include_router(api_router(rec, batcher), dependencies=guard)
+    keyed = errors(401) if api_key else None
+    app.include_router(api_router(rec, batcher), dependencies=guard, responses=keyed)
     app.include_router(probe_router(rec))
     app.add_exception_handler(UnknownIdError, _model_error)
     app.add_exception_handler(DataError, _model_error)

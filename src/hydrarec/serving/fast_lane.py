@@ -13,10 +13,12 @@ JSON.
 Anything else goes to the FastAPI app unchanged, body replayed: another route or method, a
 missing or wrong key, a body over the size limit, one that is not JSON or does not validate. So
 those refusals keep the status and message of the documented API (401, 413, 422), which the
-FastAPI app, whose route is still the one in ``/docs``, produces. An error of the model (an
-unknown id, bad features) is answered here with the route's own answer (``routes.error_answer``:
-404, 422), without running the model again; any other error propagates to the server, which
-answers 500 as Starlette's error middleware would.
+FastAPI app, whose route is still the one in ``/docs``, produces. A body that does not arrive in
+time is the exception: the lane answers it with ``BodyLimit``'s own 408 (``limits.refuse``), as
+the app would only wait for the body again. An error of the model (an unknown id, bad features)
+is answered here with the route's own answer (``routes.error_answer``: 404, 422), without
+running the model again; any other error propagates to the server, which answers 500 as
+Starlette's error middleware would.
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ from pydantic import ValidationError
 from hydrarec.serving.auth import key_matches
 from hydrarec.serving.batcher import MicroBatcher
 from hydrarec.serving.limits import (
+    DEFAULT_BODY_TIMEOUT,
     ASGIApp,
+    Body,
     Receive,
     Send,
     declared_over,
     read_body,
+    refuse,
     replaying,
 )
 from hydrarec.serving.routes import error_answer, recommend_body, recommend_query
@@ -44,7 +49,8 @@ PATH = "/recommend"
 
 class FastLane:
     """``app``: the whole app, which answers whatever the lane does not. ``max_bytes``: the body
-    size over which the app answers instead (413, from its ``BodyLimit``)."""
+    size over which the app answers instead (413, from its ``BodyLimit``). A body that does not
+    arrive within ``body_timeout`` seconds is answered here as ``BodyLimit`` would (408)."""
 
     def __init__(
         self,
@@ -52,11 +58,13 @@ class FastLane:
         batcher: MicroBatcher,
         api_key: str | None = None,
         max_bytes: int | None = None,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
     ) -> None:
         self.app = app
         self.batcher = batcher
         self.api_key = None if api_key is None else api_key.encode()
         self.max_bytes = max_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:
@@ -69,9 +77,12 @@ class FastLane:
         if not self._json(headers) or not self._authorised(headers) or too_long:
             await self.app(scope, receive, send)
             return
-        messages, over = await read_body(receive, self.max_bytes)
+        messages, read = await read_body(receive, self.max_bytes, self.body_timeout)
+        if read is Body.TOO_SLOW:  # BodyLimit's answer; the app would wait for the body again
+            await refuse(send, 408, f"request body not received in {self.body_timeout:g} s")
+            return
         replay = replaying(messages, receive)
-        if over:  # the app refuses it (413)
+        if read is Body.TOO_LARGE:  # the app refuses it (413)
             await self.app(scope, replay, send)
             return
         raw = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")

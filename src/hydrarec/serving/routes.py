@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response
+from pydantic import BaseModel
 from pydantic_core import to_json
 
 from hydrarec.errors import DataError, UnknownIdError
@@ -30,17 +31,49 @@ from hydrarec.serving.schemas import (
 )
 
 
+class ErrorAnswer(BaseModel):
+    """An error's answer: what was wrong, in words (a refused body: each field, as FastAPI lists
+    them; ``/readyz``: what the index holds)."""
+
+    detail: str | list[dict[str, Any]] | dict[str, Any]
+
+
+_ERRORS = {
+    400: "a body that cannot be read as JSON text (not UTF-8)",
+    401: "missing or wrong X-API-Key",
+    404: "an unknown user or item id, named",
+    408: "the request body did not arrive in time (--body-timeout)",
+    413: "the request body is over --max-body-bytes",
+    422: "a body or parameter the schema refuses, naming the field, or input the model cannot use",
+    503: "not ready: the index does not hold every item",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of these error statuses (the schema documents every answer the
+    service gives, which the schemathesis test checks)."""
+    return {s: {"model": ErrorAnswer, "description": _ERRORS[s]} for s in statuses}
+
+
+BODY_ERRORS = errors(400, 404, 408, 413, 422)  # of a POST with a body that names ids
+
+
 def api_router(rec: Recommender, batcher: MicroBatcher) -> APIRouter:
     router = APIRouter()
 
-    @router.post("/recommend", response_model=RecommendResponse, response_model_exclude_none=True)
+    @router.post(
+        "/recommend",
+        response_model=RecommendResponse,
+        response_model_exclude_none=True,
+        responses=BODY_ERRORS,
+    )
     async def recommend(body: RecommendRequest) -> Response:
         """Top-k items for one user (by id, history and / or features), with every task's
         prediction and, with ``explain``, the history items behind each."""
         out = await batcher.recommend(*recommend_query(body))
         return Response(recommend_body(body, out), media_type="application/json")
 
-    @router.post("/predict", response_model=PredictResponse)
+    @router.post("/predict", response_model=PredictResponse, responses=BODY_ERRORS)
     def predict(body: PredictRequest) -> PredictResponse:
         """Every task's prediction for each (user, item) pair of known ids."""
         users = [rec.user_key(p.user_id) for p in body.pairs]
@@ -56,7 +89,9 @@ def api_router(rec: Recommender, batcher: MicroBatcher) -> APIRouter:
         ]
         return PredictResponse(predictions=rows)
 
-    @router.get("/items/{item_id}/similar", response_model=SimilarResponse)
+    @router.get(
+        "/items/{item_id}/similar", response_model=SimilarResponse, responses=errors(404, 422)
+    )
     def similar(item_id: str, k: int = Query(10, ge=1, le=MAX_K)) -> SimilarResponse:
         """The k items nearest to ``item_id`` by cosine similarity of item vectors."""
         key = rec.item_key(item_id)
@@ -83,7 +118,7 @@ def probe_router(rec: Recommender) -> APIRouter:
         """Liveness: the process answers."""
         return Status(status="ok")
 
-    @router.get("/readyz", response_model=Status)
+    @router.get("/readyz", response_model=Status, responses=errors(503))
     def readyz() -> Status:
         """Readiness: the model is loaded and the index holds every item."""
         detail = {"index": rec.index.kind, "indexed": len(rec.index), "items": rec.n_items}
