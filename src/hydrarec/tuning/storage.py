@@ -62,8 +62,11 @@ def open_storage(
                         max_retry=1
                     ),
                 )
-        except sqlalchemy.exc.OperationalError as e:
-            racing = "locked" in str(e) or "already exists" in str(e)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as e:
+            # the other worker created a table, or stamped the schema version, first
+            racing = isinstance(e, sqlalchemy.exc.IntegrityError) or any(
+                m in str(e) for m in ("locked", "already exists")
+            )
             if not racing or attempt == OPEN_ATTEMPTS - 1:
                 raise _unreachable(url, e) from None
             time.sleep(0.5 * (attempt + 1))
