@@ -93,11 +93,3 @@ class HSTUSequenceEncoder(SequenceEncoder):
         for i, layer in enumerate(self.layers):
             x = layer(x, allowed, tail if i == len(self.layers) - 1 else None)  # (B, N or k, D)
         return self.norm(x)
-
-    def all_states(self, seq: Tensor, mask: Tensor, tail: int | None = None) -> Tensor:
-        states = self.states(seq, mask, tail)  # (B, N or k, D)
-        return states * mask[:, mask.shape[1] - states.shape[1] :].unsqueeze(-1).to(seq.dtype)
-
-    def forward(self, seq: Tensor, mask: Tensor) -> Tensor:
-        last = self.states(seq, mask, tail=1)[:, -1]  # (B, D)
-        return last * mask.any(dim=1, keepdim=True).to(last.dtype)  # empty history -> zeros

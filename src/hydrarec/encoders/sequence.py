@@ -36,12 +36,22 @@ from hydrarec.nn import Dropout
 
 
 class SequenceEncoder(nn.Module):
-    """What every history encoder offers (see the module doc)."""
+    """What every history encoder offers (see the module doc). An attention encoder defines
+    ``states`` (every position's state, padding included); the rest follows from it here."""
+
+    def states(self, seq: Tensor, mask: Tensor, tail: int | None = None) -> Tensor:
+        """(B, N, D) every position's state, or the last ``tail`` ones, padding not zeroed."""
+        raise NotImplementedError
 
     def all_states(self, seq: Tensor, mask: Tensor, tail: int | None = None) -> Tensor:
         """(B, N, D) every position's state; zeros where ``mask`` is False. ``tail = k``: only
         the last k positions, (B, k, D)."""
-        raise NotImplementedError
+        states = self.states(seq, mask, tail)  # (B, N or k, D)
+        return states * mask[:, mask.shape[1] - states.shape[1] :].unsqueeze(-1).to(seq.dtype)
+
+    def forward(self, seq: Tensor, mask: Tensor) -> Tensor:
+        last = self.states(seq, mask, tail=1)[:, -1]  # (B, D)
+        return last * mask.any(dim=1, keepdim=True).to(last.dtype)  # empty history -> zeros
 
 
 class CausalSelfAttention(nn.Module):
@@ -142,15 +152,6 @@ class TransformerSequenceEncoder(SequenceEncoder):
         for i, block in enumerate(self.blocks):
             x = block(x, allowed, tail if i == len(self.blocks) - 1 else None)  # (B, N or k, D)
         return self.norm(x)
-
-    def all_states(self, seq: Tensor, mask: Tensor, tail: int | None = None) -> Tensor:
-        """(B, N, D) every position's state, or the last ``tail`` ones; zeros at padding."""
-        states = self.states(seq, mask, tail)  # (B, N or k, D)
-        return states * mask[:, mask.shape[1] - states.shape[1] :].unsqueeze(-1).to(seq.dtype)
-
-    def forward(self, seq: Tensor, mask: Tensor) -> Tensor:
-        last = self.states(seq, mask, tail=1)[:, -1]  # (B, D)
-        return last * mask.any(dim=1, keepdim=True).to(last.dtype)  # empty history -> zeros
 
 
 class RecurrentSequenceEncoder(SequenceEncoder):
