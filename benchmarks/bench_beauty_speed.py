@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         f"schedule; {args.rounds} alternating rounds |",
     ]
     for run in sorted(Path("runs/bench/BEAUTY-LOO/hydrarec").glob("seed*")):
-        if (run / "history.jsonl").is_file():
+        if run.suffix != ".partial" and (run / "history.jsonl").is_file():  # complete runs
             secs, epoch, epochs = time_to_quality(run)
             lines.append(
                 f"| time to best valid, {run.name} | {secs:.0f} s | - | best epoch {epoch} of "
