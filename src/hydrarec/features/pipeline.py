@@ -42,6 +42,7 @@ from hydrarec.features.encoders import (
     encoder_from_dict,
 )
 from hydrarec.io import write_text
+from hydrarec.runfiles import read_json_file
 
 FILE = "features.json"
 FORMAT = "hydrarec.features/1"
@@ -256,12 +257,7 @@ class FeaturePipeline:
         path = Path(directory) / FILE
         if not path.is_file():
             raise RunError(f"no feature state: {path} does not exist")
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise RunError(f"{path}: not valid JSON: {e}") from None
-        if not isinstance(state, dict):
-            raise RunError(f"{path}: a JSON {type(state).__name__}, expected an object")
+        state = read_json_file(path)  # not JSON, not an object: a RunError naming the file
         try:
             return cls.from_dict(state)
         except RunError as e:
