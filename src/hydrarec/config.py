@@ -60,8 +60,8 @@ class TabularConfig(Section):
 
 
 class SequencesConfig(Section):
-    # one user a line, "user item item ...", oldest first (S3-Rec's format); relative paths are
-    # taken from data.path, else $HYDRAREC_DATA_DIR, else the cache, e.g. "amazon-beauty/Beauty.txt"
+    # one user a line, "user item item ...", oldest first (S3-Rec's format); a relative path is
+    # taken from data.path alone when set, else $HYDRAREC_DATA_DIR, the cache, the current folder
     file: str | None = None
     # JSON {item: [attribute ids]} -> the item feature "attributes" (None or "": no such file)
     item_attributes: str | None = None
