@@ -15,10 +15,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hydrarec.data.reading import reading
 from hydrarec.data.validate import Dtype, Source, coerce, require_columns
 from hydrarec.errors import DataError
+from hydrarec.training.progress import Bar, Progress
 
 _ERRORS = (pa.ArrowException, OSError, ValueError)  # ArrowInvalid is also a ValueError
+BATCH_ROWS = 1 << 16  # rows a progress step
 
 
 def read_parquet(
@@ -27,8 +30,10 @@ def read_parquet(
     *,
     nullable: Iterable[str] = (),
     optional: Iterable[str] = (),
+    progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, Source]:
-    """The columns ``fields`` (name -> dtype) of a Parquet file, checked like a text file's."""
+    """The columns ``fields`` (name -> dtype) of a Parquet file, checked like a text file's; a
+    read that lasts shows the rows read (``data.reading``)."""
     path = Path(path)
     src = Source(path)
     if not path.is_file():
@@ -44,7 +49,8 @@ def read_parquet(
     require_columns(src, fields, present, optional)
     use = [c for c in fields if c in present]
     try:
-        df = file.read(columns=use).to_pandas()
+        with reading(path, file.metadata.num_rows, "rows", progress) as bar:
+            df = _read_batches(file, use, bar)
     except _ERRORS as e:
         raise _damaged(file, path, use, e) from None
     if len(df) == 0:
@@ -52,6 +58,18 @@ def read_parquet(
             "no rows", file=path, field=use[0] if use else None, expected="at least one row"
         )
     return coerce(df, {c: fields[c] for c in use}, src, nullable), src
+
+
+def _read_batches(file: pq.ParquetFile, columns: list[str], bar: Bar) -> pd.DataFrame:
+    """``columns`` read in batches of ``BATCH_ROWS`` rows, each advancing ``bar`` (measured as
+    fast as one ``read`` of the file, issue 22)."""
+    batches = []
+    for batch in file.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+        batches.append(batch)
+        bar.advance(n=batch.num_rows)
+    if not batches:  # no rows: the columns, empty
+        return file.read(columns=columns).to_pandas()
+    return pa.Table.from_batches(batches).to_pandas()
 
 
 def _damaged(file: pq.ParquetFile, path: Path, columns: list[str], error: Exception) -> DataError:

@@ -27,11 +27,14 @@ import numpy as np
 import pandas as pd
 
 from hydrarec.data.dataset import Dataset
+from hydrarec.data.reading import reading
 from hydrarec.data.schema import ITEM_ID, USER_ID, Column, Kind, Schema
 from hydrarec.errors import DataError
+from hydrarec.training.progress import Progress
 
 ATTRIBUTES = "attributes"  # the item multi-hot feature read from ``item_attributes``
 _INT = re.compile(r"-?[0-9]{1,18}")
+LINES_A_STEP = 1 << 16  # lines a progress step
 
 
 def load_sequences(
@@ -39,9 +42,12 @@ def load_sequences(
     item_attributes: str | Path | None = None,
     sep: str | None = None,
     name: str = "sequences",
+    progress: Progress | None = None,
 ) -> Dataset:
-    """The interactions of every line of ``file`` (and the items' attributes, when given)."""
-    users, items = _read_lines(Path(file), sep)
+    """The interactions of every line of ``file`` (and the items' attributes, when given); a
+    read that lasts shows the lines read (``data.reading``; ``progress`` default: the bar open
+    around the call)."""
+    users, items = _read_lines(Path(file), sep, progress)
     inter = pd.DataFrame({USER_ID: users, ITEM_ID: items})
     schema = Schema(users=[Column(USER_ID, Kind.ID)], items=[Column(ITEM_ID, Kind.ID)])
     table = None
@@ -51,7 +57,9 @@ def load_sequences(
     return Dataset.build(name, inter, schema, items=table)
 
 
-def _read_lines(file: Path, sep: str | None) -> tuple[np.ndarray, np.ndarray]:
+def _read_lines(
+    file: Path, sep: str | None, progress: Progress | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(users, items) of every interaction, in file order; bad lines are DataErrors."""
     if not file.is_file():
         raise DataError("file not found", file=file, expected="a sequence file, one user a line")
@@ -67,36 +75,55 @@ def _read_lines(file: Path, sep: str | None) -> tuple[np.ndarray, np.ndarray]:
     counts: list[int] = []
     items: list[str] = []
     seen: dict[int, int] = {}
-    for number, line in enumerate(text.split("\n"), start=1):  # as editors count (not \x0c)
-        tokens = line.split(sep) if sep else line.split()
-        tokens = [t.strip() for t in tokens if t.strip()]
-        if not tokens:
-            continue  # blank lines (e.g. a trailing one) carry nothing
-        bad = next((t for t in tokens if not _INT.fullmatch(t)), None)
-        if bad is not None:
-            field = "user" if bad == tokens[0] else "item"
-            raise DataError(
-                f"{bad[:40]!r} is not an integer id", file=file, line=number, field=field,
-                expected="'user item item ...' with integer ids",
-            )  # fmt: skip
-        if len(tokens) < 2:
-            raise DataError(
-                f"user {tokens[0]} has no items", file=file, line=number,
-                expected="'user item item ...' with at least one item",
-            )  # fmt: skip
-        user = int(tokens[0])
-        if user in seen:
-            raise DataError(
-                f"user {user} already has a line (line {seen[user]})", file=file, line=number,
-                field="user", expected="one line per user",
-            )  # fmt: skip
-        seen[user] = number
-        users.append(user)
-        counts.append(len(tokens) - 1)
-        items.extend(tokens[1:])
+    lines = text.split("\n")  # as editors count (not \x0c)
+    with reading(file, len(lines), "lines", progress) as bar:
+        for number, line in enumerate(lines, start=1):
+            if number % LINES_A_STEP == 0:
+                bar.advance(n=LINES_A_STEP)
+            _read_line(line, number, file, sep, seen, users, counts, items)
+        bar.advance(n=len(lines) - bar.completed)
     if not users:
         raise DataError("no user lines", file=file, expected="'user item item ...' lines")
     return np.repeat(np.asarray(users, np.int64), counts), np.asarray(items, dtype=np.int64)
+
+
+def _read_line(
+    line: str,
+    number: int,
+    file: Path,
+    sep: str | None,
+    seen: dict[int, int],
+    users: list[int],
+    counts: list[int],
+    items: list[str],
+) -> None:
+    """Append the user and items of line ``number`` to ``users``, ``counts`` and ``items``."""
+    tokens = line.split(sep) if sep else line.split()
+    tokens = [t.strip() for t in tokens if t.strip()]
+    if not tokens:
+        return  # blank lines (e.g. a trailing one) carry nothing
+    bad = next((t for t in tokens if not _INT.fullmatch(t)), None)
+    if bad is not None:
+        field = "user" if bad == tokens[0] else "item"
+        raise DataError(
+            f"{bad[:40]!r} is not an integer id", file=file, line=number, field=field,
+            expected="'user item item ...' with integer ids",
+        )  # fmt: skip
+    if len(tokens) < 2:
+        raise DataError(
+            f"user {tokens[0]} has no items", file=file, line=number,
+            expected="'user item item ...' with at least one item",
+        )  # fmt: skip
+    user = int(tokens[0])
+    if user in seen:
+        raise DataError(
+            f"user {user} already has a line (line {seen[user]})", file=file, line=number,
+            field="user", expected="one line per user",
+        )  # fmt: skip
+    seen[user] = number
+    users.append(user)
+    counts.append(len(tokens) - 1)
+    items.extend(tokens[1:])
 
 
 def _read_attributes(file: Path, known: np.ndarray) -> pd.DataFrame:

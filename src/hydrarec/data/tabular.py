@@ -46,6 +46,7 @@ from hydrarec.data.validate import (
     unix_seconds,
 )
 from hydrarec.errors import ConfigError, DataError
+from hydrarec.training.progress import SHOW_AFTER_S, Bar, Progress, enclosing_progress
 
 FEATURE_KINDS = (Kind.CATEGORICAL, Kind.NUMERIC, Kind.MULTI_HOT, Kind.TEXT)
 _FEATURE_DTYPE: dict[Kind, Dtype] = {
@@ -63,20 +64,39 @@ def load_tabular(
     *,
     duplicates: Duplicates = "keep_last",
     name: str = "tabular",
+    progress: Progress | None = None,
 ) -> Dataset:
     """Load the files named in ``cfg`` (relative paths are taken from ``base_dir``).
 
     ``cfg`` may also be a plain dict of the same keys; an unknown column kind in it is a
-    `DataError` naming the column.
+    `DataError` naming the column. Work that lasts shows its steps (files read, then the id
+    and duplicate checks) and each file's megabytes or rows (``data.reading``; ``progress``
+    default: the bar open around the call, e.g. "loading data").
     """
     cfg = _config(cfg)
-    labels = {k: Kind(v) for k, v in cfg.labels.items()}
     parts = _parts(cfg)
+    steps = len(parts) + 2  # the interactions files, then the entity files, then the checks
+    with (progress or enclosing_progress()).task(
+        f"loading {name} data", steps, delay=SHOW_AFTER_S
+    ) as bar:
+        return _load(cfg, parts, base_dir, duplicates, name, bar)
+
+
+def _load(
+    cfg: TabularConfig,
+    parts: list[tuple[str, str]],
+    base_dir: str | Path,
+    duplicates: Duplicates,
+    name: str,
+    bar: Bar,
+) -> Dataset:
+    labels = {k: Kind(v) for k, v in cfg.labels.items()}
     frames, sources = [], []
     for _, file in parts:
         df, src = _read_interactions(_resolve(base_dir, file), cfg, labels)
         frames.append(df)
         sources.append(src)
+        bar.advance()
     inter = pd.concat(frames, ignore_index=True)
     keys = [USER_ID, ITEM_ID] + ([TIMESTAMP] if TIMESTAMP in inter.columns else [])
     lengths = [len(f) for f in frames]
@@ -84,6 +104,7 @@ def load_tabular(
     part_of_row = np.repeat(np.arange(len(parts)), lengths)[kept]
     users = _read_entities(base_dir, cfg.users, cfg.user_id, USER_ID, cfg.user_features, cfg)
     items = _read_entities(base_dir, cfg.items, cfg.item_id, ITEM_ID, cfg.item_features, cfg)
+    bar.advance()
     inter, users = _unify_ids(inter, users, USER_ID)
     inter, items = _unify_ids(inter, items, ITEM_ID)
     given = {}
@@ -98,7 +119,9 @@ def load_tabular(
         users=[Column(USER_ID, Kind.ID), *_feature_columns(cfg.user_features)],
         items=[Column(ITEM_ID, Kind.ID), *_feature_columns(cfg.item_features)],
     )
-    return Dataset.build(name, inter, schema, users=users, items=items, given_splits=given)
+    dataset = Dataset.build(name, inter, schema, users=users, items=items, given_splits=given)
+    bar.advance()
+    return dataset
 
 
 def _config(cfg: TabularConfig | Mapping[str, Any]) -> TabularConfig:

@@ -26,8 +26,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from hydrarec.data.reading import CountingBytes, megabytes, reading
 from hydrarec.data.schema import Kind
 from hydrarec.errors import DataError
+from hydrarec.training.progress import Bar, Progress
 
 Dtype = Literal["int", "float", "str", "auto"]  # "auto": as pandas infers (ids: ints or strings)
 Duplicates = Literal["keep_last", "mean", "error"]
@@ -171,12 +173,15 @@ def read_text(
     quoting: bool = True,
     nullable: Iterable[str] = (),
     optional: Iterable[str] = (),
+    progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, TextSource]:
     """Read the columns ``fields`` (name -> dtype) of a delimited text file.
 
     ``names`` lists every field of a file without a header (its length is the expected field
     count). Columns in ``nullable`` may be empty; columns in ``optional`` may be absent from the
-    header. Only an empty field counts as missing ("NA" is a string like any other).
+    header. Only an empty field counts as missing ("NA" is a string like any other). A parse
+    that lasts shows the megabytes parsed (``data.reading``; default: the enclosing bar's
+    ``progress``).
     """
     raw = read_bytes(path)
     shown = sep
@@ -201,7 +206,8 @@ def read_text(
     nullable = set(nullable)
     dtype = {c: d for c in use if (d := _PANDAS_DTYPE[fields[c]])}
     try:
-        df = _parse(src, dtype)
+        with reading(path, megabytes(len(raw)), "MB", progress) as bar:
+            df = _parse(src, dtype, bar)
     except UnicodeDecodeError:
         raise encoding_error(src) from None
     except (ValueError, OverflowError, pd.errors.ParserError) as e:  # Overflow: > int64
@@ -224,10 +230,13 @@ def _finite_f32(values: pd.Series) -> np.ndarray:
     return np.isnan(x) | (np.abs(x) <= FLOAT32_MAX)
 
 
-def _parse(src: TextSource, dtype: Mapping[str, str] | type[str]) -> pd.DataFrame:
-    """Every column of ``src`` (no ``usecols``: pandas then ignores surplus fields)."""
+def _parse(
+    src: TextSource, dtype: Mapping[str, str] | type[str], bar: Bar | None = None
+) -> pd.DataFrame:
+    """Every column of ``src`` (no ``usecols``: pandas then ignores surplus fields); its reads
+    advance ``bar``, when given, to the megabytes parsed."""
     return pd.read_csv(
-        io.BytesIO(src.raw),
+        io.BytesIO(src.raw) if bar is None else CountingBytes(src.raw, bar),
         sep=src.sep,
         header=0 if src.header else None,
         names=None if src.header else src.names,

@@ -43,6 +43,7 @@ from hydrarec.features.encoders import (
 )
 from hydrarec.io import write_text
 from hydrarec.runfiles import read_json_file
+from hydrarec.training.progress import SHOW_AFTER_S, Bar, Progress, enclosing_progress
 
 FILE = "features.json"
 FORMAT = "hydrarec.features/1"
@@ -160,7 +161,9 @@ class FeaturePipeline:
     def __init__(self, config: FeaturesConfig) -> None:
         self.config = config
 
-    def fit(self, dataset: Dataset, train_rows: np.ndarray) -> FeaturePipeline:
+    def fit(
+        self, dataset: Dataset, train_rows: np.ndarray, progress: Progress | None = None
+    ) -> FeaturePipeline:
         """Fit on the interactions at ``train_rows`` and the users / items they involve."""
         rows = np.asarray(train_rows, dtype=np.int64)
         if len(rows) == 0:
@@ -170,31 +173,45 @@ class FeaturePipeline:
             dataset,
             _present(inter["user_idx"].to_numpy(), rows, dataset.n_users),
             _present(inter["item_idx"].to_numpy(), rows, dataset.n_items),
+            progress,
         )
 
     def fit_entities(
-        self, dataset: Dataset, users: np.ndarray, items: np.ndarray
+        self,
+        dataset: Dataset,
+        users: np.ndarray,
+        items: np.ndarray,
+        progress: Progress | None = None,
     ) -> FeaturePipeline:
         """Fit on the users and items at these catalogue indices: those of the train
-        interactions (streamed training knows them from its first pass, not from rows)."""
+        interactions (streamed training knows them from its first pass, not from rows).
+
+        Fitting that lasts shows the encoders fitted k/n (issue 22; ``progress`` default: the
+        bar open around the call, e.g. "loading data")."""
         if len(users) == 0 or len(items) == 0:
             raise DataError("no train users or items to fit features on", expected="train rows")
         user_rows, item_rows = dataset.users.iloc[users], dataset.items.iloc[items]
-        self.user_ = self._fit_entity(user_rows, dataset.schema, "users", self.config.user)
-        self.item_ = self._fit_entity(item_rows, dataset.schema, "items", self.config.item)
+        user_columns = _select(dataset.schema, "users", self.config.user)
+        item_columns = _select(dataset.schema, "items", self.config.item)
+        n = 2 + len(user_columns) + len(item_columns)  # 2: the id vocabularies
+        with (progress or enclosing_progress()).task(
+            "fitting features", n, delay=SHOW_AFTER_S
+        ) as bar:
+            self.user_ = self._fit_entity(user_rows, user_columns, USER_ID, bar)
+            self.item_ = self._fit_entity(item_rows, item_columns, ITEM_ID, bar)
         return self
 
     def _fit_entity(
-        self, table: pd.DataFrame, schema: Schema, kind: str, names: list[str] | None
+        self, table: pd.DataFrame, columns: list[Column], id_column: str, bar: Bar
     ) -> EntityEncoder:
-        id_column = USER_ID if kind == "users" else ITEM_ID
-        columns = _select(schema, kind, names)
         _require_columns(table, [id_column] + [c.name for c in columns])
         ids = Vocabulary(min_count=1).fit(table[id_column])
+        bar.advance()
         feats = []
         for c in columns:
             with naming_feature(c.name):
                 feats.append(_Feature(c.name, c.kind, self._encoder(c).fit(table[c.name])))
+            bar.advance()
         return EntityEncoder(id_column, ids, feats)
 
     def _encoder(self, column: Column) -> Vocabulary | NumericScaler | MultiHotEncoder:

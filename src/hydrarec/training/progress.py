@@ -2,16 +2,22 @@
 
 Whether shown or not, every finished bar leaves one line in the run's ``log.txt`` (when a
 ``hydrarec.runlog.log_to`` block is open): ``epoch 1/3: 12/12 in 5.9s loss=0.4``. The live frames
-themselves go to the terminal only.
+themselves go to the terminal only. A bar with a ``delay`` (reading a file, fitting features) is
+drawn, and logged, only once its work has lasted that long: short work stays silent (issue 22).
+Work that opens no bar of its own gets ``enclosing_progress()``: the one whose bar is open around
+it, so ``hydrarec train -q`` also silences the file and feature bars inside "loading data".
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -30,6 +36,9 @@ from rich.text import Text
 from hydrarec.runlog import log_line, terminal_stream
 
 BAR_WIDTH = 24
+SHOW_AFTER_S = 2.0  # the delay of bars for work that may be short (a bar would flicker past)
+_console: tuple[TextIO, Console] | None = None  # the terminal's console, see _terminal_console
+_open: ContextVar[Progress | None] = ContextVar("hydrarec_open_progress", default=None)
 
 
 def quiet_by_default() -> bool:
@@ -38,6 +47,22 @@ def quiet_by_default() -> bool:
         return True
     isatty = getattr(sys.stdout, "isatty", None)
     return not (isatty is not None and isatty())
+
+
+def enclosing_progress() -> Progress:
+    """The ``Progress`` whose bar is open around this call (nested work keeps its quiet or not);
+    outside every bar a silent one: a library call draws nothing unless given a ``Progress``."""
+    return _open.get() or Progress(enabled=False)
+
+
+def _terminal_console() -> Console:
+    """One console for the terminal stream: rich draws a bar opened inside another one (a file
+    read inside "loading data") below it on the same console, instead of over it."""
+    global _console
+    stream = terminal_stream()
+    if _console is None or _console[0] is not stream:
+        _console = (stream, Console(file=stream))
+    return _console[1]
 
 
 class RateColumn(ProgressColumn):
@@ -89,18 +114,28 @@ class Progress:
         self.console = console  # None: stderr, bypassing the log tee (see hydrarec.runlog)
 
     @contextmanager
-    def task(self, description: str, total: int | None, unit: str | None = None) -> Iterator[Bar]:
-        """A bar of ``total`` steps; with ``unit`` (e.g. "texts") it also shows the rate."""
+    def task(
+        self, description: str, total: int | None, unit: str | None = None, delay: float = 0.0
+    ) -> Iterator[Bar]:
+        """A bar of ``total`` steps; with ``unit`` (e.g. "texts") it also shows the rate. With a
+        ``delay`` (seconds) it is drawn, and logged, only when the work lasts that long."""
         start = time.perf_counter()
-        with self._bar(description, total, unit) as bar:
-            yield bar
+        opened = _open.set(self)
+        try:
+            with self._bar(description, total, unit, delay) as bar:
+                yield bar
+        finally:
+            _open.reset(opened)
         done = f"{bar.completed}/{total}" if total is not None else str(bar.completed)
         seconds = time.perf_counter() - start
         rate = f" ({bar.completed / seconds:,.0f} {unit}/s)" if unit and seconds > 0 else ""
-        log_line(f"{description}: {done} in {seconds:.1f}s{rate} {bar.shown}".rstrip())
+        if seconds >= delay:
+            log_line(f"{description}: {done} in {seconds:.1f}s{rate} {bar.shown}".rstrip())
 
     @contextmanager
-    def _bar(self, description: str, total: int | None, unit: str | None = None) -> Iterator[Bar]:
+    def _bar(
+        self, description: str, total: int | None, unit: str | None = None, delay: float = 0.0
+    ) -> Iterator[Bar]:
         if not self.enabled:
             yield Bar(None, None)
             return
@@ -114,7 +149,20 @@ class Progress:
             TimeRemainingColumn(),
             TextColumn("{task.fields[values]}"),
         )
-        console = self.console or Console(file=terminal_stream())
+        console = self.console or _terminal_console()
         room = console.width - len(description) - BAR_WIDTH - 30  # 30: counts, times, spaces
-        with RichProgress(*columns, console=console, transient=False) as p:
-            yield Bar(p, p.add_task(description, total=total, values=""), room)
+        p = RichProgress(*columns, console=console, transient=False)
+        bar = Bar(p, p.add_task(description, total=total, values=""), room)
+        show = threading.Timer(delay, p.start)  # rich's own lock guards its updates meanwhile
+        show.daemon = True
+        if delay > 0:
+            show.start()
+        else:
+            p.start()
+        try:
+            yield bar
+        finally:
+            show.cancel()
+            if show.is_alive():
+                show.join()  # a start under way ends before the stop
+            p.stop()  # the last frame stays on the terminal; nothing when never shown
