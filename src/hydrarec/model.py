@@ -65,10 +65,12 @@ class MultiTaskRecommender(nn.Module):
         history_mask: Tensor,
         history_pos: Tensor | None = None,
         leave_out: tuple[Tensor, Tensor] | None = None,
+        history_segments: Tensor | None = None,
     ) -> Tensor:
-        """(B, D); ``history_pos``: window examples, see ``Batch.history_pos``; ``leave_out``
-        (item ids, rows of ``users``): pairs a side block must not read."""
+        """(B, D); ``history_pos``, ``history_segments``: window examples, see ``Batch``;
+        ``leave_out`` (item ids, rows of ``users``): pairs a side block must not read."""
         args = (history, history_mask) + (() if history_pos is None else (history_pos,))
+        args += () if history_segments is None else (history_segments,)  # packed windows
         if leave_out is None:
             return self.user_encoder(users, *args)  # (B, D)
         return self.user_encoder(users, *args, leave_out=leave_out)  # (B, D)
@@ -86,7 +88,12 @@ class MultiTaskRecommender(nn.Module):
         item = take(items, batch.item_pos)  # (B, D)
         history = take(items, batch.history)  # (B, N, D), or (W, N, D) windows
         user = self.encode_users(
-            batch.users, history, batch.history_mask, batch.history_pos, own_users
+            batch.users,
+            history,
+            batch.history_mask,
+            batch.history_pos,
+            own_users,
+            batch.history_segments,
         )  # (B, D)
         return self.heads(user, item, items, batch)
 

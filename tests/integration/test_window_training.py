@@ -120,8 +120,8 @@ def test_only_target_positions_get_gradient(tiny_data) -> None:  # type: ignore[
     captured: list[Tensor] = []
     original = seq.all_states
 
-    def keep(s: Tensor, m: Tensor, tail: int | None = None) -> Tensor:
-        out = original(s, m, tail)
+    def keep(s: Tensor, m: Tensor, tail: int | None = None, seg: Tensor | None = None) -> Tensor:
+        out = original(s, m, tail, seg)
         out.retain_grad()
         captured.append(out)
         return out
@@ -150,6 +150,24 @@ def test_only_target_positions_get_gradient(tiny_data) -> None:  # type: ignore[
         want = tower.mlp(torch.cat([x, full], dim=-1))
         got = tower(batch.users, history, batch.history_mask, pos)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_packed_windows_train_the_same_losses(tiny_data) -> None:  # type: ignore[no-untyped-def]
+    """``train.pack_windows``: fewer encoder rows, and every task's loss that of the windows one
+    by one (eval mode: no dropout draw differs)."""
+    data, model = tiny_data
+    plain = _builder(data, examples="windows")
+    packed = _builder(data, examples="windows", pack_windows=True)
+    ends = plain.units(data.split.train)[:40]
+    a, b = plain.build(ends), packed.build(ends)
+    assert a.history_segments is None and b.history_segments is not None
+    assert b.history.shape[0] < a.history.shape[0]
+    assert b.user_index.tolist() == a.user_index.tolist()
+    with torch.no_grad():
+        got, want = model.losses(b), model.losses(a)
+    assert set(got) == {"retrieval", "rating", "like", "genres"}
+    for name in got:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-6)
 
 
 def test_planted_next_item_pattern_is_learned() -> None:
@@ -207,4 +225,12 @@ def test_windows_need_a_history_encoder() -> None:
         config_from_dict(raw)
     raw = tiny_raw(examples="windows", window_stride=9)  # max_len is 8
     with pytest.raises(ConfigError, match="window_stride 9"):
+        config_from_dict(raw)
+
+
+def test_packed_windows_need_an_attention_encoder() -> None:
+    """A recurrent encoder reads a row as one sequence: packing is refused with the fix."""
+    raw = tiny_raw(examples="windows", pack_windows=True)
+    raw["model"]["sequence"]["kind"] = "gru"
+    with pytest.raises(ConfigError, match="pack_windows = false"):
         config_from_dict(raw)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hydrarec.config import SequenceConfig
-from hydrarec.encoders.sequence import SequenceEncoder
+from hydrarec.encoders.sequence import SequenceEncoder, causal_layout
 from hydrarec.errors import ConfigError
 
 
@@ -80,16 +80,17 @@ class HSTUSequenceEncoder(SequenceEncoder):
         )
         self.norm = nn.LayerNorm(dim)
 
-    def states(self, seq: Tensor, mask: Tensor, tail: int | None = None) -> Tensor:
+    def states(
+        self, seq: Tensor, mask: Tensor, tail: int | None = None, segments: Tensor | None = None
+    ) -> Tensor:
         """Every position's state (B, N, D), or the last ``tail`` ones; position i reads only
-        real items at j <= i (and itself, so a padded query is never empty)."""
+        real items at j <= i (and itself, so a padded query is never empty); with ``segments``
+        (packed windows) only those of its own segment."""
         n = seq.shape[1]
         if n > self.max_len:
             raise ValueError(f"history of length {n} > model.sequence.max_len {self.max_len}")
         x = self.drop(seq * mask.unsqueeze(-1).to(seq.dtype))  # (B, N, D)
-        causal = torch.ones(n, n, dtype=torch.bool, device=seq.device).tril()  # (N, N)
-        allowed = causal & mask.unsqueeze(1)  # (B, N, N)
-        allowed = (allowed | torch.eye(n, dtype=torch.bool, device=seq.device)).unsqueeze(1)
+        allowed, _ = causal_layout(mask, segments)  # (B, 1, N, N); rab reads i - j only
         for i, layer in enumerate(self.layers):
             x = layer(x, allowed, tail if i == len(self.layers) - 1 else None)  # (B, N or k, D)
         return self.norm(x)

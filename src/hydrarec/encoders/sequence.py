@@ -7,7 +7,9 @@ Padded positions never influence the output, and a user with no history gets zer
 ``all_states(seq, mask)`` gives every position's state (B, N, D), position i reading only the
 items at j <= i, zeros where ``mask`` is False: SASRec's training, where one pass over a (left-
 padded) window trains every position to predict the next item (``BatchBuilder(examples=
-"windows")``).
+"windows")``). ``segments`` (B, N), for the attention encoders: several windows packed into one
+row (``BatchBuilder(pack_windows=True)``); a position then reads only its own segment and counts
+its place back from the segment's end, as if its window were alone.
 
 - ``transformer``: SASRec, W.-C. Kang and J. McAuley, "Self-Attentive Sequential Recommendation",
   ICDM 2018 (https://arxiv.org/abs/1808.09781): learned positional embeddings, causal self-attention
@@ -39,19 +41,52 @@ class SequenceEncoder(nn.Module):
     """What every history encoder offers (see the module doc). An attention encoder defines
     ``states`` (every position's state, padding included); the rest follows from it here."""
 
-    def states(self, seq: Tensor, mask: Tensor, tail: int | None = None) -> Tensor:
+    def states(
+        self, seq: Tensor, mask: Tensor, tail: int | None = None, segments: Tensor | None = None
+    ) -> Tensor:
         """(B, N, D) every position's state, or the last ``tail`` ones, padding not zeroed."""
         raise NotImplementedError
 
-    def all_states(self, seq: Tensor, mask: Tensor, tail: int | None = None) -> Tensor:
+    def all_states(
+        self, seq: Tensor, mask: Tensor, tail: int | None = None, segments: Tensor | None = None
+    ) -> Tensor:
         """(B, N, D) every position's state; zeros where ``mask`` is False. ``tail = k``: only
-        the last k positions, (B, k, D)."""
-        states = self.states(seq, mask, tail)  # (B, N or k, D)
+        the last k positions, (B, k, D). ``segments``: packed windows (see the module doc)."""
+        states = self.states(seq, mask, tail, segments)  # (B, N or k, D)
         return states * mask[:, mask.shape[1] - states.shape[1] :].unsqueeze(-1).to(seq.dtype)
 
     def forward(self, seq: Tensor, mask: Tensor) -> Tensor:
         last = self.states(seq, mask, tail=1)[:, -1]  # (B, D)
         return last * mask.any(dim=1, keepdim=True).to(last.dtype)  # empty history -> zeros
+
+
+def causal_layout(mask: Tensor, segments: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Who reads whom, and where each position stands, for a causal attention encoder.
+
+    Returns ``allowed`` (B, 1, N, N) bool, query i may read key j: j <= i, j a real item, and
+    (with ``segments``) j in i's segment; and ``back`` (1 or B, N) long, places from each position
+    to the last of its window (of its segment, or of the row). Every position also reads itself:
+    a padded query then has a key, so its softmax has no all -inf row (NaN); its state is never
+    used (``all_states`` zeroes it) and real queries still read no padded key.
+
+    >>> allowed, back = causal_layout(torch.tensor([[1, 1, 1]]) > 0, torch.tensor([[4, 4, 9]]))
+    >>> allowed[0, 0].int().tolist(), back.tolist()
+    ([[1, 0, 0], [1, 1, 0], [0, 0, 1]], [[1, 0, 0]])
+    """
+    n = mask.shape[1]
+    place = torch.arange(n, device=mask.device)
+    causal = torch.ones(n, n, dtype=torch.bool, device=mask.device).tril()  # (N, N)
+    allowed = causal & mask.unsqueeze(1)  # (B, N, N)
+    if segments is None:
+        back = (n - 1 - place).unsqueeze(0)  # (1, N)
+    else:
+        allowed = allowed & (segments.unsqueeze(2) == segments.unsqueeze(1))  # same segment
+        last = torch.ones_like(segments, dtype=torch.bool)  # (B, N) last place of its segment
+        last[:, :-1] = segments[:, 1:] != segments[:, :-1]
+        end = torch.where(last, place, n).flip(1).cummin(1).values.flip(1)  # (B, N)
+        back = end - place  # (B, N)
+    allowed = allowed | torch.eye(n, dtype=torch.bool, device=mask.device)
+    return allowed.unsqueeze(1), back
 
 
 class CausalSelfAttention(nn.Module):
@@ -121,29 +156,27 @@ class TransformerSequenceEncoder(SequenceEncoder):
         self.blocks = nn.ModuleList(Block(dim, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(dim)
 
-    def states(self, seq: Tensor, mask: Tensor, tail: int | None = None) -> Tensor:
+    def states(
+        self, seq: Tensor, mask: Tensor, tail: int | None = None, segments: Tensor | None = None
+    ) -> Tensor:
         """Every position's state ``(B, N, D)``; position i reads only real items at j <= i.
 
         ``tail = k``: the last block computes only the last k positions, (B, k, D): the same
         values as ``states(...)[:, -k:]`` at a fraction of the cost (the lower blocks still
         compute every position, whose states the last one reads). Serving asks for the last
         position; window training for the last ``train.window_stride``, its targets.
+        ``segments``: packed windows (module doc).
         """
         n = seq.shape[1]
         if n > self.max_len:
             raise ValueError(f"history of length {n} > model.sequence.max_len {self.max_len}")
         x = seq * mask.unsqueeze(-1).to(seq.dtype)  # (B, N, D)
+        allowed, back = causal_layout(mask, segments)  # (B, 1, N, N), (1 or B, N)
         if self.position is not None:
             # Positions count back from the end, so "most recent" has the same embedding however
             # much left padding a batch carries.
-            x = x + self.position(torch.arange(self.max_len - n, self.max_len, device=seq.device))
+            x = x + self.position(self.max_len - 1 - back)  # (1 or B, N, D)
         x = self.drop(x)
-        causal = torch.ones(n, n, dtype=torch.bool, device=seq.device).tril()  # (N, N)
-        allowed = causal & mask.unsqueeze(1)  # (B, N, N): query i may read key j
-        # Every position also reads itself: a padded query then has one key, never none, so the
-        # softmax has no all -inf row (NaN). Real queries still read no padded key.
-        allowed = allowed | torch.eye(n, dtype=torch.bool, device=seq.device)  # (B, N, N)
-        allowed = allowed.unsqueeze(1)  # (B, 1, N, N), broadcast over heads
         if self.distance is not None:
             back = torch.arange(n, device=seq.device)
             back = (back.unsqueeze(1) - back).clamp(min=0)  # (N, N) query i -> key j: i - j
@@ -184,9 +217,13 @@ class RecurrentSequenceEncoder(SequenceEncoder):
         last = h[-1]  # (B, D), top layer
         return last * (lengths > 0).unsqueeze(-1).to(last.dtype)  # empty history -> zeros
 
-    def all_states(self, seq: Tensor, mask: Tensor, tail: int | None = None) -> Tensor:
+    def all_states(
+        self, seq: Tensor, mask: Tensor, tail: int | None = None, segments: Tensor | None = None
+    ) -> Tensor:
         """(B, N, D) the top layer's state after each real item, at its place; zeros at padding.
         ``tail = k``: the last k places, (B, k, D) (the recurrence still runs over all)."""
+        if segments is not None:
+            raise ConfigError("train.pack_windows: a recurrent encoder reads unpacked windows")
         order, _, packed, _ = self._run(seq, mask)
         n = seq.shape[1]
         out, _ = pad_packed_sequence(packed, batch_first=True, total_length=n)  # (B, N, D)

@@ -126,6 +126,7 @@ class UserTower(nn.Module):
         history: Tensor | None = None,
         history_mask: Tensor | None = None,
         history_pos: Tensor | None = None,
+        history_segments: Tensor | None = None,
     ) -> Tensor:
         """``history`` (B, N, D) item vectors, right-aligned; ``history_mask`` (B, N) bool.
 
@@ -134,7 +135,8 @@ class UserTower(nn.Module):
 
         ``history_pos`` (R,) long: window examples (``Batch.history_pos``). ``history`` is then
         (W, N, D) windows, ``feats`` has R rows, and row r reads the state at flat position
-        ``history_pos[r]`` of one causal pass over every window.
+        ``history_pos[r]`` of one causal pass over every window; ``history_segments`` (W, N):
+        the windows are packed (``Batch.history_segments``).
         """
         # (B, F); without ids and features an empty (B, 0): the history alone describes the user
         x = (
@@ -154,7 +156,9 @@ class UserTower(nn.Module):
                 tail = n - int((history_pos % n).min())
             else:  # on an accelerator, reading the minimum would wait for the device each step
                 tail = n
-            states = self.sequence.all_states(history, history_mask, tail)  # (W, k, D)
+            states = self.sequence.all_states(
+                history, history_mask, tail, history_segments
+            )  # (W, k, D)
             rows = history_pos // n * tail + history_pos % n - (n - tail)  # (R,)
             h = take(states.flatten(0, 1), rows)  # (R, D)
             return self.mlp(torch.cat([x, h], dim=-1))  # (R, F + D) -> (R, D)

@@ -113,6 +113,9 @@ class Batch:
     # training windows, and row b's user state is the one at flat position ``history_pos[b]``
     # (window ``// N``, position ``% N``). None: row b reads its own history row's last state.
     history_pos: Tensor | None = None  # (B,) long
+    # Packed windows (``BatchBuilder(pack_windows=True)``): (W, N) long, the window each place of
+    # ``history`` belongs to (-1: unused); a place reads only its own window's places.
+    history_segments: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.user_index.shape[0])

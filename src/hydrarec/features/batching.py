@@ -14,6 +14,11 @@ Window examples (``examples='windows'``, SASRec-style training): the units are t
 each, and the batch's B rows are the windows' targets: row b reads the state at flat position
 ``history_pos[b]``. With N = 3 the user above gives one window ``[pad, a, b]`` whose three
 positions predict a, b and c: three rows from one pass of the sequence encoder.
+
+Packed windows (``pack_windows``): short windows share a row of N places, one after another,
+and ``Batch.history_segments`` says which window each place belongs to; an attention encoder
+lets a place read only its own window's earlier places and counts positions back from its
+window's end, so every state is the one the window alone computes (``pack_windows``' doc).
 """
 
 from __future__ import annotations
@@ -72,7 +77,9 @@ class BatchBuilder:
     ``examples='windows'``: ``build`` takes window ends (``units``) instead of rows, each window
     ``history_len`` long with ``window_stride`` targets (0: ``history_len``, no overlap). With
     ``length_buckets`` an epoch's batches hold windows of similar lengths (``epoch_order``), so a
-    batch of short sequences is trimmed to its own width instead of the longest window's.
+    batch of short sequences is trimmed to its own width instead of the longest window's. With
+    ``pack_windows`` the windows of a batch are packed into as few rows as they fill
+    (``pack_windows``), for an encoder that reads ``Batch.history_segments``.
 
     Not thread-safe: de-duplication reuses two per-catalogue buffers (9 bytes per item).
     """
@@ -94,6 +101,7 @@ class BatchBuilder:
         examples: Literal["rows", "windows"] = "rows",
         window_stride: int = 0,
         length_buckets: bool = False,
+        pack_windows: bool = False,
     ) -> None:
         self.user_idx = np.asarray(user_idx, dtype=np.int64)
         self.item_idx = np.asarray(item_idx, dtype=np.int64)
@@ -113,6 +121,7 @@ class BatchBuilder:
         self.examples = examples
         self.window_stride = window_stride or history_len
         self.length_buckets = length_buckets and examples == "windows"
+        self.pack_windows = pack_windows and examples == "windows"
         self.n_items = len(item_features)
         self._check()
         self._mark = np.zeros(self.n_items + 1, dtype=bool)  # last slot: padding (-1)
@@ -157,12 +166,14 @@ class BatchBuilder:
     def build(self, units: np.ndarray, rng: np.random.Generator | None = None) -> Batch:
         """The ``Batch`` of the interactions at rows ``units`` (or of the windows ending at
         ``units``, with ``examples='windows'``); ``rng`` draws the negatives."""
-        rows, state_pos = np.asarray(units, dtype=np.int64), None
+        rows, state_pos, segments = np.asarray(units, dtype=np.int64), None, None
         if self.examples == "windows" and self.histories is not None:
             pad = 0 if self.full_catalogue else -1
             hist, hmask, rows, state_pos = trim_windows(
                 *self.histories.windows(rows, self.history_len, self.window_stride, pad)
             )  # (W, N') windows, (B,) rows of their targets, (B,) flat positions of the targets
+            if self.pack_windows:
+                hist, hmask, segments, state_pos = pack_windows(hist, hmask, state_pos, pad)
         users, items = np.take(self.user_idx, rows), np.take(self.item_idx, rows)  # (B,), (B,)
         if state_pos is None:
             hist, hmask = self._history(rows, users)  # (B, N), padded with -1
@@ -189,6 +200,7 @@ class BatchBuilder:
             labels=labels,
             label_mask=label_mask,
             history_pos=None if state_pos is None else torch.from_numpy(state_pos),
+            history_segments=None if segments is None else torch.from_numpy(segments),
         )
 
     def set_interactions(
@@ -357,6 +369,56 @@ def trim_windows(
     width = n - cut
     pos = flat_pos // n * width + flat_pos % n - cut
     return np.ascontiguousarray(inputs[:, cut:]), np.ascontiguousarray(mask[:, cut:]), rows, pos
+
+
+def pack_windows(
+    inputs: np.ndarray, mask: np.ndarray, flat_pos: np.ndarray, pad: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Windows (W, N) packed into P <= W rows of the same width N, one after another.
+
+    A window's span is its places from the first that holds an item or a target to its end
+    (left-padded: the rest is padding no state reads). Spans are packed first-fit, longest first,
+    so a batch of short sequences costs the encoder its items, not W * N places. Returns the
+    packed inputs and mask (P, N), the segments (P, N) long (window index of each place, -1 where
+    unused) and the targets' flat positions in the packed rows (R,). An encoder that keeps each
+    place to its own segment and counts positions back from the segment's end computes the same
+    states as for the windows one by one.
+
+    >>> x = np.array([[0, 0, 7, 8], [0, 0, 0, 9], [0, 4, 5, 6]]); m = x > 0
+    >>> out = pack_windows(x, m, np.array([2, 3, 7, 9, 10, 11]), 0)  # window 1: 1 target
+    >>> out[0].tolist(), out[2].tolist(), out[3].tolist()
+    ([[4, 5, 6, 9], [7, 8, 0, 0]], [[2, 2, 2, 1], [0, 0, -1, -1]], [4, 5, 3, 0, 1, 2])
+    """
+    w, n = inputs.shape
+    if w == 0 or n == 0:
+        return inputs, mask, np.full(inputs.shape, -1, np.int64), flat_pos
+    used = mask.copy()
+    used.reshape(-1)[flat_pos] = True  # a target's place holds no item when its history is empty
+    first = np.where(used.any(axis=1), np.argmax(used, axis=1), n)  # (W,)
+    length = n - first  # (W,) span of each window
+    row, offset = np.empty(w, np.int64), np.empty(w, np.int64)
+    free: list[int] = []  # places left in each packed row
+    for k in np.argsort(-length, kind="stable").tolist():  # first-fit decreasing
+        span = int(length[k])
+        r = next((j for j, f in enumerate(free) if f >= span), len(free))
+        if r == len(free):
+            free.append(n)
+        row[k], offset[k] = r, n - free[r]
+        free[r] -= span
+    total = int(length.sum())
+    within = np.arange(total) - np.repeat(np.cumsum(length) - length, length)  # (T,)
+    src = np.repeat(np.arange(w) * n + first, length) + within  # (T,) flat place in the windows
+    dest = np.repeat(row * n + offset, length) + within  # (T,) flat place in the packed rows
+    p = len(free)
+    out = np.full(p * n, pad, dtype=inputs.dtype)
+    out[dest] = inputs.reshape(-1)[src]
+    out_mask = np.zeros(p * n, dtype=bool)
+    out_mask[dest] = mask.reshape(-1)[src]
+    segments = np.full(p * n, -1, dtype=np.int64)
+    segments[dest] = np.repeat(np.arange(w), length)
+    moved = np.full(w * n, -1, dtype=np.int64)
+    moved[src] = dest
+    return out.reshape(p, n), out_mask.reshape(p, n), segments.reshape(p, n), moved[flat_pos]
 
 
 def _label_matrix(labels: dict[str, np.ndarray], n: int) -> np.ndarray:

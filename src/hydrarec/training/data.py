@@ -214,6 +214,7 @@ def make_train_data(
         examples=cfg.train.examples,
         window_stride=cfg.train.window_stride or 0,
         length_buckets=cfg.train.length_buckets,
+        pack_windows=cfg.train.pack_windows,
     )
     return TrainData(
         cfg,

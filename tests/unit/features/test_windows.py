@@ -192,3 +192,47 @@ def test_length_buckets_batch_similar_lengths_from_the_same_units(
     assert spread(b) == 7 and spread(a) > 20
     widths = [bucketed.build(b[i : i + 8]).history.shape[1] for i in range(0, 40, 8)]
     assert sorted(widths) == [8, 16, 24, 32, 40]  # trimmed to each batch's longest window
+
+
+@pytest.mark.parametrize("kind", ["transformer", "transformer-relative", "hstu"])
+def test_packed_windows_give_the_states_of_the_windows_alone(kind: str) -> None:
+    """Short windows packed into shared rows (``pack_windows``): each target's state is the one
+    its window computes alone, for every attention encoder (issue 19: the encoder then runs on a
+    batch's items, not its padding)."""
+    from hydrarec.config import SequenceConfig
+    from hydrarec.encoders.sequence import build_sequence_encoder
+    from hydrarec.features.batching import pack_windows, trim_windows
+
+    builder = _long_and_short(False)  # 40 users of 1..40 items, windows of 40
+    h = builder.histories
+    assert h is not None
+    inputs, mask, _, pos = trim_windows(*h.windows(h.window_ends(40), 40, 40, pad=0))
+    packed, pmask, segments, ppos = pack_windows(inputs, mask, pos, 0)
+    assert packed.shape[0] == 21  # spans 1..40 (820 places) in rows of 40: the fewest rows
+    assert (segments >= 0).sum() == mask.sum() + 40  # each place of an item, or a first target
+    torch.manual_seed(0)
+    relative = kind == "transformer-relative"
+    cfg = SequenceConfig(
+        kind="hstu" if kind == "hstu" else "transformer",
+        max_len=40,
+        layers=2,
+        heads=2,
+        dropout=0.0,
+        positions="relative" if relative else "absolute",
+    )
+    enc = build_sequence_encoder(cfg, 8)
+    assert enc is not None
+    enc.eval()
+    table = torch.randn(30, 8)
+
+    def states(x: np.ndarray, m: np.ndarray, p: np.ndarray, seg: np.ndarray | None) -> torch.Tensor:
+        segs = None if seg is None else torch.from_numpy(seg)
+        s = enc.all_states(table[torch.from_numpy(x)], torch.from_numpy(m), None, segs)
+        return s.flatten(0, 1)[torch.from_numpy(p)]
+
+    alone, shared = states(inputs, mask, pos, None), states(packed, pmask, ppos, segments)
+    assert alone.abs().sum() > 0
+    torch.testing.assert_close(shared, alone)
+    # the same packed rows read as one sequence each (no segments) give other states
+    assert not torch.allclose(states(packed, pmask, ppos, None), alone)
+
