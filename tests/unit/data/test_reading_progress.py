@@ -5,6 +5,7 @@ a bar appears only when the work lasts; quiet (``-q``, CI, a pipe) draws nothing
 from __future__ import annotations
 
 import io
+import itertools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,7 +66,7 @@ def assert_reaches(bar: tuple[int | None, list[int]], total: int) -> None:
     declared, counts = bar
     assert declared == total
     assert len(counts) > 1 and counts[-1] == total
-    assert all(a < b for a, b in zip(counts, counts[1:], strict=False)), counts
+    assert all(a < b for a, b in itertools.pairwise(counts)), counts
 
 
 def test_a_csv_read_counts_its_megabytes_up_to_the_size(tmp_path: Path) -> None:
