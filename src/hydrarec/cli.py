@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 datasets_app = typer.Typer(help="List, describe and download datasets.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
+events_app = typer.Typer(help="The event log of hydrarec serve --events.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
 console = Console()
 err = Console(stderr=True)
 
@@ -440,6 +442,13 @@ def serve(
     max_header_bytes: Annotated[
         int, typer.Option(help="Request line and headers over this get 431.")
     ] = 16 * 1024,
+    events: Annotated[
+        str | None,
+        typer.Option(
+            help="Event log: an SQLite file (created if missing) or a postgresql:// URL. "
+            "POST /events appends to it; /recommend reads each user's events at once."
+        ),
+    ] = None,
 ) -> None:
     """Serve the run over HTTP: /recommend, /predict, /items/{id}/similar, /docs."""
     from hydrarec.serving.connections import ConnectionLimits
@@ -460,7 +469,21 @@ def serve(
         limits=ConnectionLimits(header_timeout, max_header_bytes, max_connections),
         body_timeout=body_timeout,
         keep_alive_timeout=keep_alive,
+        events=events,
     )
+
+
+@events_app.command("export")
+def events_export(
+    log: Annotated[str, typer.Argument(help="The event log: an SQLite file or postgresql:// URL.")],
+    out: Annotated[Path, typer.Option(help="Parquet file to write.")] = Path("events.parquet"),
+) -> None:
+    """Write every logged event to a Parquet file (user_id, item_id, timestamp, feedback
+    columns, event_id, received), for a full retrain."""
+    from hydrarec.online import export_events
+
+    n = export_events(log, out)
+    console.print(f"{n:,} events written to {out}")
 
 
 @app.command()

@@ -5,6 +5,8 @@
     GET  /items/{item_id}/similar   nearest items in representation space
     GET  /metadata                  model, tasks, counts, training date, metrics
     GET  /healthz, /readyz          liveness (the process answers) and readiness (index complete)
+    POST /events                    with ``events``: a batch of interactions appended to the log,
+                                    which ``/recommend`` reads at once (``serving/event_log.py``)
 
 Errors: an unknown id -> 404 naming it; invalid bodies or parameters -> 422 naming the field
 (a NaN or infinity the client sent is echoed as the string "NaN" / "Infinity": JSON has no such
@@ -32,6 +34,8 @@ from hydrarec.errors import DataError, UnknownIdError
 from hydrarec.recommender import Recommender
 from hydrarec.serving.auth import MISSING_KEY, KeyGuard, key_matches
 from hydrarec.serving.batcher import MicroBatcher
+from hydrarec.serving.event_log import EventHistory, EventLog
+from hydrarec.serving.event_routes import events_router
 from hydrarec.serving.fast_lane import FastLane
 from hydrarec.serving.limits import DEFAULT_BODY_TIMEOUT, BodyLimit, Receive, Send
 from hydrarec.serving.model_process import ModelPool, settle_heap
@@ -50,6 +54,7 @@ def create_app(
     fast_lane: bool = True,
     pin: bool = True,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    events: str | Path | None = None,
 ) -> FastAPI:
     """The HTTP service of a run (a path, loaded read-only, or a loaded ``Recommender``).
 
@@ -61,7 +66,10 @@ def create_app(
     process, one batch at a time.
     ``fast_lane`` answers valid ``/recommend`` requests without FastAPI's request machinery
     (``serving/fast_lane.py``); off, every request takes the FastAPI route. A request body not
-    received within ``body_timeout`` seconds is a 408.
+    received within ``body_timeout`` seconds is a 408. ``events``: the event log (an SQLite
+    path or a ``postgresql://`` URL): ``POST /events`` appends to it and ``/recommend`` reads
+    each user's logged events as their latest history; a log that cannot be opened leaves the
+    service answering from the run alone (``/readyz`` says so).
     """
     rec = run if isinstance(run, Recommender) else Recommender.load(run, index=index)
     ranker: Recommender | ModelPool = rec
@@ -70,12 +78,16 @@ def create_app(
     else:
         rec.warm()  # known users' vectors now, not at their first request
     batcher = MicroBatcher(ranker, max_batch)
+    log = None if events is None else EventLog(str(events))
+    history = None if log is None else EventHistory(log, rec)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settle_heap()
         yield
         batcher.close()
+        if log is not None:
+            log.close()
 
     app = Service(
         title="hydrarec",
@@ -85,8 +97,9 @@ def create_app(
     )
     app.state.recommender = rec
     app.state.model_pool = ranker if isinstance(ranker, ModelPool) else None
+    app.state.event_log = log
     if fast_lane:
-        app.lane = FastLane(app.stack, batcher, api_key, max_body_bytes, body_timeout)
+        app.lane = FastLane(app.stack, batcher, api_key, max_body_bytes, body_timeout, history)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, timeout=body_timeout)  # type: ignore[arg-type]
     if api_key:  # added last, so it runs first: 401 before the body limit or the body is read
         open_paths = _open_paths(app)
@@ -94,8 +107,10 @@ def create_app(
     # the guard's twin as a dependency declares the key in the OpenAPI schema
     guard = [Depends(_key_guard(api_key))] if api_key else []
     keyed = errors(401) if api_key else None
-    app.include_router(api_router(rec, batcher), dependencies=guard, responses=keyed)
-    app.include_router(probe_router(rec))
+    app.include_router(api_router(rec, batcher, history), dependencies=guard, responses=keyed)
+    if log is not None:
+        app.include_router(events_router(rec, log), dependencies=guard, responses=keyed)
+    app.include_router(probe_router(rec, log))
     app.add_exception_handler(UnknownIdError, _model_error)
     app.add_exception_handler(DataError, _model_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)

@@ -7,8 +7,8 @@ on which every request of the service is parsed and written, so that cost caps t
 second. The fast lane sits in front of the whole app (``app.Service``), before even Starlette's
 error middleware, and does only what a valid request needs: it checks the API key and the body
 size, validates the raw body with the same pydantic model (``RecommendRequest``, parsed and
-validated in one pass by pydantic's Rust core), hands the query to the batcher and writes the
-JSON.
+validated in one pass by pydantic's Rust core), adds the user's logged events when the service
+has an event log (as the route does), hands the query to the batcher and writes the JSON.
 
 Anything else goes to the FastAPI app unchanged, body replayed: another route or method, a
 missing or wrong key, a body over the size limit, one that is not JSON or does not validate. So
@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from hydrarec.serving.auth import key_matches
 from hydrarec.serving.batcher import MicroBatcher
+from hydrarec.serving.event_log import EventHistory
 from hydrarec.serving.limits import (
     DEFAULT_BODY_TIMEOUT,
     ASGIApp,
@@ -41,7 +42,7 @@ from hydrarec.serving.limits import (
     refuse,
     replaying,
 )
-from hydrarec.serving.routes import error_answer, recommend_body, recommend_query
+from hydrarec.serving.routes import error_answer, recommend_body, recommend_query_with_events
 from hydrarec.serving.schemas import RecommendRequest
 
 PATH = "/recommend"
@@ -59,8 +60,10 @@ class FastLane:
         api_key: str | None = None,
         max_bytes: int | None = None,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        history: EventHistory | None = None,
     ) -> None:
         self.app = app
+        self.history = history
         self.batcher = batcher
         self.api_key = None if api_key is None else api_key.encode()
         self.max_bytes = max_bytes
@@ -92,14 +95,15 @@ class FastLane:
             await self.app(scope, replay, send)  # FastAPI's 422, naming the field
             return
         try:
-            out = await self.batcher.recommend(*recommend_query(body))
+            query, options, events = await recommend_query_with_events(body, self.history)
+            out = await self.batcher.recommend(query, options)
         except Exception as e:
             answer = error_answer(e)  # the route's own answer to it (404, 422), or a 500
             if answer is None:
                 raise
             await _send(send, *answer)
             return
-        await _send(send, 200, recommend_body(body, out))
+        await _send(send, 200, recommend_body(body, out, events))
 
     @staticmethod
     def _json(headers: dict[bytes, bytes]) -> bool:

@@ -17,6 +17,7 @@ from hydrarec.errors import DataError, UnknownIdError
 from hydrarec.io import read_json
 from hydrarec.recommender import Recommendations, Recommender, UserQuery
 from hydrarec.serving.batcher import MicroBatcher, Options
+from hydrarec.serving.event_log import EventHistory, EventLog
 from hydrarec.serving.schemas import (
     MAX_K,
     Metadata,
@@ -58,7 +59,10 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 BODY_ERRORS = errors(400, 404, 408, 413, 422)  # of a POST with a body that names ids
 
 
-def api_router(rec: Recommender, batcher: MicroBatcher) -> APIRouter:
+def api_router(
+    rec: Recommender, batcher: MicroBatcher, history: EventHistory | None = None
+) -> APIRouter:
+    """``history``: the event log's, when the service has one (``--events``)."""
     router = APIRouter()
 
     @router.post(
@@ -69,9 +73,11 @@ def api_router(rec: Recommender, batcher: MicroBatcher) -> APIRouter:
     )
     async def recommend(body: RecommendRequest) -> Response:
         """Top-k items for one user (by id, history and / or features), with every task's
-        prediction and, with ``explain``, the history items behind each."""
-        out = await batcher.recommend(*recommend_query(body))
-        return Response(recommend_body(body, out), media_type="application/json")
+        prediction and, with ``explain``, the history items behind each. With an event log,
+        the user's logged events extend their history (``events`` says how many)."""
+        query, options, events = await recommend_query_with_events(body, history)
+        out = await batcher.recommend(query, options)
+        return Response(recommend_body(body, out, events), media_type="application/json")
 
     @router.post("/predict", response_model=PredictResponse, responses=BODY_ERRORS)
     def predict(body: PredictRequest) -> PredictResponse:
@@ -110,7 +116,7 @@ def api_router(rec: Recommender, batcher: MicroBatcher) -> APIRouter:
     return router
 
 
-def probe_router(rec: Recommender) -> APIRouter:
+def probe_router(rec: Recommender, events: EventLog | None = None) -> APIRouter:
     router = APIRouter()
 
     @router.get("/healthz", response_model=Status)
@@ -120,10 +126,20 @@ def probe_router(rec: Recommender) -> APIRouter:
 
     @router.get("/readyz", response_model=Status, responses=errors(503))
     def readyz() -> Status:
-        """Readiness: the model is loaded and the index holds every item."""
-        detail = {"index": rec.index.kind, "indexed": len(rec.index), "items": rec.n_items}
+        """Readiness: the model is loaded and the index holds every item. With an event log,
+        ``degraded`` (still 200: ``/recommend`` answers from the run alone) while the log is
+        unavailable, and ``events_error`` says why."""
+        detail: dict[str, Any] = {
+            "index": rec.index.kind,
+            "indexed": len(rec.index),
+            "items": rec.n_items,
+        }
         if len(rec.index) != rec.n_items:
             raise HTTPException(503, {"status": "not ready", **detail})
+        if events is not None:
+            detail.update(events.probe())
+            if not events.available:
+                return Status(status="degraded", detail=detail)
         return Status(status="ready", detail=detail)
 
     return router
@@ -135,11 +151,29 @@ def recommend_query(body: RecommendRequest) -> tuple[UserQuery, Options]:
     return query, Options.of(body.k, body.exclude_seen, body.allow, body.deny, body.explain)
 
 
-def recommend_body(body: RecommendRequest, out: Recommendations) -> bytes:
+async def recommend_query_with_events(
+    body: RecommendRequest, history: EventHistory | None
+) -> tuple[UserQuery, Options, dict[str, Any] | None]:
+    """``recommend_query``, the user's logged events added to the history when the service
+    has an event log (and what ``/recommend`` says of them; None without a log)."""
+    query, options = recommend_query(body)
+    if history is None:
+        return query, options, None
+    query, events = await history.extend(query)
+    return query, options, events
+
+
+def recommend_body(
+    body: RecommendRequest, out: Recommendations, events: dict[str, Any] | None = None
+) -> bytes:
     """The ``RecommendResponse`` JSON of one user's recommendations (no ``user_id`` for a user
-    given only by history or features, as the response model leaves out what is None)."""
+    given only by history or features, as the response model leaves out what is None; no
+    ``events`` without an event log)."""
     answer: dict[str, Any] = {} if body.user_id is None else {"user_id": body.user_id}
-    return json_body({**answer, "items": items_of(out, 0)})
+    answer["items"] = items_of(out, 0)
+    if events is not None:
+        answer["events"] = events
+    return json_body(answer)
 
 
 def error_answer(exc: Exception) -> tuple[int, bytes] | None:

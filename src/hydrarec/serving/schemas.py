@@ -8,9 +8,20 @@ the field. Raw ids are JSON integers or strings, matched to the run's id type by
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 RawId = Annotated[StrictInt | StrictStr, Field(description="a raw id, as in the data")]
 MAX_K = 1000
@@ -75,11 +86,24 @@ class RecommendedItem(BaseModel):
     because: list[Support] | None = None
 
 
+class EventsUsed(BaseModel):
+    """What ``/recommend`` made of the user's logged events (only with ``--events``)."""
+
+    used: int = Field(description="events whose items were added to the user's history")
+    not_in_catalogue: int = Field(
+        description="events of items the run does not know: kept in the log, ignored here"
+    )
+    available: bool = Field(
+        True, description="false: the log could not be read; answered from the run alone"
+    )
+
+
 class RecommendResponse(BaseModel):
     # left out for a user given only by history or features (it was required in the schema,
     # found by the schemathesis test, issue 21)
     user_id: RawId | None = None
     items: list[RecommendedItem]
+    events: EventsUsed | None = Field(None, description="with --events: the user's logged events")
 
 
 class Pair(Strict):
@@ -126,3 +150,83 @@ class Metadata(BaseModel):
     index: str
     blend: dict[str, float]
     metrics: dict[str, Any]
+
+
+# -- the event log (issue 25) ---------------------------------------------------------------------
+MAX_EVENTS = 10_000  # events in one POST /events (larger batches: several requests)
+# 1990-01-01 UTC: an earlier event is taken for a unit mistake (a count of days, a zero)
+MIN_TIMESTAMP = 631_152_000
+MAX_AHEAD_S = 86_400.0  # how far past the server's clock a timestamp may be (clock skew)
+
+
+class EventBase(Strict):
+    """One interaction. The run's feedback columns (its tasks' label columns, e.g. ``rating``)
+    are optional number fields of their own; any other field is refused."""
+
+    user_id: RawId
+    item_id: RawId
+    timestamp: float | None = Field(
+        None,
+        allow_inf_nan=False,
+        description="seconds since the Unix epoch (UTC), from 1990 to a day past the server's "
+        "clock; default: when the service received it",
+    )
+    event_id: StrictStr | StrictInt | None = Field(
+        None,
+        description="the client's id of the event (text, up to 200 characters): an event whose "
+        "id is already stored is skipped, so a retried request stores its events once",
+    )
+
+    @field_validator("timestamp")
+    @classmethod
+    def _plausible_time(cls, ts: float | None) -> float | None:
+        if ts is None:
+            return ts
+        if ts < MIN_TIMESTAMP:
+            raise ValueError(f"{ts} is before 1990-01-01 ({MIN_TIMESTAMP}); give Unix seconds")
+        latest = time.time() + MAX_AHEAD_S
+        if ts > latest:
+            raise ValueError(
+                f"{ts} is more than {MAX_AHEAD_S:g} s after the server's clock "
+                f"({time.time():.0f}); give Unix seconds, not milliseconds"
+            )
+        return ts
+
+    @field_validator("event_id")
+    @classmethod
+    def _short_id(cls, event_id: str | int | None) -> str | int | None:
+        if isinstance(event_id, str) and not 1 <= len(event_id) <= 200:
+            raise ValueError(f"must be 1 to 200 characters, got {len(event_id)}")
+        return event_id
+
+
+def event_model(feedback: Sequence[str]) -> type[EventBase]:
+    """The event body of a run whose tasks read the feedback columns ``feedback``."""
+    fields: dict[str, Any] = {
+        name: (
+            float | None,
+            Field(None, allow_inf_nan=False, description=f"feedback: the run's {name!r} label"),
+        )
+        for name in feedback
+        if name not in EventBase.model_fields
+    }
+    return create_model("Event", __base__=EventBase, **fields)
+
+
+def events_request_model(feedback: Sequence[str]) -> type[BaseModel]:
+    """The ``POST /events`` body: a batch of the run's events."""
+    event = event_model(feedback)
+    return create_model(
+        "EventsRequest",
+        __base__=Strict,
+        events=(
+            list[event],  # type: ignore[valid-type]
+            Field(min_length=1, max_length=MAX_EVENTS, description="stored in one transaction"),
+        ),
+    )
+
+
+class EventsResponse(BaseModel):
+    received: int = Field(description="events in the request")
+    stored: int = Field(description="of them, new to the log (committed before this answer)")
+    duplicates: int = Field(description="of them, already stored under their event_id")

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from hydrarec.errors import ConfigError
+from hydrarec.online.store import check_target
 from hydrarec.rundir import RunDir
 from hydrarec.serving.app import DEFAULT_MAX_BODY, create_app
 from hydrarec.serving.connections import ConnectionLimits, GuardedHttpTools
@@ -36,6 +37,7 @@ ENV_BODY_TIMEOUT = "HYDRAREC_SERVE_BODY_TIMEOUT"
 ENV_HEADER_TIMEOUT = "HYDRAREC_SERVE_HEADER_TIMEOUT"
 ENV_MAX_HEADER = "HYDRAREC_SERVE_MAX_HEADER"
 ENV_MAX_CONNECTIONS = "HYDRAREC_SERVE_MAX_CONNECTIONS"
+ENV_EVENTS = "HYDRAREC_SERVE_EVENTS"
 DEFAULT_KEEP_ALIVE = 5.0  # seconds an idle connection stays open between requests (uvicorn's)
 # file descriptors besides the connections: model processes' pipes, the run's files, the loop's
 FD_RESERVE = 256
@@ -70,6 +72,7 @@ def app_from_env() -> FastAPI:
         model_processes=int(os.environ.get(ENV_MODEL_PROCESSES, 0)),
         pin=os.environ.get(ENV_PIN, "1") == "1",
         body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT)),
+        events=os.environ.get(ENV_EVENTS) or None,
     )
 
 
@@ -90,14 +93,18 @@ def serve(
     limits: ConnectionLimits | None = None,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     keep_alive_timeout: float = DEFAULT_KEEP_ALIVE,
+    events: str | None = None,
 ) -> None:
     """Serve ``run`` over HTTP until interrupted (binds loopback unless ``host`` says otherwise).
     ``limits``: on each worker's connections (``connections.ConnectionLimits``); ``body_timeout``:
-    seconds for a request's whole body; ``keep_alive_timeout``: an idle connection's."""
+    seconds for a request's whole body; ``keep_alive_timeout``: an idle connection's;
+    ``events``: the event log (a path or a ``postgresql://`` URL; ``serving/event_log.py``)."""
     import uvicorn
 
     RunDir(run).require()
     api_key_from(api_key_env)  # fail now, not in every worker
+    if events is not None:  # a mistaken path or URL stops here; an unavailable log does not
+        check_target(events)
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     if model_processes is None:  # one per core, up to 4 (each holds a copy of the model)
@@ -128,6 +135,7 @@ def serve(
             model_processes,
             pin=pin,
             body_timeout=body_timeout,
+            events=events,
         )
         uvicorn.run(app, **server)
         return
@@ -142,6 +150,7 @@ def serve(
     os.environ[ENV_HEADER_TIMEOUT] = str(limits.header_timeout)
     os.environ[ENV_MAX_HEADER] = str(limits.max_header_bytes)
     os.environ[ENV_MAX_CONNECTIONS] = str(limits.max_connections)
+    os.environ[ENV_EVENTS] = events or ""  # workers share the log: SQLite serialises writers
     uvicorn.run("hydrarec.serving.server:app_from_env", factory=True, workers=workers, **server)
 
 
