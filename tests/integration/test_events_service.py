@@ -64,8 +64,9 @@ def test_events_change_the_next_recommendation(
         before = recommend(client, user_id=user, k=40, exclude_seen=False)
         assert before["events"] == {"used": 0, "not_in_catalogue": 0, "available": True}
         # posted out of time order: the history is read by timestamp
-        events = [{"user_id": user, "item_id": i, "timestamp": NOW - 100 + j} for j, i in
-                  enumerate(items)]  # fmt: skip
+        events = [
+            {"user_id": user, "item_id": i, "timestamp": NOW - 100 + j} for j, i in enumerate(items)
+        ]
         assert post_events(client, events[2:] + events[:2])["stored"] == 4
         after = recommend(client, user_id=user, k=40, exclude_seen=False)
         seen_now = recommend(client, user_id=user, k=10)
@@ -175,8 +176,9 @@ def test_a_full_disk_is_503_then_recovers(rec: Recommender, tmp_path: Path) -> N
         handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
         resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, limit[1]))
         try:
-            big = [{"user_id": user, "item_id": 2, "event_id": "x" * 150 + str(j)}
-                   for j in range(500)]  # fmt: skip
+            big = [
+                {"user_id": user, "item_id": 2, "event_id": "x" * 150 + str(j)} for j in range(500)
+            ]
             r = client.post("/events", json={"events": big}, headers=AUTH)
             ready = client.get("/readyz").json()
             answer = recommend(client, user_id=user, k=5)
