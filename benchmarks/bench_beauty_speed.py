@@ -2,8 +2,10 @@
 
     python benchmarks/bench_beauty_speed.py [--rounds 3] [--config configs/beauty.toml]
 
-Both train on the BEAUTY-LOO train sequences at equal sizes: item vectors of 64, 2 blocks, 2
-heads, windows of 50, 256 windows a batch, one process, the same torch thread count. torch-rechub's
+Both train on the BEAUTY-LOO train sequences at equal sizes, read from the hydrarec config: item
+vectors of ``model.dim``, ``model.sequence.layers`` blocks of ``heads`` heads, windows of
+``max_len``, ``train.batch_size`` windows a batch, the same dropout, one process, the same torch
+thread count. torch-rechub's
 SASRec runs the paper's loop (``peers/rechub_sasrec.py``: one negative per position, BCE); hydrarec
 runs ``hydrarec.train`` on the shipped config for one epoch (its own loss: the softmax over the
 whole catalogue) and the epoch's seconds are read from the run's ``history.jsonl`` (validation
@@ -37,12 +39,26 @@ from peers.common import load_split  # noqa: E402
 from quality import BEAUTY, commit, data_of, split_of  # noqa: E402
 
 RUNS = Path("runs/bench/BEAUTY-SPEED")
-SIZES = rechub_sasrec.Params(max_len=50, dim=64, blocks=2, heads=2, dropout=0.5, batch_size=256)
 
 
-def rechub_epoch_seconds(data: Any) -> float:
-    """One training epoch of torch-rechub's SASRec (fresh model, seed 0)."""
-    p = SIZES
+def sizes_of(config: str) -> rechub_sasrec.Params:
+    """torch-rechub's SASRec at the sizes of a hydrarec config."""
+    from hydrarec.config import load_config
+
+    cfg = load_config(config)
+    seq = cfg.model.sequence
+    return rechub_sasrec.Params(
+        max_len=seq.max_len,
+        dim=cfg.model.dim,
+        blocks=seq.layers,
+        heads=seq.heads,
+        dropout=seq.dropout,
+        batch_size=cfg.train.batch_size,
+    )
+
+
+def rechub_epoch_seconds(data: Any, p: rechub_sasrec.Params) -> float:
+    """One training epoch of torch-rechub's SASRec (fresh model, seed 0) at sizes ``p``."""
     seqs = rechub_sasrec.sequences(data, ("train",))
     wins, owner = rechub_sasrec.training_windows(seqs, p)
     seen = [set(s.tolist()) for s in rechub_sasrec.sequences(data, ("train", "valid", "test"))]
@@ -86,8 +102,10 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HYDRAREC_DATA_DIR", str((HERE.parent.parent / "shared/data").resolve()))
     torch.set_num_threads(args.threads)
     data = load_split(split_of(BEAUTY), data_of(BEAUTY))
+    sizes = sizes_of(args.config)
+    print(f"sizes: {sizes}", flush=True)
     runs = {
-        "rechub": lambda: rechub_epoch_seconds(data),
+        "rechub": lambda: rechub_epoch_seconds(data, sizes),
         "hydrarec": lambda: hydrarec_epoch_seconds(args.config, Path(args.config).stem),
     }
     seconds: dict[str, list[float]] = {k: [] for k in runs}
@@ -101,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
         "| system | s / epoch (median) | torch-rechub / hydrarec (per round) | note |",
         "|---|---:|---:|---|",
         f"| torch-rechub SASRec | {np.median(seconds['rechub']):.1f} | 1.00 | BCE, 1 negative; "
-        f"{stamp} |",
+        f"dim {sizes.dim}, {sizes.blocks} block(s) of {sizes.heads} head(s), batch "
+        f"{sizes.batch_size}; {stamp} |",
         f"| hydrarec {Path(args.config).name} | {np.median(seconds['hydrarec']):.1f} | "
         f"{np.median(ratios):.2f} ({', '.join(f'{x:.2f}' for x in ratios)}) | its own loss and "
         f"schedule; {args.rounds} alternating rounds |",

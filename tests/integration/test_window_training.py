@@ -234,3 +234,27 @@ def test_packed_windows_need_an_attention_encoder() -> None:
     raw["model"]["sequence"]["kind"] = "gru"
     with pytest.raises(ConfigError, match="pack_windows = false"):
         config_from_dict(raw)
+
+
+@pytest.mark.parametrize("kind", ["transformer", "gru"])
+def test_user_vectors_by_length_are_those_of_full_width_batches(kind: str) -> None:
+    """Evaluation encodes users shortest history first, each batch cut to its longest history:
+    every user's vector is the one a full-width batch in the given order computes."""
+    from hydrarec.evaluation.evaluate import encode_items, encode_users, split_user_vectors
+
+    raw = tiny_raw(examples="windows")
+    raw["model"]["sequence"].update(kind=kind, max_len=20)
+    cfg = config_from_dict(raw)
+    data = make_train_data(cfg, load_dataset(cfg.data))
+    torch.manual_seed(0)
+    model = build_model(cfg, data.user_spec, data.item_spec, data.stats, data.dataset.n_items)
+    known = data.builder.histories
+    n = cfg.model.sequence.max_len
+    users = np.random.default_rng(0).permutation(known.n_users)[:50]
+    cpu = torch.device("cpu")
+    items = encode_items(model, data.items, cpu)
+    got = split_user_vectors(model, data.users, users, known, n, items, cpu, batch_size=16)
+    hist, mask = known.last_n(users, n)
+    assert 0 < mask.sum(1).min() < n // 2  # short histories: their batch is cut
+    want = encode_users(model, data.users, users, hist, mask, items, cpu)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

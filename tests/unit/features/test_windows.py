@@ -235,4 +235,3 @@ def test_packed_windows_give_the_states_of_the_windows_alone(kind: str) -> None:
     torch.testing.assert_close(shared, alone)
     # the same packed rows read as one sequence each (no segments) give other states
     assert not torch.allclose(states(packed, pmask, ppos, None), alone)
-
