@@ -330,9 +330,12 @@ class TextEncoder:
 
 
 def _quiet() -> bool:
-    from hydrarec.training.progress import quiet_by_default  # CI, or stdout not a terminal
+    """Inside an open bar (``hydrarec train`` loading data) its setting, so ``-q`` silences the
+    encoding too; elsewhere quiet in CI or when stdout is not a terminal."""
+    from hydrarec.training.progress import enclosing_enabled, quiet_by_default
 
-    return quiet_by_default()
+    enabled = enclosing_enabled()
+    return quiet_by_default() if enabled is None else not enabled
 
 
 def _read_cache(

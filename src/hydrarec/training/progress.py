@@ -49,6 +49,12 @@ def quiet_by_default() -> bool:
     return not (isatty is not None and isatty())
 
 
+def enclosing_enabled() -> bool | None:
+    """Whether the bar open around this call draws (None outside every bar)."""
+    open_bar = _open.get()
+    return None if open_bar is None else open_bar.enabled
+
+
 def enclosing_progress() -> Progress:
     """The ``Progress`` whose bar is open around this call (nested work keeps its quiet or not);
     outside every bar a silent one: a library call draws nothing unless given a ``Progress``."""

@@ -209,3 +209,15 @@ def test_the_packaged_model_passes_the_check() -> None:
     from hydrarec.encoders.text import DEFAULT_MODEL, check_model_dir, resolve_model
 
     check_model_dir(resolve_model(DEFAULT_MODEL))  # safetensors and sentence-transformers modules
+
+
+def test_text_bar_follows_the_bar_open_around_it(tmp_path: Path) -> None:
+    """``hydrarec train -q``: the loading bar is quiet, so the text encoding inside it is too;
+    under a drawing bar it draws (issue 22)."""
+    from hydrarec.training.progress import Progress
+
+    cfg = TextConfig(enabled=True, cache_dir=str(tmp_path / "cache"))
+    for enabled in (False, True):
+        with Progress(enabled=enabled).task("loading data", 1):
+            assert TextEncoder(cfg).progress is enabled
+    assert TextEncoder(cfg, progress=True).progress  # an explicit choice wins
