@@ -4,9 +4,12 @@
     POST /predict                   every task's prediction per (user, item) pair
     GET  /items/{item_id}/similar   nearest items in representation space
     GET  /metadata                  model, tasks, counts, training date, metrics
-    GET  /healthz, /readyz          liveness (the process answers) and readiness (index complete)
+    GET  /healthz, /readyz          liveness (the process answers) and readiness (index complete,
+                                    which run is served)
     POST /events                    with ``events``: a batch of interactions appended to the log,
                                     which ``/recommend`` reads at once (``serving/event_log.py``)
+    POST /admin/reload              serve another run without dropping a request (also on SIGHUP;
+                                    ``serving/served.py``)
 
 Errors: an unknown id -> 404 naming it; invalid bodies or parameters -> 422 naming the field
 (a NaN or infinity the client sent is echoed as the string "NaN" / "Infinity": JSON has no such
@@ -17,6 +20,9 @@ secret), before the body is read: a client without the key learns nothing of the
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,14 +38,17 @@ from pydantic_core import to_json
 from hydrarec import __version__
 from hydrarec.errors import DataError, UnknownIdError
 from hydrarec.recommender import Recommender
+from hydrarec.serving.admin_routes import admin_router
 from hydrarec.serving.auth import MISSING_KEY, KeyGuard, key_matches
-from hydrarec.serving.batcher import MicroBatcher
-from hydrarec.serving.event_log import EventHistory, EventLog
+from hydrarec.serving.event_log import EventLog
 from hydrarec.serving.event_routes import events_router
 from hydrarec.serving.fast_lane import FastLane
 from hydrarec.serving.limits import DEFAULT_BODY_TIMEOUT, BodyLimit, Receive, Send
 from hydrarec.serving.model_process import ModelPool, settle_heap
 from hydrarec.serving.routes import api_router, error_answer, errors, probe_router
+from hydrarec.serving.served import RunRefused, ServedRun, ServeOptions, serve_run
+
+log = logging.getLogger("hydrarec.serving")
 
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: ~10,000 ids with room to spare
 
@@ -55,6 +64,7 @@ def create_app(
     pin: bool = True,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     events: str | Path | None = None,
+    reloadable: bool = True,
 ) -> FastAPI:
     """The HTTP service of a run (a path, loaded read-only, or a loaded ``Recommender``).
 
@@ -70,24 +80,24 @@ def create_app(
     path or a ``postgresql://`` URL): ``POST /events`` appends to it and ``/recommend`` reads
     each user's logged events as their latest history; a log that cannot be opened leaves the
     service answering from the run alone (``/readyz`` says so).
+    ``POST /admin/reload`` and SIGHUP serve another run, or the same path read again, without
+    dropping a request (``serving/served.py``); ``reloadable`` False (a worker of several, where
+    a reload would reach one of them) answers the route 409 and leaves SIGHUP to uvicorn.
     """
-    rec = run if isinstance(run, Recommender) else Recommender.load(run, index=index)
-    ranker: Recommender | ModelPool = rec
-    if model_processes:  # each process warms its own copy
-        ranker = ModelPool(rec.run.run.path, rec.index.kind, model_processes, pin=pin)
-    else:
-        rec.warm()  # known users' vectors now, not at their first request
-    batcher = MicroBatcher(ranker, max_batch)
-    log = None if events is None else EventLog(str(events))
-    history = None if log is None else EventHistory(log, rec)
+    options = ServeOptions(index, max_batch, model_processes, pin)
+    event_log = None if events is None else EventLog(str(events))
+    served = ServedRun(serve_run(run, options, event_log), options, event_log)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settle_heap()
+        hangup = reloadable and _on_sighup(served)
         yield
-        batcher.close()
-        if log is not None:
-            log.close()
+        if hangup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        await served.aclose()
+        if event_log is not None:
+            event_log.close()
 
     app = Service(
         title="hydrarec",
@@ -95,11 +105,12 @@ def create_app(
         description="Multi-task recommendations from a trained hydrarec run.",
         lifespan=lifespan,
     )
-    app.state.recommender = rec
-    app.state.model_pool = ranker if isinstance(ranker, ModelPool) else None
-    app.state.event_log = log
+    app.state.served = served  # the run served now: served.current
+    first = served.current.batcher.rec  # the model of the run the service started with
+    app.state.model_pool = first if isinstance(first, ModelPool) else None
+    app.state.event_log = event_log
     if fast_lane:
-        app.lane = FastLane(app.stack, batcher, api_key, max_body_bytes, body_timeout, history)
+        app.lane = FastLane(app.stack, served, api_key, max_body_bytes, body_timeout)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, timeout=body_timeout)  # type: ignore[arg-type]
     if api_key:  # added last, so it runs first: 401 before the body limit or the body is read
         open_paths = _open_paths(app)
@@ -107,14 +118,39 @@ def create_app(
     # the guard's twin as a dependency declares the key in the OpenAPI schema
     guard = [Depends(_key_guard(api_key))] if api_key else []
     keyed = errors(401) if api_key else None
-    app.include_router(api_router(rec, batcher, history), dependencies=guard, responses=keyed)
-    if log is not None:
-        app.include_router(events_router(rec, log), dependencies=guard, responses=keyed)
-    app.include_router(probe_router(rec, log))
+    app.include_router(api_router(served), dependencies=guard, responses=keyed)
+    if event_log is not None:
+        app.include_router(events_router(served, event_log), dependencies=guard, responses=keyed)
+    app.include_router(admin_router(served, reloadable), dependencies=guard)
+    app.include_router(probe_router(served, event_log))
     app.add_exception_handler(UnknownIdError, _model_error)
     app.add_exception_handler(DataError, _model_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     return app
+
+
+def _on_sighup(served: ServedRun) -> bool:
+    """Reload the served run's path on SIGHUP (a refused run is a log line, the old one goes
+    on serving); False where no handler can be set (not the main thread, not Unix)."""
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        try:
+            await served.reload()
+        except RunRefused as e:
+            log.error("SIGHUP: %s; still serving %s", e, served.current.run)
+
+    def start() -> None:
+        task = loop.create_task(reload())
+        reloads.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(reloads.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, start)
+    except (AttributeError, NotImplementedError, RuntimeError, ValueError):
+        return False
+    return True
 
 
 class Service(FastAPI):

@@ -177,6 +177,16 @@ class MicroBatcher:
         if isinstance(self.rec, ModelPool):
             self.rec.close()
 
+    async def aclose(self) -> None:
+        """``close`` from the event loop, which goes on answering while model processes stop
+        (a reload closes the replaced run's batcher while the service runs)."""
+        if self._worker is not None:
+            self._worker.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if isinstance(self.rec, ModelPool):
+            await asyncio.to_thread(self.rec.close)
+
 
 def _settle(
     p: _Pending, result: Recommendations | None = None, error: Exception | None = None

@@ -11,7 +11,7 @@ its ``event_id``s keep the retry from storing anything twice.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException
 
@@ -22,6 +22,9 @@ from hydrarec.recommender import Recommender
 from hydrarec.serving.event_log import EventLog
 from hydrarec.serving.routes import ErrorAnswer, errors
 from hydrarec.serving.schemas import EventBase, EventsResponse, events_request_model
+
+if TYPE_CHECKING:  # served.py reads feedback_columns from here
+    from hydrarec.serving.served import ServedRun
 
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorAnswer, "description": "the event log is unavailable: nothing was stored"}
@@ -34,8 +37,10 @@ def feedback_columns(config: Config) -> list[str]:
     return list(dict.fromkeys(c for c in columns if c is not None))
 
 
-def events_router(rec: Recommender, log: EventLog) -> APIRouter:
-    feedback = feedback_columns(rec.config)
+def events_router(served: ServedRun, log: EventLog) -> APIRouter:
+    """``served``: the run whose ids events are stored in the spelling of (``stored_event``);
+    the feedback columns are the first run's, which every reloaded run must share."""
+    feedback = feedback_columns(served.current.rec.config)
     request = events_request_model(feedback)
     router = APIRouter()
 
@@ -43,6 +48,7 @@ def events_router(rec: Recommender, log: EventLog) -> APIRouter:
         """Append a batch of events to the log; answered once it is committed. ``stored``
         counts the events new to the log, ``duplicates`` those whose ``event_id`` it had."""
         now = time.time()
+        rec = served.current.rec
         batch = [stored_event(rec, e, feedback, now) for e in body.events]
         try:
             stored = await log.append(batch)

@@ -8,7 +8,9 @@ second. The fast lane sits in front of the whole app (``app.Service``), before e
 error middleware, and does only what a valid request needs: it checks the API key and the body
 size, validates the raw body with the same pydantic model (``RecommendRequest``, parsed and
 validated in one pass by pydantic's Rust core), adds the user's logged events when the service
-has an event log (as the route does), hands the query to the batcher and writes the JSON.
+has an event log (as the route does), hands the query to the served run's batcher and writes
+the JSON. Like the route, it holds the run it started with until it has the answer
+(``served.py``), so a reload never changes the model under a request.
 
 Anything else goes to the FastAPI app unchanged, body replayed: another route or method, a
 missing or wrong key, a body over the size limit, one that is not JSON or does not validate. So
@@ -29,8 +31,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from hydrarec.serving.auth import key_matches
-from hydrarec.serving.batcher import MicroBatcher
-from hydrarec.serving.event_log import EventHistory
 from hydrarec.serving.limits import (
     DEFAULT_BODY_TIMEOUT,
     ASGIApp,
@@ -44,6 +44,7 @@ from hydrarec.serving.limits import (
 )
 from hydrarec.serving.routes import error_answer, recommend_body, recommend_query_with_events
 from hydrarec.serving.schemas import RecommendRequest
+from hydrarec.serving.served import ServedRun
 
 PATH = "/recommend"
 
@@ -56,15 +57,13 @@ class FastLane:
     def __init__(
         self,
         app: ASGIApp,
-        batcher: MicroBatcher,
+        served: ServedRun,
         api_key: str | None = None,
         max_bytes: int | None = None,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
-        history: EventHistory | None = None,
     ) -> None:
         self.app = app
-        self.history = history
-        self.batcher = batcher
+        self.served = served
         self.api_key = None if api_key is None else api_key.encode()
         self.max_bytes = max_bytes
         self.body_timeout = body_timeout
@@ -95,8 +94,9 @@ class FastLane:
             await self.app(scope, replay, send)  # FastAPI's 422, naming the field
             return
         try:
-            query, options, events = await recommend_query_with_events(body, self.history)
-            out = await self.batcher.recommend(query, options)
+            with self.served.hold() as run:
+                query, options, events = await recommend_query_with_events(body, run.history)
+                out = await run.batcher.recommend(query, options)
         except Exception as e:
             answer = error_answer(e)  # the route's own answer to it (404, 422), or a 500
             if answer is None:

@@ -1,12 +1,14 @@
-"""The endpoints, as two routers over one ``Recommender``: the API (behind the key, if any) and
-the probes. ``/recommend`` goes through the ``MicroBatcher`` (the model runs in its thread); the
-other handlers are plain ``def``, which FastAPI runs in its thread pool, off the event loop.
+"""The endpoints, as two routers over the served run (``ServedRun``): the API (behind the key,
+if any) and the probes. ``/recommend`` goes through the run's ``MicroBatcher`` (the model runs
+in its thread or its model processes); the other handlers are plain ``def``, which FastAPI runs
+in its thread pool, off the event loop. Each request holds the run it started with until it is
+answered, so a reload (``served.py``) never changes the model under a request.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response
@@ -16,7 +18,7 @@ from pydantic_core import to_json
 from hydrarec.errors import DataError, UnknownIdError
 from hydrarec.io import read_json
 from hydrarec.recommender import Recommendations, Recommender, UserQuery
-from hydrarec.serving.batcher import MicroBatcher, Options
+from hydrarec.serving.batcher import Options
 from hydrarec.serving.event_log import EventHistory, EventLog
 from hydrarec.serving.schemas import (
     MAX_K,
@@ -31,6 +33,9 @@ from hydrarec.serving.schemas import (
     Status,
 )
 
+if TYPE_CHECKING:  # served.py imports this module (through event_routes.py)
+    from hydrarec.serving.served import ServedRun
+
 
 class ErrorAnswer(BaseModel):
     """An error's answer: what was wrong, in words (a refused body: each field, as FastAPI lists
@@ -44,6 +49,7 @@ _ERRORS = {
     401: "missing or wrong X-API-Key",
     404: "an unknown user or item id, named",
     408: "the request body did not arrive in time (--body-timeout)",
+    409: "the run does not fit this service (POST /admin/reload)",
     413: "the request body is over --max-body-bytes",
     422: "a body or parameter the schema refuses, naming the field, or input the model cannot use",
     503: "not ready: the index does not hold every item",
@@ -59,10 +65,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 BODY_ERRORS = errors(400, 404, 408, 413, 422)  # of a POST with a body that names ids
 
 
-def api_router(
-    rec: Recommender, batcher: MicroBatcher, history: EventHistory | None = None
-) -> APIRouter:
-    """``history``: the event log's, when the service has one (``--events``)."""
+def api_router(served: ServedRun) -> APIRouter:
     router = APIRouter()
 
     @router.post(
@@ -75,16 +78,18 @@ def api_router(
         """Top-k items for one user (by id, history and / or features), with every task's
         prediction and, with ``explain``, the history items behind each. With an event log,
         the user's logged events extend their history (``events`` says how many)."""
-        query, options, events = await recommend_query_with_events(body, history)
-        out = await batcher.recommend(query, options)
+        with served.hold() as run:
+            query, options, events = await recommend_query_with_events(body, run.history)
+            out = await run.batcher.recommend(query, options)
         return Response(recommend_body(body, out, events), media_type="application/json")
 
     @router.post("/predict", response_model=PredictResponse, responses=BODY_ERRORS)
     def predict(body: PredictRequest) -> PredictResponse:
         """Every task's prediction for each (user, item) pair of known ids."""
-        users = [rec.user_key(p.user_id) for p in body.pairs]
-        items = [rec.item_key(p.item_id) for p in body.pairs]
-        preds = rec.predict(users, items)
+        with served.hold() as run:
+            users = [run.rec.user_key(p.user_id) for p in body.pairs]
+            items = [run.rec.item_key(p.item_id) for p in body.pairs]
+            preds = run.rec.predict(users, items)
         rows = [
             PairPrediction(
                 user_id=p.user_id,
@@ -100,8 +105,9 @@ def api_router(
     )
     def similar(item_id: str, k: int = Query(10, ge=1, le=MAX_K)) -> SimilarResponse:
         """The k items nearest to ``item_id`` by cosine similarity of item vectors."""
-        key = rec.item_key(item_id)
-        ids, sims = rec.similar_items([key], k)
+        with served.hold() as run:
+            key = run.rec.item_key(item_id)
+            ids, sims = run.rec.similar_items([key], k)
         items = [
             SimilarItem(item_id=_plain(i), similarity=float(s))
             for i, s in zip(ids[0], sims[0], strict=True)
@@ -111,12 +117,12 @@ def api_router(
     @router.get("/metadata", response_model=Metadata)
     def metadata() -> Metadata:
         """What model this is: architecture, tasks, counts, training date, metrics."""
-        return metadata_of(rec)
+        return metadata_of(served.current.rec)
 
     return router
 
 
-def probe_router(rec: Recommender, events: EventLog | None = None) -> APIRouter:
+def probe_router(served: ServedRun, events: EventLog | None = None) -> APIRouter:
     router = APIRouter()
 
     @router.get("/healthz", response_model=Status)
@@ -126,10 +132,13 @@ def probe_router(rec: Recommender, events: EventLog | None = None) -> APIRouter:
 
     @router.get("/readyz", response_model=Status, responses=errors(503))
     def readyz() -> Status:
-        """Readiness: the model is loaded and the index holds every item. With an event log,
-        ``degraded`` (still 200: ``/recommend`` answers from the run alone) while the log is
-        unavailable, and ``events_error`` says why."""
+        """Readiness: the model is loaded and the index holds every item; ``run`` says which
+        run is served, ``serving_since`` since when, ``reloads`` how many runs were swapped in
+        since the start. With an event log, ``degraded`` (still 200: ``/recommend`` answers from
+        the run alone) while the log is unavailable, and ``events_error`` says why."""
+        rec = served.current.rec
         detail: dict[str, Any] = {
+            **served.status(),
             "index": rec.index.kind,
             "indexed": len(rec.index),
             "items": rec.n_items,

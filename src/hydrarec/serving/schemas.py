@@ -230,3 +230,19 @@ class EventsResponse(BaseModel):
     received: int = Field(description="events in the request")
     stored: int = Field(description="of them, new to the log (committed before this answer)")
     duplicates: int = Field(description="of them, already stored under their event_id")
+
+
+# -- reloading the run (issue 25) -----------------------------------------------------------------
+class ReloadRequest(Strict):
+    run: str | None = Field(
+        None,
+        description="the run directory to serve, as a path on the server (relative: to its "
+        "working directory); null: the served run's path, read again",
+    )
+
+
+class ReloadResponse(BaseModel):
+    run: str = Field(description="the run now served (absolute path)")
+    previous: str = Field(description="the run it replaced, closed once its requests are answered")
+    reloads: int = Field(description="runs swapped in since the service started")
+    seconds: float = Field(description="how long loading and checking the new run took")

@@ -4,6 +4,9 @@ With one worker the app is built here, so a bad run fails before the port opens.
 uvicorn starts worker processes that import ``hydrarec.serving.server:app_from_env`` and build
 their own app from environment variables (a process cannot be handed a Python object): the run
 path, the index kind and the NAME of the variable holding the API key (never the key itself).
+With one worker, SIGHUP and ``POST /admin/reload`` swap the served run in place (``served.py``);
+with several, SIGHUP reaches uvicorn's supervisor, which restarts the workers one at a time (each
+loads the run path again before it takes connections) and the route answers 409.
 
 Connections are served by ``connections.GuardedHttpTools`` (deadline and size limit on request
 headers, a cap on connections per worker) and bodies read under a deadline (``limits``): slow or
@@ -73,6 +76,7 @@ def app_from_env() -> FastAPI:
         pin=os.environ.get(ENV_PIN, "1") == "1",
         body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT)),
         events=os.environ.get(ENV_EVENTS) or None,
+        reloadable=False,  # POST /admin/reload would reach one worker; SIGHUP: uvicorn's restart
     )
 
 
@@ -139,7 +143,8 @@ def serve(
         )
         uvicorn.run(app, **server)
         return
-    os.environ[ENV_RUN] = str(Path(run).resolve())
+    # absolute, links kept: a worker restarted on SIGHUP reads runs/current's target anew
+    os.environ[ENV_RUN] = os.path.abspath(run)
     os.environ[ENV_INDEX] = index or ""
     os.environ[ENV_KEY_NAME] = api_key_env or ""
     os.environ[ENV_MAX_BODY] = str(max_body_bytes)
