@@ -98,6 +98,14 @@ def test_a_reload_needs_the_key(
     assert r.status_code == 200 and r.json()["run"] == r.json()["previous"] == str(other_run)
 
 
+def test_a_worker_of_several_refuses_a_reload(tiny_run: Path, other_run: Path) -> None:
+    # hydrarec serve --workers 2: a request reaches one worker, which must not swap alone
+    with TestClient(create_app(tiny_run, api_key=KEY, reloadable=False)) as c:
+        r = c.post("/admin/reload", json={"run": str(other_run)}, headers=AUTH)
+        assert r.status_code == 409 and "SIGHUP" in r.json()["detail"]
+        assert readyz(c)["run"] == str(tiny_run) and readyz(c)["reloads"] == 0
+
+
 def damaged(run: Path, where: Path) -> Path:
     copy = Path(shutil.copytree(run, where))
     weights = copy / "model.safetensors"
