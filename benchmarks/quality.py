@@ -89,6 +89,8 @@ SYSTEMS: dict[str, dict[str, tuple[str, ...]]] = {
         "hydrarec-hstu": ("hydrarec", "configs/beauty.toml", "model.sequence.kind=hstu"),
         # multi-task: + the reconstruction of the item attributes (kept only if valid says so)
         "hydrarec-attributes": ("hydrarec", "benchmarks/configs/beauty_attributes.toml"),
+        # after validation chose the epochs, a fresh model trained on train + valid (train.refit)
+        "hydrarec-refit": ("hydrarec", "configs/beauty.toml", "train.refit=true"),
         "popular": ("popular",),
         "lightfm-features": ("lightfm", "features"),
         "sasrec": ("sasrec",),

@@ -277,3 +277,14 @@ def test_random_files_are_a_config_error_or_a_config(tmp_path_factory: Any, cont
     path.write_bytes(content)
     with contextlib.suppress(ConfigError):
         load_config(path)
+
+
+def test_beauty_multi_task_config_is_the_shipped_one_plus_its_task() -> None:
+    """The BEAUTY-LOO multi-task row measures the shipped config with one task more: the two
+    files must not drift apart (issue 19: "report the single-task row beside the multi-task")."""
+    root = Path(__file__).resolve().parents[2]
+    shipped = tomllib.loads((root / "configs/beauty.toml").read_text())
+    multi = tomllib.loads((root / "benchmarks/configs/beauty_attributes.toml").read_text())
+    extra = multi["tasks"].pop()
+    assert extra["kind"] == "reconstruction" and extra["feature"] == "attributes"
+    assert multi == shipped
