@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from hydrarec.evaluation.evaluate import encode_items
@@ -20,6 +21,7 @@ from hydrarec.retrieval.base import META_FILE, ItemIndex
 from hydrarec.retrieval.registry import load_index, make_index
 from hydrarec.rundir import LoadedRun, RunDir, load_run
 from hydrarec.runfiles import read_json_file
+from hydrarec.training.progress import SHOW_AFTER_S, Progress, enclosing_progress
 
 INDEX_DIR = "index"
 SOURCE_FILE = "source.json"
@@ -39,15 +41,30 @@ def index_from_vectors(kind: str, vectors: Tensor | np.ndarray) -> ItemIndex:
     return make_index(kind).build(vectors, np.arange(len(vectors), dtype=np.int64))
 
 
-def build_index(run: LoadedRun | str | Path, kind: str | None = None) -> ItemIndex:
+ENCODE_STEP = 65_536  # items encoded between two advances of the progress bar
+
+
+def build_index(
+    run: LoadedRun | str | Path, kind: str | None = None, progress: Progress | None = None
+) -> ItemIndex:
     """Encode every item of ``run``, index the vectors and save the index in ``RUN/index/``.
 
-    ``kind`` defaults to the run's ``recommend.index``.
+    ``kind`` defaults to the run's ``recommend.index``. ``progress`` (default: the bar open
+    around the call, e.g. ``add-items``') shows the items encoded when that lasts (issue 22: a
+    catalogue of millions of items is minutes of work).
     """
     loaded = run if isinstance(run, LoadedRun) else load_run(run)
     device = next(loaded.model.parameters()).device
-    vectors = encode_items(loaded.model, loaded.items, device).cpu()  # (I, D)
-    index = index_from_vectors(kind or loaded.config.recommend.index, vectors)
+    n = len(loaded.items)
+    bars = progress or enclosing_progress()
+    with bars.task("indexing items", n, unit="items", delay=SHOW_AFTER_S) as bar:
+        parts = []
+        for start in range(0, n, ENCODE_STEP):
+            rows = torch.arange(start, min(start + ENCODE_STEP, n))
+            parts.append(encode_items(loaded.model, loaded.items.gather(rows), device).cpu())
+            bar.advance(n=len(rows))
+        vectors = torch.cat(parts)  # (I, D); a run has items
+        index = index_from_vectors(kind or loaded.config.recommend.index, vectors)
     directory = loaded.run.path / INDEX_DIR
     index.save(directory)
     source = {"model_sha256": model_fingerprint(loaded.run), "n_items": len(vectors)}
