@@ -178,9 +178,9 @@ class TransformerSequenceEncoder(SequenceEncoder):
             x = x + self.position(self.max_len - 1 - back)  # (1 or B, N, D)
         x = self.drop(x)
         if self.distance is not None:
-            back = torch.arange(n, device=seq.device)
-            back = (back.unsqueeze(1) - back).clamp(min=0)  # (N, N) query i -> key j: i - j
-            bias = self.distance[:, back].to(x.dtype)  # (H, N, N)
+            place = torch.arange(n, device=seq.device)
+            gap = (place.unsqueeze(1) - place).clamp(min=0)  # (N, N) query i -> key j: i - j
+            bias = self.distance[:, gap].to(x.dtype)  # (H, N, N)
             allowed = bias.masked_fill(~allowed, float("-inf"))  # (B, H, N, N) additive mask
         for i, block in enumerate(self.blocks):
             x = block(x, allowed, tail if i == len(self.blocks) - 1 else None)  # (B, N or k, D)
