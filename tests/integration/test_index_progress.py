@@ -4,41 +4,15 @@ items is minutes of work), in steps, and the index is the one a one-pass encodin
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
+from tests.progress_recording import Recording
 
 from hydrarec.evaluation.evaluate import encode_items
 from hydrarec.retrieval import build
 from hydrarec.rundir import load_run
-from hydrarec.training.progress import Bar, Progress
-
-
-class Recording(Progress):
-    """A quiet ``Progress`` that keeps each bar's total and its count after each advance."""
-
-    def __init__(self) -> None:
-        super().__init__(enabled=False)
-        self.bars: dict[str, tuple[int | None, list[int]]] = {}
-
-    @contextmanager
-    def task(
-        self, description: str, total: int | None, unit: str | None = None, delay: float = 0.0
-    ) -> Iterator[Bar]:
-        with super().task(description, total, unit, delay) as bar:
-            counts: list[int] = []
-            self.bars[description] = (total, counts)
-            advance = bar.advance
-
-            def recorded(values: dict[str, float] | None = None, n: int = 1) -> None:
-                advance(values, n)
-                counts.append(bar.completed)
-
-            bar.advance = recorded  # type: ignore[method-assign]
-            yield bar
 
 
 def test_index_building_counts_the_items_it_encodes(

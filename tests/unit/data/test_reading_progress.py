@@ -7,14 +7,13 @@ from __future__ import annotations
 import io
 import itertools
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
+from tests.progress_recording import Recording
 
 from hydrarec.config import FeaturesConfig
 from hydrarec.data import reading
@@ -23,33 +22,9 @@ from hydrarec.data.sequences import LINES_A_STEP, load_sequences
 from hydrarec.data.tabular import load_tabular
 from hydrarec.features.pipeline import FeaturePipeline
 from hydrarec.runlog import log_to
-from hydrarec.training.progress import Bar, Progress, enclosing_progress
+from hydrarec.training.progress import Progress, enclosing_progress
 
 ROWS = 150_000  # about 3.3 MB of CSV: several megabytes, several Parquet batches
-
-
-class Recording(Progress):
-    """A quiet ``Progress`` that keeps, per bar, its total and its count after each advance."""
-
-    def __init__(self) -> None:
-        super().__init__(enabled=False)
-        self.bars: dict[str, tuple[int | None, list[int]]] = {}
-
-    @contextmanager
-    def task(
-        self, description: str, total: int | None, unit: str | None = None, delay: float = 0.0
-    ) -> Iterator[Bar]:
-        with super().task(description, total, unit, delay) as bar:
-            counts: list[int] = []
-            self.bars[description] = (total, counts)
-            advance = bar.advance
-
-            def recorded(values: dict[str, float] | None = None, n: int = 1) -> None:
-                advance(values, n)
-                counts.append(bar.completed)
-
-            bar.advance = recorded  # type: ignore[method-assign]
-            yield bar
 
 
 def interactions(rows: int = ROWS) -> pd.DataFrame:
