@@ -36,19 +36,13 @@ class PostgresStore(EventStore):
         return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
 
     def _setup(self, conn: Any) -> None:
-        conn.execute("BEGIN")
-        try:
+        with self._writing(conn):
             # replicas starting together: one creates the tables, the others wait and see them
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (TABLE,))
             has_meta = conn.execute("SELECT to_regclass(%s)", (META,)).fetchone()[0] is not None
             has_events = conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()[0] is not None
             if has_meta:
-                found = conn.execute(f"SELECT value FROM {META} WHERE key = 'format'").fetchone()
-                if found is None or found[0] != FORMAT:
-                    raise EventStoreError(
-                        f"event log {self.target}: format {found and found[0]!r}, "
-                        f"this hydrarec reads {FORMAT!r}"
-                    )
+                self._check_format(conn)
             elif has_events:
                 raise EventStoreError(
                     f"event log {self.target}: a table {TABLE} exists that hydrarec did not "
@@ -56,10 +50,6 @@ class PostgresStore(EventStore):
                 )
             else:
                 _create(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def _begin_write(self, conn: Any) -> None:
         conn.execute("BEGIN")

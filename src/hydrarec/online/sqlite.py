@@ -42,18 +42,12 @@ class SQLiteStore(EventStore):
         return conn
 
     def _setup(self, conn: Any) -> None:
-        conn.execute("BEGIN IMMEDIATE")  # one process creates the tables; others then see them
-        try:
+        with self._writing(conn):
             tables = {
                 r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
             }
             if META in tables:
-                found = conn.execute(f"SELECT value FROM {META} WHERE key = 'format'").fetchone()
-                if found is None or found[0] != FORMAT:
-                    raise EventStoreError(
-                        f"event log {self.path}: format {found and found[0]!r}, "
-                        f"this hydrarec reads {FORMAT!r}"
-                    )
+                self._check_format(conn)
             elif tables - {"sqlite_sequence"}:
                 shown = ", ".join(sorted(tables)[:5])
                 raise EventStoreError(
@@ -62,10 +56,6 @@ class SQLiteStore(EventStore):
                 )
             else:
                 _create(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def _begin_write(self, conn: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")

@@ -28,6 +28,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -97,21 +98,35 @@ class EventStore(ABC):
             f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (event_id) DO NOTHING"
         )
         now = time.time()
-        with self._failures("write to") as conn:
+        with self._failures("write to") as conn, self._writing(conn):
             stored = []
-            self._begin_write(conn)
-            try:
-                cur = conn.cursor()
-                for batch in batches:
-                    rows = [_row(e, now) for e in batch]
-                    if rows:
-                        cur.executemany(insert, rows)
-                    stored.append(max(cur.rowcount, 0) if rows else 0)
-                conn.execute("COMMIT")
-            except BaseException:
-                _rollback(conn)
-                raise
+            cur = conn.cursor()
+            for batch in batches:
+                rows = [_row(e, now) for e in batch]
+                if rows:
+                    cur.executemany(insert, rows)
+                stored.append(max(cur.rowcount, 0) if rows else 0)
         return stored
+
+    def _check_format(self, conn: Any) -> None:
+        """Refuse an event log of another format than this hydrarec's."""
+        found = conn.execute(f"SELECT value FROM {META} WHERE key = 'format'").fetchone()
+        if found is None or found[0] != FORMAT:
+            raise EventStoreError(
+                f"event log {self.target}: format {found and found[0]!r}, "
+                f"this hydrarec reads {FORMAT!r}"
+            )
+
+    @contextmanager
+    def _writing(self, conn: Any) -> Iterator[None]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        self._begin_write(conn)
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
 
     def user_items(self, user_id: str, limit: int) -> list[str]:
         """The item ids of ``user_id``'s latest ``limit`` events, oldest first (by timestamp,
