@@ -15,6 +15,8 @@ those, not the new items.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -35,14 +37,21 @@ def known_pairs(known: UserHistories, users: np.ndarray) -> tuple[np.ndarray, np
 
 @torch.no_grad()
 def encode_items(
-    model: Model, table: EntityFeatures, device: torch.device, chunk: int = 8192
+    model: Model,
+    table: EntityFeatures,
+    device: torch.device,
+    chunk: int = 8192,
+    advance: Callable[[int], object] | None = None,
 ) -> Tensor:
-    """Vectors of every item of the catalogue, (I, D)."""
+    """Vectors of every item of the catalogue, (I, D), ``chunk`` items at a time; ``advance``
+    is told each chunk's size once it is encoded (a progress bar's)."""
     model.eval()
     parts = []
     for start in range(0, len(table), chunk):
         idx = torch.arange(start, min(start + chunk, len(table)))
         parts.append(model.encode_items(table.gather(idx).to(device)).float())
+        if advance is not None:
+            advance(len(idx))
     return torch.cat(parts)
 
 

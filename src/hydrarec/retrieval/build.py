@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from hydrarec.evaluation.evaluate import encode_items
@@ -41,7 +40,7 @@ def index_from_vectors(kind: str, vectors: Tensor | np.ndarray) -> ItemIndex:
     return make_index(kind).build(vectors, np.arange(len(vectors), dtype=np.int64))
 
 
-ENCODE_STEP = 65_536  # items encoded between two advances of the progress bar
+ENCODE_STEP = 8192  # items encoded at a time, between two advances of the progress bar
 
 
 def build_index(
@@ -58,12 +57,9 @@ def build_index(
     n = len(loaded.items)
     bars = progress or enclosing_progress()
     with bars.task("indexing items", n, unit="items", delay=SHOW_AFTER_S) as bar:
-        parts = []
-        for start in range(0, n, ENCODE_STEP):
-            rows = torch.arange(start, min(start + ENCODE_STEP, n))
-            parts.append(encode_items(loaded.model, loaded.items.gather(rows), device).cpu())
-            bar.advance(n=len(rows))
-        vectors = torch.cat(parts)  # (I, D); a run has items
+        vectors = encode_items(
+            loaded.model, loaded.items, device, ENCODE_STEP, lambda k: bar.advance(n=k)
+        ).cpu()  # (I, D)
         index = index_from_vectors(kind or loaded.config.recommend.index, vectors)
     directory = loaded.run.path / INDEX_DIR
     index.save(directory)
