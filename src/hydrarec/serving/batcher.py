@@ -22,6 +22,7 @@ from functools import partial
 from typing import Any
 
 from hydrarec.recommender import Recommendations, Recommender, UserQuery
+from hydrarec.serving.loop_queue import LoopQueue
 from hydrarec.serving.model_process import ModelPool
 
 
@@ -76,9 +77,7 @@ class MicroBatcher:
         self.rec = rec
         self.max_batch = max_batch
         self.parallel = parallel
-        self._queue: asyncio.Queue[_Pending] | None = None
-        self._worker: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._batches: LoopQueue[_Pending] = LoopQueue(self._run)
         self._calls: set[asyncio.Task[None]] = set()  # batches being answered
         self._scoring = 0  # requests in those batches
         # a Recommender here runs in threads; a ModelPool is awaited on the loop and needs none
@@ -90,20 +89,11 @@ class MicroBatcher:
 
     async def recommend(self, query: UserQuery, options: Options) -> Recommendations:
         """One user's recommendations (a one-row ``Recommendations``), batched with others."""
-        loop = asyncio.get_running_loop()
-        if (
-            self._queue is None
-            or self._worker is None
-            or self._worker.done()
-            or (
-                self._loop is not loop  # a new event loop (e.g. a test client restarted)
-            )
-        ):
-            self._loop, self._queue = loop, asyncio.Queue()
+        queue, new = self._batches.current()
+        if new:
             self._scoring = 0  # calls of an old loop, if any, never finish in this one
-            self._worker = loop.create_task(self._run(self._queue))
-        future: asyncio.Future[Recommendations] = loop.create_future()
-        await self._queue.put(_Pending(query, options, future))
+        future: asyncio.Future[Recommendations] = asyncio.get_running_loop().create_future()
+        await queue.put(_Pending(query, options, future))
         return await future
 
     async def _run(self, queue: asyncio.Queue[_Pending]) -> None:
@@ -130,7 +120,7 @@ class MicroBatcher:
                 done: asyncio.Task[None], free: asyncio.Semaphore = free, n: int = len(batch)
             ) -> None:
                 self._calls.discard(done)
-                if self._queue is queue:  # not a call of an event loop since replaced
+                if self._batches.queue is queue:  # not a call of an event loop since replaced
                     self._scoring -= n
                 free.release()
 
@@ -170,8 +160,7 @@ class MicroBatcher:
         )
 
     def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        self._batches.cancel()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if isinstance(self.rec, ModelPool):
@@ -180,8 +169,7 @@ class MicroBatcher:
     async def aclose(self) -> None:
         """``close`` from the event loop, which goes on answering while model processes stop
         (a reload closes the replaced run's batcher while the service runs)."""
-        if self._worker is not None:
-            self._worker.cancel()
+        self._batches.cancel()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if isinstance(self.rec, ModelPool):

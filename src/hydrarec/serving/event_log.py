@@ -25,6 +25,7 @@ from typing import Any
 
 from hydrarec.online.store import Event, EventStore, EventStoreError, open_store
 from hydrarec.recommender import Recommender, UserQuery
+from hydrarec.serving.loop_queue import LoopQueue
 
 log = logging.getLogger("hydrarec.serving")
 
@@ -49,9 +50,7 @@ class EventLog:
         self._next_open = 0.0
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="hydrarec-events-write")
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="hydrarec-events-read")
-        self._queue: asyncio.Queue[_Pending] | None = None
-        self._worker: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._groups: LoopQueue[_Pending] = LoopQueue(self._commit_groups)
         self._opened()
 
     # -- state ---------------------------------------------------------------------------------
@@ -101,19 +100,9 @@ class EventLog:
     async def append(self, events: list[Event]) -> int:
         """Store ``events`` (one request's batch) with whatever else is queued; how many were
         new. Raises ``EventStoreError`` when the log is unavailable (nothing stored)."""
-        loop = asyncio.get_running_loop()
-        if (
-            self._queue is None
-            or self._worker is None
-            or self._worker.done()
-            or (
-                self._loop is not loop  # a new event loop (a test client restarted)
-            )
-        ):
-            self._loop, self._queue = loop, asyncio.Queue()
-            self._worker = loop.create_task(self._commit_groups(self._queue))
-        future: asyncio.Future[int] = loop.create_future()
-        self._queue.put_nowait(_Pending(events, future))
+        queue, _ = self._groups.current()
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        queue.put_nowait(_Pending(events, future))
         return await future
 
     async def _commit_groups(self, queue: asyncio.Queue[_Pending]) -> None:
@@ -168,8 +157,7 @@ class EventLog:
         return items
 
     def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        self._groups.cancel()
         self._writer.shutdown(wait=True)  # a transaction under way finishes
         self._readers.shutdown(wait=False, cancel_futures=True)
         if self.store is not None:
