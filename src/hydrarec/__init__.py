@@ -1,6 +1,6 @@
 """hydrarec: multi-task representation learning for recommender systems.
 
-from hydrarec import load_config, train, evaluate, Recommender, add_items, tune
+from hydrarec import load_config, train, evaluate, Recommender, add_items, update, tune
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ _API = {
     "Recommender": "hydrarec.recommender",
     "add_items": "hydrarec.catalogue",
     "tune": "hydrarec.tuning",  # the `tune` extra (optuna)
+    "update": "hydrarec.updating",
 }
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "load_config",
     "train",
     "tune",
+    "update",
 ]
 
 

@@ -209,6 +209,65 @@ def train(
 
 
 @app.command()
+def update(
+    run: Annotated[Path, typer.Argument(help="The trained run to start from (only read).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The new run directory to write.")],
+    interactions: Annotated[
+        Path | None,
+        typer.Option(help="CSV / Parquet: user_id, item_id[, timestamp, feedback columns]."),
+    ] = None,
+    events: Annotated[
+        str | None, typer.Option(help="An event log: SQLite path or postgresql:// URL.")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="At most this many epochs (default 5).", min=1)
+    ] = None,
+    replay: Annotated[
+        float | None,
+        typer.Option(help="Old interactions replayed per new one, each epoch (default 1).", min=0),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: the run's).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Warm-start RUN on new interactions and write the result as the new run OUT.
+
+    New users and items get their own embedding rows; a few epochs train on the new
+    interactions and a replay sample of the old ones, validated on the newest new interactions.
+    OUT is a complete run (serve it, or swap it into a service with POST /admin/reload); RUN is
+    never modified (docs/online.md).
+    """
+    from hydrarec.errors import ArgumentError
+    from hydrarec.io import read_json
+    from hydrarec.training.progress import Progress
+    from hydrarec.updating import UPDATE_FILE
+    from hydrarec.updating import update as run_update
+
+    if (interactions is None) == (events is None):
+        raise ArgumentError(
+            "give the new interactions with --interactions FILE or --events LOG (exactly one)"
+        )
+    progress = Progress(enabled=False if quiet else None)
+    path = run_update(
+        run,
+        out,
+        interactions=interactions,
+        events=events,
+        epochs=epochs,
+        replay=replay,
+        seed=seed,
+        progress=progress,
+    )
+    facts = read_json(path / UPDATE_FILE)
+    console.print(
+        f"{facts['new_interactions']:,} new interactions ({facts['valid_interactions']:,} newest "
+        f"for validation), {facts['new_users']:,} new users, {facts['new_items']:,} new items; "
+        f"best epoch {facts['best_epoch']} of {facts['epochs']}"
+    )
+    print_metrics({"valid": read_json(path / "metrics.json")["valid"]})
+    console.print(f"run written to {path}")
+
+
+@app.command()
 def evaluate(
     run: Path,
     split: Annotated[str, typer.Option(help="valid or test.")] = "test",

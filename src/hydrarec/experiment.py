@@ -336,15 +336,18 @@ def _fit(
     test: bool = True,
     refit_epochs: int | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    model: Model | None = None,
 ) -> Run:
     """Build, train and write one run directory from ``data``: early stopping on valid, or
     (``refit_epochs``) that many epochs on a split without a valid part. Its metrics: valid and,
-    with ``test``, test (read here, once); a refit has test only."""
+    with ``test``, test (read here, once); a refit has test only. ``model``: the weights to
+    start from (``hydrarec update``'s warm start), instead of a new model."""
     run.path.mkdir(parents=True, exist_ok=True)
     ds = data.dataset
-    model = build_model(
-        cfg, data.user_spec, data.item_spec, data.stats, ds.n_items, train_bags(cfg, data)
-    )
+    if model is None:
+        model = build_model(
+            cfg, data.user_spec, data.item_spec, data.stats, ds.n_items, train_bags(cfg, data)
+        )
     objective = JointLoss(
         [t.name for t in cfg.tasks], cfg.loss, {t.name: t.weight for t in cfg.tasks}
     )

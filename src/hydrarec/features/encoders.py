@@ -79,6 +79,23 @@ class Vocabulary:
         idx = self.values_.get_indexer(pd.Index(_as_array(values)))
         return np.where(idx >= 0, idx + FIRST, OOV).astype(np.int64)
 
+    def extend(self, values: Iterable[Any] | np.ndarray | pd.Series) -> np.ndarray:
+        """Append the values not known yet (sorted when they compare); known values keep their
+        index, so tables indexed by this vocabulary grow at the end (``hydrarec update``).
+        Returns the new values. ``min_count`` is not applied: every value given is added.
+
+        >>> v = Vocabulary().fit(["b", "d"])
+        >>> v.extend(["c", "b", "a", None]).tolist(), v.transform(["b", "d", "a", "c"]).tolist()
+        (['a', 'c'], [2, 3, 4, 5])
+        """
+        _require_fitted(self, "values_")
+        present = pd.Index(pd.unique(pd.Series(_as_array(values)).dropna()))
+        fresh = present[self.values_.get_indexer(present) < 0]
+        with contextlib.suppress(TypeError):  # values that do not compare keep first-seen order
+            fresh = fresh.sort_values()
+        self.values_ = pd.Index([*self.values_.tolist(), *fresh.tolist()])
+        return fresh.to_numpy()
+
     @property
     def size(self) -> int:
         """Vocabulary size, counting the two reserved indices."""

@@ -22,6 +22,15 @@ from hydrarec.retrieval.queries import DECIMAL
 
 def export_events(target: str | Path, out: str | Path) -> int:
     """Write the log at ``target`` to the Parquet file ``out`` (atomically); how many events."""
+    table = read_events(target)
+    with atomic_path(Path(out)) as tmp:
+        table.to_parquet(tmp, index=False)
+    return len(table)
+
+
+def read_events(target: str | Path) -> pd.DataFrame:
+    """Every event of the log at ``target`` as the exported table (``hydrarec update --events``
+    reads it so)."""
     if not is_postgres(target) and not Path(target).is_file():
         raise EventStoreError(f"no event log at {target} (the file does not exist)")
     store = open_store(target)
@@ -30,10 +39,7 @@ def export_events(target: str | Path, out: str | Path) -> int:
     finally:
         store.close()
     events = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
-    table = events_table(events)
-    with atomic_path(Path(out)) as tmp:
-        table.to_parquet(tmp, index=False)
-    return len(table)
+    return events_table(events)
 
 
 def events_table(events: pd.DataFrame) -> pd.DataFrame:
