@@ -98,14 +98,14 @@ def add_items(
         pipeline = FeaturePipeline.load(rd.features)
         ids = read_json(rd.data / "ids.json")
         known = np.asarray(ids["items"])
-        where = _Where(source, first_line)
-        new = _prepare(items, known, pipeline, cfg, where)
+        where = Where(source, first_line)
+        new = prepare_items(items, known, pipeline, cfg, where)
         feats = pipeline.transform_items(new)
         table = load_table(rd.features / "items.safetensors")
         raw = pd.read_parquet(rd.data / "items.parquet")
         _check_run(rd, table, raw, len(known))
         if cfg.model.text.enabled:
-            _add_text(rd, cfg, new, feats, table, where, progress)
+            add_text(rd, cfg, new, feats, table, where, progress)
         merged = EntityFeatures.concat([table, feats])
         raw_all = pd.concat([raw, _storable(new, list(raw.columns))], ignore_index=True)
         new_ids = new[ITEM_ID].tolist()
@@ -123,7 +123,7 @@ def add_items(
 
 
 @dataclass(frozen=True)
-class _Where:
+class Where:
     """Where input rows came from, for errors: row ``i`` is line ``first_line + i``."""
 
     source: str | Path | None
@@ -136,8 +136,8 @@ class _Where:
         return DataError(message, file=self.source, line=line, field=field, expected=expected)
 
 
-def _prepare(
-    items: pd.DataFrame, known: np.ndarray, pipeline: FeaturePipeline, cfg: Config, where: _Where
+def prepare_items(
+    items: pd.DataFrame, known: np.ndarray, pipeline: FeaturePipeline, cfg: Config, where: Where
 ) -> pd.DataFrame:
     """Check the new rows and bring them to the form training saw (ids typed, lists split)."""
     encoder = pipeline.item_
@@ -162,7 +162,7 @@ def _prepare(
     return new
 
 
-def _typed_ids(values: pd.Series, known: np.ndarray, where: _Where) -> pd.Series:
+def _typed_ids(values: pd.Series, known: np.ndarray, where: Where) -> pd.Series:
     """Raw ids of the run's type: ints when the run's ids are ints, else strings."""
     if known.dtype.kind not in "iu":
         return values.map(lambda v: "" if v is None or v != v else str(v))
@@ -178,7 +178,7 @@ def _typed_ids(values: pd.Series, known: np.ndarray, where: _Where) -> pd.Series
     return pd.Series(out, dtype=np.int64, index=values.index)
 
 
-def _check_new_ids(ids: pd.Series, known: np.ndarray, where: _Where) -> None:
+def _check_new_ids(ids: pd.Series, known: np.ndarray, where: Where) -> None:
     seen: dict[Any, int] = {}
     for row, v in enumerate(ids.tolist()):
         if v == "":
@@ -211,13 +211,13 @@ def _check_run(rd: RunDir, table: EntityFeatures, raw: pd.DataFrame, n: int) -> 
         )
 
 
-def _add_text(
+def add_text(
     rd: RunDir,
     cfg: Config,
     new: pd.DataFrame,
     feats: EntityFeatures,
     table: EntityFeatures,
-    where: _Where,
+    where: Where,
     progress: bool | None,
 ) -> None:
     """Text of the new rows by the run's own model and template (checked): vectors, or the token

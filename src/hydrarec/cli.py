@@ -219,6 +219,10 @@ def update(
     events: Annotated[
         str | None, typer.Option(help="An event log: SQLite path or postgresql:// URL.")
     ] = None,
+    items: Annotated[
+        Path | None,
+        typer.Option(help="CSV / Parquet of new items: item_id, features, text (as add-items)."),
+    ] = None,
     epochs: Annotated[
         int | None, typer.Option(help="At most this many epochs (default 5).", min=1)
     ] = None,
@@ -231,8 +235,9 @@ def update(
 ) -> None:
     """Warm-start RUN on new interactions and write the result as the new run OUT.
 
-    New users and items get their own embedding rows; a few epochs train on the new
-    interactions and a replay sample of the old ones, validated on the newest new interactions.
+    New users and items get their own embedding rows (new items' features and text from
+    --items); a few epochs train on the new interactions and a replay sample of the old ones,
+    validated on the newest new interactions.
     OUT is a complete run (serve it, or swap it into a service with POST /admin/reload); RUN is
     never modified (docs/online.md).
     """
@@ -252,6 +257,7 @@ def update(
         out,
         interactions=interactions,
         events=events,
+        items=items,
         epochs=epochs,
         replay=replay,
         seed=seed,

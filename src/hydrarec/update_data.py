@@ -4,13 +4,15 @@ grown feature tables, and the replay epochs (``training/replay.py``)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from hydrarec.catalogue import Where, add_text, prepare_items, read_items
 from hydrarec.config import Config
 from hydrarec.data.dataset import Dataset, IdMap
 from hydrarec.data.schema import ITEM_ID, TIMESTAMP, USER_ID, Column, Kind, Schema
@@ -34,8 +36,37 @@ def feedback_columns(cfg: Config) -> list[str]:
     return list(dict.fromkeys(c for c in columns if c is not None))
 
 
+@dataclass(frozen=True)
+class NewItems:
+    """The items of ``--items FILE``, checked and encoded as ``add-items`` does, text included."""
+
+    raw: pd.DataFrame  # item_id typed like the run's, feature and text columns, lists split
+    encoded: EntityFeatures
+
+
+def read_new_items(
+    path: str | Path, loaded: LoadedRun, cfg: Config, progress: bool | None = None
+) -> NewItems:
+    """Items new to the run from a CSV / Parquet file (``item_id``, the run's item feature and
+    text columns): a ``DataError`` naming the file, line and column for a missing column, empty
+    text, a repeated id or one the run has (``catalogue.prepare_items``)."""
+    path = Path(path)
+    where = Where(path, None if path.suffix in (".parquet", ".pq") else 2)
+    pipeline = FeaturePipeline.load(loaded.run.features)
+    raw = prepare_items(read_items(path), loaded.item_ids.raw_ids, pipeline, cfg, where)
+    encoded = pipeline.transform_items(raw)
+    if cfg.model.text.enabled:  # by the run's own language model and template, checked
+        add_text(loaded.run, cfg, raw, encoded, loaded.items, where, progress)
+    return NewItems(raw, encoded)
+
+
 def replay_data(
-    cfg: Config, loaded: LoadedRun, new: pd.DataFrame, source: Source, replay: float
+    cfg: Config,
+    loaded: LoadedRun,
+    new: pd.DataFrame,
+    source: Source,
+    replay: float,
+    items: NewItems | None = None,
 ) -> tuple[ReplayData, dict[str, Any]]:
     """Old and new interactions as one dataset and split, features extended, replay units."""
     if len(new) < 2:
@@ -43,19 +74,10 @@ def replay_data(
             None, USER_ID, f"{len(new)} new interaction", "at least 2 (the newest validate)"
         )
     users = _extended(loaded.user_ids, new[USER_ID])
-    items = _extended(loaded.item_ids, new[ITEM_ID])
-    added_items = items.raw_ids[len(loaded.item_ids) :]
-    if cfg.model.text.enabled and len(added_items):
-        row = int(np.flatnonzero(new[ITEM_ID].isin(added_items))[0])
-        why = (
-            f"item {added_items[0]!r} is not in the run's catalogue, and the run describes items "
-            "by their text: add new items to a copy of the run (`hydrarec add-items COPY "
-            "items.csv`) and update the copy"
-        )
-        raise source.error(row, ITEM_ID, why, "items of the run's catalogue")
-    ds, split = _dataset(loaded, new, users, items)
+    catalogue = _catalogue(cfg, loaded, new, source, items)
+    ds, split = _dataset(loaded, new, users, catalogue, items)
     labels = _labels(cfg, loaded.interactions, new)
-    pipeline, user_table, item_table, grown = _features(loaded, ds, split)
+    pipeline, user_table, item_table, grown = _features(loaded, ds, split, items)
     path = loaded.run.meta
     user_spec = replace(spec_from(loaded.meta, "user_spec", path), n_ids=pipeline.user_.ids.size)
     item_spec = replace(spec_from(loaded.meta, "item_spec", path), n_ids=pipeline.item_.ids.size)
@@ -88,7 +110,7 @@ def replay_data(
         "new_interactions": len(new),
         "valid_interactions": len(split.valid),
         "new_users": len(users) - len(loaded.user_ids),
-        "new_items": len(added_items),
+        "new_items": len(catalogue) - len(loaded.item_ids),
         "epochs": cfg.train.epochs,
         "replay": replay,
         "new_per_epoch": int(fresh.sum()),
@@ -98,8 +120,26 @@ def replay_data(
     return data, facts
 
 
+def _catalogue(
+    cfg: Config, loaded: LoadedRun, new: pd.DataFrame, source: Source, items: NewItems | None
+) -> IdMap:
+    """The item catalogue grown by the items of ``--items``, then by the other new items of the
+    interactions: those have no text, which a run that reads item text cannot do without."""
+    listed = items.raw[ITEM_ID] if items is not None else pd.Series([], dtype=object)
+    catalogue = _extended(loaded.item_ids, pd.concat([listed, new[ITEM_ID]], ignore_index=True))
+    unlisted = catalogue.raw_ids[len(loaded.item_ids) + len(listed) :]
+    if cfg.model.text.enabled and len(unlisted):
+        row = int(np.flatnonzero(new[ITEM_ID].isin(unlisted))[0])
+        why = (
+            f"item {unlisted.tolist()[0]!r} is new to the run, which describes items by their "
+            "text: give new items' text and features with --items FILE (as for add-items)"
+        )
+        raise source.error(row, ITEM_ID, why, "items of the run's catalogue or of --items")
+    return catalogue
+
+
 def _dataset(
-    loaded: LoadedRun, new: pd.DataFrame, users: IdMap, items: IdMap
+    loaded: LoadedRun, new: pd.DataFrame, users: IdMap, items: IdMap, listed: NewItems | None
 ) -> tuple[Dataset, Split]:
     """RUN's interactions then the new ones, as one dataset: every old one and the new ones but
     the newest ``VALID_SHARE`` train, those validate. The time of an old one is its ``order``;
@@ -120,12 +160,16 @@ def _dataset(
             TIMESTAMP: np.concatenate([old["order"].to_numpy(np.int64), new_order]),
         }
     )
-    added_items = pd.DataFrame({ITEM_ID: items.raw_ids[len(loaded.item_ids) :]})
+    n_listed = 0 if listed is None else len(listed.raw)
+    parts = [loaded.items_raw]
+    if listed is not None:  # in the run's raw columns; list cells are joined when saved
+        parts.append(listed.raw.reindex(columns=loaded.items_raw.columns))
+    parts.append(pd.DataFrame({ITEM_ID: items.raw_ids[len(loaded.item_ids) + n_listed :]}))
     ds = Dataset(
         str(loaded.meta.get("dataset", "update")),
         interactions,
         pd.DataFrame({USER_ID: users.raw_ids}),
-        pd.concat([loaded.items_raw, added_items], ignore_index=True),
+        pd.concat(parts, ignore_index=True),
         Schema([Column(USER_ID, Kind.ID), Column(ITEM_ID, Kind.ID)]),
     )
     newest = _newest(new_order, max(1, round(VALID_SHARE * len(new))))
@@ -134,7 +178,7 @@ def _dataset(
 
 
 def _features(
-    loaded: LoadedRun, ds: Dataset, split: Split
+    loaded: LoadedRun, ds: Dataset, split: Split, listed: NewItems | None
 ) -> tuple[FeaturePipeline, EntityFeatures, EntityFeatures, dict[str, int]]:
     """RUN's feature pipeline with every user and item of the train rows in its id
     vocabularies (appended), and the encoded tables of the grown catalogues."""
@@ -145,7 +189,10 @@ def _features(
         "new_item_ids": len(pipeline.item_.ids.extend(train[ITEM_ID].to_numpy())),
     }
     users = _grown_table(pipeline.user_, loaded.users, ds.user_ids)
-    items = _grown_table(pipeline.item_, loaded.items, ds.item_ids)
+    known = (
+        loaded.items if listed is None else EntityFeatures.concat([loaded.items, listed.encoded])
+    )
+    items = _grown_table(pipeline.item_, known, ds.item_ids)
     return pipeline, users, items, facts
 
 

@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from hydrarec import staging
@@ -32,9 +33,9 @@ from hydrarec.config import Config
 from hydrarec.encoders.embedding import OOV
 from hydrarec.ensemble import Model
 from hydrarec.errors import ArgumentError, RunError
-from hydrarec.experiment import _fit
+from hydrarec.experiment import _fit, monitor_of
 from hydrarec.io import write_json
-from hydrarec.online.new_interactions import check_interactions, read_file, read_log
+from hydrarec.online.new_interactions import Source, check_interactions, read_file, read_log
 from hydrarec.retrieval.build import build_index
 from hydrarec.rundir import LoadedRun, RunDir, load_run
 from hydrarec.runlog import log_to
@@ -42,7 +43,7 @@ from hydrarec.training.distributed import Distributed
 from hydrarec.training.progress import Progress
 from hydrarec.training.replay import ReplayData
 from hydrarec.training.trainer import pick_device
-from hydrarec.update_data import feedback_columns, replay_data
+from hydrarec.update_data import feedback_columns, read_new_items, replay_data
 
 DEFAULT_EPOCHS = 5  # a few passes: the warm start already knows the old data
 DEFAULT_REPLAY = 1.0  # old examples per new example and epoch: as many old as new
@@ -55,6 +56,7 @@ def update(
     *,
     interactions: str | Path | None = None,
     events: str | Path | None = None,
+    items: str | Path | None = None,
     epochs: int | None = None,
     replay: float | None = None,
     seed: int | None = None,
@@ -63,57 +65,84 @@ def update(
     """Train ``run`` further on new ``interactions`` (a CSV / Parquet file) or ``events`` (an
     event log: SQLite path or ``postgresql://`` URL) and write the result as the new run ``out``.
 
-    ``epochs`` (default 5): at most this many epochs, the best on validation kept; ``replay``
-    (default 1.0): old interactions drawn per new one each epoch; ``seed``: default the run's.
-    Bad input (a file, a column, an id, a run that cannot be updated) is a ``HydrarecError``
-    naming it, raised before anything is written. ``run`` is only read.
+    ``items``: a CSV / Parquet file of new items with their features and text, as ``add-items``
+    takes (needed for new items when the run reads item text). ``epochs`` (default 5): at most
+    this many epochs, the best on validation kept; ``replay`` (default 1.0): old interactions
+    drawn per new one each epoch; ``seed``: default the run's. Bad input (a file, a column, an
+    id, a run that cannot be updated) is a ``HydrarecError`` naming it, raised before anything
+    is written. ``run`` is only read.
     """
     if (interactions is None) == (events is None):
         raise ArgumentError("give the new interactions as interactions=FILE or events=LOG (one)")
-    rd = RunDir(run).require()
-    _check_out(rd, out)
     if epochs is not None and epochs < 1:
         raise ArgumentError(f"epochs must be a positive integer, not {epochs!r}")
     if replay is not None and not (0 <= replay < float("inf")):
         raise ArgumentError(f"replay must be a number >= 0, not {replay!r}")
+    rd = RunDir(run).require()
+    _check_out(rd, out)
     loaded = load_run(rd.path)
     cfg = _update_config(loaded.config, epochs or DEFAULT_EPOCHS, seed)
     _check_updatable(cfg, rd)
+    progress = progress or Progress()
+    listed = None if items is None else read_new_items(items, loaded, cfg, progress.enabled)
     frame, source = read_file(interactions) if interactions is not None else read_log(str(events))
     new = check_interactions(
         frame, source, feedback_columns(cfg), loaded.user_ids.raw_ids, loaded.item_ids.raw_ids
     )
-    data, facts = replay_data(
-        cfg, loaded, new, source, DEFAULT_REPLAY if replay is None else replay
-    )
+    ratio = DEFAULT_REPLAY if replay is None else replay
+    data, facts = replay_data(cfg, loaded, new, source, ratio, listed)
+    cfg = data.cfg = _validated_by(cfg, data, source)
     if events is not None:  # the last event trained on (docs/online.md, "Updating a run")
         facts["events_received_through"] = float(frame["received"].max())
-    progress = progress or Progress()
-    where = staging.build_dir(out, resume=False, overwrite=False)
+    where = Path(staging.build_dir(out, resume=False, overwrite=False))
     with log_to(RunDir(out).log):
-        torch.manual_seed(cfg.train.seed)
-        model = grown_model(loaded, cfg, data)
-        device = pick_device(cfg.train.device)
-        built = _fit(
-            cfg,
-            RunDir(where),
-            data,
-            device,
-            Distributed(),
-            progress,
-            resume=False,
-            test=False,
-            model=model,
-        )
-        with progress.task(f"building the {cfg.recommend.index} item index", total=1) as bar:
-            build_index(where)
-            bar.advance()
-        write_json(
-            Path(where) / UPDATE_FILE,
-            facts | {"from": os.path.abspath(rd.path), "best_epoch": built.result.best_epoch},
-        )
+        best_epoch = _train_into(where, cfg, loaded, data, progress)
+        facts |= {"from": os.path.abspath(rd.path), "best_epoch": best_epoch}
+        write_json(where / UPDATE_FILE, facts)
         staging.swap_in(where, out)
     return Path(out)
+
+
+def _train_into(
+    where: Path, cfg: Config, loaded: LoadedRun, data: ReplayData, progress: Progress
+) -> int:
+    """Train the grown model on ``data`` and write the run at ``where`` with its item index;
+    the best epoch."""
+    torch.manual_seed(cfg.train.seed)
+    model = grown_model(loaded, cfg, data)
+    device = pick_device(cfg.train.device)
+    built = _fit(
+        cfg,
+        RunDir(where),
+        data,
+        device,
+        Distributed(),
+        progress,
+        resume=False,
+        test=False,
+        model=model,
+    )
+    with progress.task(f"building the {cfg.recommend.index} item index", total=1) as bar:
+        build_index(where)
+        bar.advance()
+    return built.result.best_epoch
+
+
+def _validated_by(cfg: Config, data: ReplayData, source: Source) -> Config:
+    """``cfg`` when the newest interactions have labels of the task the run monitors; else
+    monitoring the retrieval task's NDCG@10 (events often come without a rating), or a
+    ``DataError`` for a run without one."""
+    monitor, _ = monitor_of(cfg)
+    labels = data.labels.get(monitor.split("/")[0])
+    if labels is None or not np.isnan(labels[data.split.valid]).all():
+        return cfg
+    retrieval = next((t.name for t in cfg.tasks if t.kind == "retrieval"), None)
+    if retrieval is None:
+        raise source.error(None, monitor.split("/")[0], f"the newest {len(data.split.valid)} "
+                           f"interactions have no label to validate {monitor} on",
+                           "feedback on the newest interactions")  # fmt: skip
+    train = cfg.train.model_copy(update={"monitor": f"{retrieval}/ndcg@10"})
+    return cfg.model_copy(update={"train": train})
 
 
 def _check_out(rd: RunDir, out: str | Path) -> None:

@@ -20,6 +20,7 @@ from tests.integration.test_cli import fails, invoke
 from tests.integration.tiny import tiny_config
 
 from hydrarec import update
+from hydrarec.errors import DataError
 from hydrarec.experiment import train
 from hydrarec.features.pipeline import FeaturePipeline
 from hydrarec.online import Event, open_store
@@ -269,3 +270,35 @@ def test_cli_writes_a_run(files: dict[str, Any]) -> None:
     assert (out / "index").is_dir() and (out / "metrics.json").is_file()
     err_out = files["tmp"] / "again"
     invoke("update", str(out), "--interactions", files["good"], "--out", str(err_out), "-q")
+
+
+def test_new_items_of_a_text_run_come_with_their_text(tmp_path: Path) -> None:
+    from tests.integration.test_cold_start import clone_of, text_config
+
+    train(text_config(tmp_path / "cache", train={"epochs": 1}), tmp_path / "run", progress=QUIET)
+    new = new_interactions(tmp_path / "run", n=30).drop(columns="rating")
+    new.to_csv(tmp_path / "new.csv", index=False)
+    with pytest.raises(DataError, match=f"item {NEW_ITEM} is new to the run.* --items FILE"):
+        update(tmp_path / "run", tmp_path / "bad", interactions=tmp_path / "new.csv")
+    twin = int(load_run(tmp_path / "run").item_ids.raw_ids[3])
+    clone_of(tmp_path / "run", twin, NEW_ITEM).to_csv(tmp_path / "items.csv", index=False)
+    out = update(tmp_path / "run", tmp_path / "run2", interactions=tmp_path / "new.csv",
+                 items=tmp_path / "items.csv", epochs=1, progress=QUIET)  # fmt: skip
+    loaded = load_run(out)
+    new_row, twin_row = loaded.item_ids.index([NEW_ITEM, twin])
+    assert loaded.items.text is not None
+    torch.testing.assert_close(loaded.items.text[new_row], loaded.items.text[twin_row])
+    assert loaded.items.ids[new_row] >= 2  # trained on: an id row of its own, not OOV
+
+
+def test_without_feedback_the_update_is_validated_by_retrieval(tmp_path: Path) -> None:
+    train(tiny_config(epochs=1, monitor="rating/rmse"), tmp_path / "run", progress=QUIET)
+    new = new_interactions(tmp_path / "run", n=30).drop(columns="rating")  # events, no rating
+    new.to_parquet(tmp_path / "new.parquet")
+    out = update(tmp_path / "run", tmp_path / "run2", interactions=tmp_path / "new.parquet",
+                 epochs=2, progress=QUIET)  # fmt: skip
+    # rating/rmse has no label on the newest rows: the epoch is chosen by retrieval instead
+    assert load_run(out).config.train.monitor == "retrieval/ndcg@10"
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert all("rating/rmse" not in h["valid"] for h in history)  # no label, no metric
+    assert json.loads((out / "update.json").read_text())["best_epoch"] >= 1
