@@ -369,7 +369,9 @@ def parser() -> argparse.ArgumentParser:
     lat.add_argument("--requests", type=int, default=500, help="per condition")
     lat.add_argument("--users", type=int, default=100, help="users per group")
     lat.add_argument("--counts", default="10,50", help="events per user of the event group")
-    lat.add_argument("--model-processes", type=int, default=1, help="hydrarec serve's option")
+    lat.add_argument(
+        "--model-processes", type=int, default=None, help="hydrarec serve's (default: its own)"
+    )
     lat.add_argument("--run", type=Path, default=None, help="run to serve (default: train one)")
     return p
 

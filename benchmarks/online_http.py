@@ -85,10 +85,11 @@ class Service:
 
 @contextmanager
 def serve(
-    run: Path, log: Path, events: str | None = None, model_processes: int = 0
+    run: Path, log: Path, events: str | None = None, model_processes: int | None = 0
 ) -> Iterator[Service]:
     """``hydrarec serve RUN`` on a free loopback port, with an API key (and ``--events``),
-    until the block ends; ready once ``/readyz`` answers 200."""
+    until the block ends; ready once ``/readyz`` answers 200. ``model_processes`` None: the
+    service's default."""
     port, key = free_port(), secrets.token_hex(16)
     cmd = [
         sys.executable,
@@ -101,9 +102,9 @@ def serve(
         "--api-key-env",
         KEY_ENV,
         "--no-access-log",
-        "--model-processes",
-        str(model_processes),
     ]
+    if model_processes is not None:
+        cmd += ["--model-processes", str(model_processes)]
     if events is not None:
         cmd += ["--events", events]
     with open(log, "w") as out:

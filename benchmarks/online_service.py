@@ -285,11 +285,14 @@ def latency_command(args: argparse.Namespace) -> str:
                 )
             )
     cmd = " ".join(["python benchmarks/bench_online.py", *sys.argv[1:]])
+    shown_mp = (
+        "model processes: the service's default" if mp is None else f"`--model-processes {mp}`"
+    )
     table = [
         f"## Online: /recommend latency with events ({time.strftime('%Y-%m-%d')})",
         "",
         f"`{cmd}`: {args.users} users a group, {args.requests} requests per group and stage, "
-        f"A and B alternating, one at a time; `--model-processes {mp}`; SQLite log",
+        f"A and B alternating, one at a time; {shown_mp}; SQLite log",
         "",
         "| stage | A (0 events) p50 / p99 ms | B p50 / p99 ms | B events used per request | "
         "event read, A p50 / p99 ms | event read, B p50 / p99 ms |",
