@@ -434,6 +434,8 @@ def evaluate(
         why = ""
         if (selection := loaded.run.path / SELECTION).is_dir():
             why = f" (refit on train + valid, train.refit; {selection} holds the selected model)"
+        elif (loaded.run.path / "update.json").is_file():  # hydrarec update (updating.py)
+            why = " (an updated run: it is validated on its newest interactions, split 'valid')"
         raise ConfigError(f"the run has no {split!r} interactions to evaluate{why}")
     labels = {
         n: rows[n].to_numpy(dtype=np.float32) for n in loaded.model.tasks if n in rows.columns

@@ -20,8 +20,8 @@ from tests.integration.test_cli import fails, invoke
 from tests.integration.tiny import tiny_config
 
 from hydrarec import update
-from hydrarec.errors import DataError
-from hydrarec.experiment import train
+from hydrarec.errors import ConfigError, DataError
+from hydrarec.experiment import evaluate, train
 from hydrarec.features.pipeline import FeaturePipeline
 from hydrarec.online import Event, open_store
 from hydrarec.online.new_interactions import Source, check_interactions
@@ -155,6 +155,11 @@ def test_the_new_run_is_complete_and_validated_on_the_newest(updated: Updated) -
     assert facts["new_interactions"] == 120 and facts["valid_interactions"] == 12
     assert facts["new_users"] == 1 and facts["new_items"] == 1
     assert facts["replay_per_epoch"] == facts["new_per_epoch"]  # replay 1: as many old as new
+    with pytest.raises(ConfigError, match="an updated run: it is validated on its newest"):
+        evaluate(updated.out, "test")
+    assert (
+        evaluate(updated.out, "valid")["retrieval/ndcg@10"] == metrics["valid"]["retrieval/ndcg@10"]
+    )
     valid = load_run(updated.out).interactions
     valid = valid[valid["split"] == "valid"]
     assert valid["order"].min() >= updated.new["timestamp"].nlargest(12).min()  # the newest 12
