@@ -36,7 +36,7 @@ from hydrarec.config import Config, config_from_dict
 from hydrarec.data.schema import ITEM_ID
 from hydrarec.encoders.text import STATE_FILE, TextEncoder
 from hydrarec.encoders.text_template import template_columns
-from hydrarec.errors import DataError, RunError
+from hydrarec.errors import DataError, RunError, Where
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.features.encoders import MultiHotEncoder
 from hydrarec.features.pipeline import FeaturePipeline
@@ -120,20 +120,6 @@ def add_items(
         ])  # fmt: skip
         _refresh_index(rd, len(known))
     return AddedItems(new_ids, len(known), len(ids["items"]))
-
-
-@dataclass(frozen=True)
-class Where:
-    """Where input rows came from, for errors: row ``i`` is line ``first_line + i``."""
-
-    source: str | Path | None
-    first_line: int | None
-
-    def error(self, row: int | None, field: str, message: str, expected: str) -> DataError:
-        if self.first_line is None and row is not None:
-            message = f"row {row}: {message}"
-        line = None if row is None or self.first_line is None else self.first_line + row
-        return DataError(message, file=self.source, line=line, field=field, expected=expected)
 
 
 def prepare_items(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -42,6 +43,25 @@ class DataError(HydrarecError, ValueError):
         what = f"field {field!r}: " if field else ""
         tail = f" (expected {expected})" if expected else ""
         super().__init__(f"{where}{what}{message}{tail}")
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where input rows came from, for errors: row ``i`` is line ``first_line + i`` of a file
+    with a header, or "row i" (``first_line`` None: a Parquet file, an event log).
+
+    >>> str(Where("new.csv", 2).error(1, "user_id", "missing user id", "an id on every row"))
+    "new.csv:3: field 'user_id': missing user id (expected an id on every row)"
+    """
+
+    source: str | Path | None
+    first_line: int | None = None
+
+    def error(self, row: int | None, field: str, message: str, expected: str) -> DataError:
+        if self.first_line is None and row is not None:
+            message = f"row {row}: {message}"
+        line = None if row is None or self.first_line is None else self.first_line + row
+        return DataError(message, file=self.source, line=line, field=field, expected=expected)
 
 
 class ArgumentError(HydrarecError, TypeError, ValueError):

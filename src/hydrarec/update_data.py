@@ -12,16 +12,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hydrarec.catalogue import Where, add_text, prepare_items, read_items
+from hydrarec.catalogue import add_text, prepare_items, read_items
 from hydrarec.config import Config
 from hydrarec.data.dataset import Dataset, IdMap
 from hydrarec.data.schema import ITEM_ID, TIMESTAMP, USER_ID, Column, Kind, Schema
 from hydrarec.data.splits import Split
+from hydrarec.errors import Where
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.features.batching import BatchBuilder, UserHistories
 from hydrarec.features.pipeline import EntityEncoder, FeaturePipeline
 from hydrarec.labels import source_column, task_labels
-from hydrarec.online.new_interactions import Source
 from hydrarec.rundir import LoadedRun
 from hydrarec.runfiles import spec_from
 from hydrarec.training.data import retrieval_sampling
@@ -64,7 +64,7 @@ def replay_data(
     cfg: Config,
     loaded: LoadedRun,
     new: pd.DataFrame,
-    source: Source,
+    source: Where,
     replay: float,
     items: NewItems | None = None,
 ) -> tuple[ReplayData, dict[str, Any]]:
@@ -106,7 +106,7 @@ def replay_data(
         replay=count,
     )
     facts: dict[str, Any] = {
-        "source": source.name,
+        "source": str(source.source),
         "new_interactions": len(new),
         "valid_interactions": len(split.valid),
         "new_users": len(users) - len(loaded.user_ids),
@@ -121,7 +121,7 @@ def replay_data(
 
 
 def _catalogue(
-    cfg: Config, loaded: LoadedRun, new: pd.DataFrame, source: Source, items: NewItems | None
+    cfg: Config, loaded: LoadedRun, new: pd.DataFrame, source: Where, items: NewItems | None
 ) -> IdMap:
     """The item catalogue grown by the items of ``--items``, then by the other new items of the
     interactions: those have no text, which a run that reads item text cannot do without."""

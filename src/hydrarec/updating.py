@@ -32,10 +32,10 @@ from hydrarec.build import build_model
 from hydrarec.config import Config
 from hydrarec.encoders.embedding import OOV
 from hydrarec.ensemble import Model
-from hydrarec.errors import ArgumentError, RunError
+from hydrarec.errors import ArgumentError, RunError, Where
 from hydrarec.experiment import _fit, monitor_of
 from hydrarec.io import write_json
-from hydrarec.online.new_interactions import Source, check_interactions, read_file, read_log
+from hydrarec.online.new_interactions import check_interactions, read_file, read_log
 from hydrarec.retrieval.build import build_index
 from hydrarec.rundir import LoadedRun, RunDir, load_run
 from hydrarec.runlog import log_to
@@ -128,7 +128,7 @@ def _train_into(
     return built.result.best_epoch
 
 
-def _validated_by(cfg: Config, data: ReplayData, source: Source) -> Config:
+def _validated_by(cfg: Config, data: ReplayData, source: Where) -> Config:
     """``cfg`` when the newest interactions have labels of the task the run monitors; else
     monitoring the retrieval task's NDCG@10 (events often come without a rating), or a
     ``DataError`` for a run without one."""

@@ -20,11 +20,11 @@ from tests.integration.test_cli import fails, invoke
 from tests.integration.tiny import tiny_config
 
 from hydrarec import update
-from hydrarec.errors import ConfigError, DataError
+from hydrarec.errors import ConfigError, DataError, Where
 from hydrarec.experiment import evaluate, train
 from hydrarec.features.pipeline import FeaturePipeline
 from hydrarec.online import Event, open_store
-from hydrarec.online.new_interactions import Source, check_interactions
+from hydrarec.online.new_interactions import check_interactions
 from hydrarec.recommender import Recommender
 from hydrarec.rundir import load_run
 from hydrarec.serving import create_app
@@ -111,12 +111,12 @@ def test_the_warm_start_is_the_runs_weights_with_oov_rows_for_new_ids(updated: U
     cfg = _update_config(loaded.config, 1, None)
     checked = check_interactions(
         updated.new,
-        Source("new"),
+        Where("new"),
         feedback_columns(cfg),
         loaded.user_ids.raw_ids,
         loaded.item_ids.raw_ids,
     )
-    data, _ = replay_data(cfg, loaded, checked, Source("new"), 1.0)
+    data, _ = replay_data(cfg, loaded, checked, Where("new"), 1.0)
     start = grown_model(loaded, cfg, data).state_dict()
     for name, table in loaded.model.state_dict().items():
         if name.endswith("features.ids.weight"):

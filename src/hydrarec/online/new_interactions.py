@@ -11,7 +11,6 @@ names it, so a misspelt feedback column is never dropped in silence.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hydrarec.data.schema import ITEM_ID, TIMESTAMP, USER_ID
-from hydrarec.errors import DataError
+from hydrarec.errors import DataError, Where
 from hydrarec.online.export import read_events
 from hydrarec.online.store import is_postgres
 from hydrarec.retrieval.queries import DECIMAL
@@ -27,22 +26,7 @@ from hydrarec.retrieval.queries import DECIMAL
 EXPORT_ONLY = ("event_id", "received")  # columns of an event export that training does not read
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where rows came from, for errors: row ``i`` is line ``first_line + i`` of a CSV file, or
-    "row i" of a Parquet file or an event log (``first_line`` None)."""
-
-    name: str
-    first_line: int | None = None
-
-    def error(self, row: int | None, field: str, message: str, expected: str) -> DataError:
-        if self.first_line is None and row is not None:
-            message = f"row {row}: {message}"
-        line = None if row is None or self.first_line is None else self.first_line + row
-        return DataError(message, file=self.name, line=line, field=field, expected=expected)
-
-
-def read_file(path: str | Path) -> tuple[pd.DataFrame, Source]:
+def read_file(path: str | Path) -> tuple[pd.DataFrame, Where]:
     """A CSV (with a header) or Parquet file of interactions; ids read as text from a CSV."""
     path = Path(path)
     expected = "a CSV or Parquet file with the columns user_id, item_id[, timestamp, feedback]"
@@ -50,24 +34,24 @@ def read_file(path: str | Path) -> tuple[pd.DataFrame, Source]:
         raise DataError("file not found", file=path, expected=expected)
     try:
         if path.suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path), Source(str(path))
+            return pd.read_parquet(path), Where(str(path))
         frame = pd.read_csv(path, dtype={USER_ID: str, ITEM_ID: str})
     except pd.errors.EmptyDataError:
         raise DataError("the file is empty", file=path, expected=expected) from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as e:
         raise DataError(f"cannot read interactions: {e}", file=path, expected=expected) from None
-    return frame, Source(str(path), first_line=2)  # line 1 is the header
+    return frame, Where(str(path), first_line=2)  # line 1 is the header
 
 
-def read_log(target: str | Path) -> tuple[pd.DataFrame, Source]:
+def read_log(target: str | Path) -> tuple[pd.DataFrame, Where]:
     """Every event of an event log (SQLite path or ``postgresql://`` URL), in arrival order."""
     name = "the PostgreSQL event log" if is_postgres(target) else f"event log {target}"
-    return read_events(target), Source(name)  # a URL's password is never shown
+    return read_events(target), Where(name)  # a URL's password is never shown
 
 
 def check_interactions(
     frame: pd.DataFrame,
-    source: Source,
+    source: Where,
     feedback: list[str],
     user_ids: np.ndarray,
     item_ids: np.ndarray,
@@ -84,7 +68,7 @@ def check_interactions(
         if column not in frame.columns:
             raise DataError(
                 f"missing column {column!r} (columns: {list(frame.columns)})",
-                file=source.name,
+                file=source.source,
                 line=first_line,
                 field=column,
                 expected=f"the columns {allowed}",
@@ -94,7 +78,7 @@ def check_interactions(
         raise DataError(
             f"unknown column {unknown[0]!r}: the run's tasks read the feedback columns "
             f"{feedback or 'none'}",
-            file=source.name,
+            file=source.source,
             line=first_line,
             field=str(unknown[0]),
             expected=f"only the columns {allowed}",
@@ -117,7 +101,7 @@ def check_interactions(
     return out
 
 
-def _typed_ids(values: pd.Series, known: np.ndarray, source: Source, kind: str) -> pd.Series:
+def _typed_ids(values: pd.Series, known: np.ndarray, source: Where, kind: str) -> pd.Series:
     """Raw ids of the run's type: integers when the run's ids are integers, else text."""
     column = f"{kind}_id"
     want_int = known.dtype.kind in "iu"
@@ -147,7 +131,7 @@ def _is_integer(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
-def _numbers(values: pd.Series, source: Source, column: str, *, missing_ok: bool) -> np.ndarray:
+def _numbers(values: pd.Series, source: Where, column: str, *, missing_ok: bool) -> np.ndarray:
     """``values`` as float64; a value that is no number (or missing, unless ``missing_ok``) is
     an error naming its row."""
     numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)

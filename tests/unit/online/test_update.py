@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from hydrarec.errors import DataError, RunError
+from hydrarec.errors import DataError, RunError, Where
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.features.batching import BatchBuilder
 from hydrarec.features.encoders import Vocabulary
 from hydrarec.features.histories import UserHistories
-from hydrarec.online.new_interactions import Source, check_interactions
+from hydrarec.online.new_interactions import check_interactions
 from hydrarec.training.replay import new_units
 from hydrarec.updating import grow_state
 
@@ -73,7 +73,7 @@ def test_new_units_of_rows_and_of_windows() -> None:
 
 
 def check(frame: pd.DataFrame, first_line: int | None = 2) -> pd.DataFrame:
-    return check_interactions(frame, Source("new.csv", first_line), ["rating"], INT_IDS, INT_IDS)
+    return check_interactions(frame, Where("new.csv", first_line), ["rating"], INT_IDS, INT_IDS)
 
 
 def test_ids_are_typed_like_the_runs() -> None:
