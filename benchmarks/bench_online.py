@@ -27,8 +27,10 @@ adds more, e.g. ``train.epochs=3``). Systems:
 (b) the same run served with ``--events`` (a fresh SQLite log) after ``POST /events`` of every
     T1..T2 interaction, in time order by one client (equal timestamps keep the data's order):
     ``/recommend`` reads them as history and excludes them;
-(c) ``hydrarec update RUN_a --interactions between.parquet --out RUN_c`` (timed; skipped with a
-    message while this hydrarec has no ``update`` command; ``--update-arg`` passes options);
+(c) ``hydrarec update RUN_a --interactions between.parquet --items NEW_ITEMS --out RUN_c``
+    (timed; NEW_ITEMS: the features of the items first seen between T1 and T2, as the retrain's
+    items table has them; skipped with a message while this hydrarec has no ``update`` command;
+    ``--update-arg`` passes more options);
 (d) full retrain: ``hydrarec train`` on before T2 (timed).
 
 Evaluation, the same for all four, through ``POST /recommend`` (k = 10, ``exclude_seen``, the
@@ -64,6 +66,7 @@ from online_data import Protocol, beauty, movielens
 from online_http import (
     Lists,
     has_command,
+    has_option,
     post_events,
     recommend_all,
     serve,
@@ -76,6 +79,7 @@ from online_service import ingest_command, latency_command
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 K = 10
+ITEMS_NOTE = " and --items (the features of the items first seen between T1 and T2)"
 SYSTEMS = {
     "a": "(a) stale: trained before T1",
     "b": "(b) stale + T1..T2 as events (POST /events)",
@@ -203,6 +207,8 @@ def run_seed(
     if args.update:
         print(f"seed {seed}: (c) hydrarec update ...", flush=True)
         extra = [*args.update_arg, "--seed", str(seed), "-q"]
+        if args.update_items:  # the new items' features, as the retrain's items table has them
+            extra += ["--items", str(proto.new_items)]
         secs = update(run_a, proto.between, run_c, extra, logs / f"update-c-{seed}.log")
         m = measure_served(run_c, proto, users, logs / f"serve-c-{seed}.log", args)
         m.seconds, m.note = secs, trained_note(run_c, logs / f"update-c-{seed}.log")
@@ -289,6 +295,7 @@ def temporal_command(args: argparse.Namespace) -> str:
         users = [users[i] for i in sorted(pick)]
     results = Results()
     args.update = has_command("update")
+    args.update_items = args.update and has_option("update", "--items")
     if not args.update:
         results.skipped["c"] = "this hydrarec has no `update` command yet"
         print("(c) skipped: `hydrarec update --help` fails: no update command yet", flush=True)
@@ -308,7 +315,9 @@ def temporal_command(args: argparse.Namespace) -> str:
         f"{proto.note}. {proto.counts}; evaluated: {len(users):,} users. Base config "
         f"`{proto.config.relative_to(ROOT)}`, `[data]` replaced by the derived files; extra "
         f"`--set`: {', '.join(args.set) or 'none'}; update options: "
-        f"{' '.join(args.update_arg) or 'none'}. Every list is the service's `POST /recommend` "
+        f"{' '.join(args.update_arg) or 'none'}"
+        f"{ITEMS_NOTE if args.update_items else ''}. Every list "
+        f"is the service's `POST /recommend` "
         f"(k = 10, exclude_seen, the run's blend); unknown users / targets: counted as misses.",
         "",
         temporal_table(results),

@@ -45,6 +45,7 @@ class Protocol:
     sets_t1: list[str]  # train on before T1: systems (a), (b)
     sets_t2: list[str]  # train on before T2: system (d)
     between: Path  # the T1..T2 interactions, Parquet (user_id, item_id, timestamp[, rating])
+    new_items: Path  # the features of the items first seen between T1 and T2 (update --items)
     events: list[dict[str, Any]]  # the same, as POST /events bodies' events
     targets: dict[Any, Any]  # user -> their first item after T2
     after: dict[Any, set[Any]]  # user -> every item after T2
@@ -80,6 +81,8 @@ def movielens(folder: Path, q1: float, q2: float) -> Protocol:
         sets[name] = _tabular_sets(folder, name)
     between = between.sort_values("timestamp", kind="stable")  # logged in time order
     between.to_parquet(folder / "between.parquet", index=False)
+    new = items["item_id"].isin(between["item_id"]) & ~items["item_id"].isin(before_t1["item_id"])
+    items[new].to_csv(folder / "new_items.csv", index=False)
     events = [
         {
             "user_id": int(u),
@@ -102,6 +105,7 @@ def movielens(folder: Path, q1: float, q2: float) -> Protocol:
         sets["t1"],
         sets["t2"],
         folder / "between.parquet",
+        folder / "new_items.csv",
         events,
         *_after_t2(after),
         note,
@@ -144,8 +148,12 @@ def beauty(folder: Path, data_dir: Path) -> Protocol:
         ]
     rows = [(int(ln[0]), int(ln[-2]), SYNTHETIC_T0 + len(ln) - 3) for ln in lines if len(ln) >= 3]
     between = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
-    between = between.sort_values("timestamp", kind="stable")  # logged in time order
     between.to_parquet(folder / "between.parquet", index=False)
+    before = {int(i) for ln in lines for i in ln[1:-2]}
+    new = sorted({i for _, i, _ in rows} - before)
+    pd.DataFrame(
+        {"item_id": new, "attributes": [[str(a) for a in attributes.get(str(i), [])] for i in new]}
+    ).to_parquet(folder / "new_items.parquet", index=False)
     events = [
         {"user_id": u, "item_id": i, "timestamp": t, "event_id": f"{u}-{i}-{t}"} for u, i, t in rows
     ]
@@ -165,6 +173,7 @@ def beauty(folder: Path, data_dir: Path) -> Protocol:
         sets["t1"],
         sets["t2"],
         folder / "between.parquet",
+        folder / "new_items.parquet",
         events,
         *_after_t2(after),
         note,

@@ -45,6 +45,14 @@ def has_command(name: str) -> bool:
     return done.returncode == 0
 
 
+def has_option(command: str, option: str) -> bool:
+    """Whether ``hydrarec COMMAND --help`` lists ``option``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "hydrarec", command, "--help"], capture_output=True, text=True
+    )
+    return option in done.stdout
+
+
 def train(config: Path, out: Path, sets: Sequence[str], log: Path) -> float:
     """``hydrarec train -c CONFIG --out OUT --set ...``; wall seconds."""
     args = ["train", "-c", str(config), "--out", str(out), "--overwrite", "-q"]
