@@ -138,9 +138,8 @@ def _validated_by(cfg: Config, data: ReplayData, source: Where) -> Config:
         return cfg
     retrieval = next((t.name for t in cfg.tasks if t.kind == "retrieval"), None)
     if retrieval is None:
-        raise source.error(None, monitor.split("/")[0], f"the newest {len(data.split.valid)} "
-                           f"interactions have no label to validate {monitor} on",
-                           "feedback on the newest interactions")  # fmt: skip
+        why = f"the newest {len(data.split.valid)} interactions have no label for {monitor}"
+        raise source.error(None, monitor.split("/")[0], why, "feedback on the newest ones")
     train = cfg.train.model_copy(update={"monitor": f"{retrieval}/ndcg@10"})
     return cfg.model_copy(update={"train": train})
 
