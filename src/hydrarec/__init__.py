@@ -18,7 +18,7 @@ _API = {
     "Recommender": "hydrarec.recommender",
     "add_items": "hydrarec.catalogue",
     "tune": "hydrarec.tuning",  # the `tune` extra (optuna)
-    "update": "hydrarec.updating",
+    "update": "hydrarec.online.update",
 }
 
 __all__ = [

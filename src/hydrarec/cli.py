@@ -243,9 +243,9 @@ def update(
     """
     from hydrarec.errors import ArgumentError
     from hydrarec.io import read_json
+    from hydrarec.online.update import UPDATE_FILE
+    from hydrarec.online.update import update as run_update
     from hydrarec.training.progress import Progress
-    from hydrarec.updating import UPDATE_FILE
-    from hydrarec.updating import update as run_update
 
     if (interactions is None) == (events is None):
         raise ArgumentError(

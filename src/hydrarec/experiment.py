@@ -283,11 +283,11 @@ def _train(
         bar.advance()
     device = device or pick_device(cfg.train.device)
     if not cfg.train.refit:
-        return _fit(
+        return fit_run(
             cfg, run, data, device, dist, progress, resume=resume, test=test, on_epoch=on_epoch
         )
     # refit: select on valid in RUN/selection (test unread), then train again on train + valid
-    chosen = _fit(
+    chosen = fit_run(
         cfg,
         RunDir(run.path / SELECTION),
         data,
@@ -303,7 +303,9 @@ def _train(
     torch.manual_seed(cfg.train.seed)
     refit_data = make_train_data(cfg, ds, dist.rank, dist.world_size, split=merged)
     epochs = max(1, chosen.result.best_epoch)
-    final = _fit(cfg, run, refit_data, device, dist, progress, resume=resume, refit_epochs=epochs)
+    final = fit_run(
+        cfg, run, refit_data, device, dist, progress, resume=resume, refit_epochs=epochs
+    )
     if not dist.is_main:
         return final
     metrics = {
@@ -324,7 +326,7 @@ def _train(
     return Run(run.path, metrics, final.result)
 
 
-def _fit(
+def fit_run(
     cfg: Config,
     run: RunDir,
     data: TrainData,
@@ -434,7 +436,7 @@ def evaluate(
         why = ""
         if (selection := loaded.run.path / SELECTION).is_dir():
             why = f" (refit on train + valid, train.refit; {selection} holds the selected model)"
-        elif (loaded.run.path / "update.json").is_file():  # hydrarec update (updating.py)
+        elif (loaded.run.path / "update.json").is_file():  # hydrarec update (online/update.py)
             why = " (an updated run: it is validated on its newest interactions, split 'valid')"
         raise ConfigError(f"the run has no {split!r} interactions to evaluate{why}")
     labels = {

@@ -25,12 +25,12 @@ from hydrarec.experiment import evaluate, train
 from hydrarec.features.pipeline import FeaturePipeline
 from hydrarec.online import Event, open_store
 from hydrarec.online.new_interactions import check_interactions
+from hydrarec.online.update import _update_config, grown_model
+from hydrarec.online.update_data import feedback_columns, replay_data
 from hydrarec.recommender import Recommender
 from hydrarec.rundir import load_run
 from hydrarec.serving import create_app
 from hydrarec.training.progress import Progress
-from hydrarec.update_data import feedback_columns, replay_data
-from hydrarec.updating import _update_config, grown_model
 
 NEW_USER, NEW_ITEM = 0, 0  # ids the tiny run lacks, sorted before its own (1, 2, ...)
 QUIET = Progress(enabled=False)

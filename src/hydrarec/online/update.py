@@ -33,9 +33,10 @@ from hydrarec.config import Config
 from hydrarec.encoders.embedding import OOV
 from hydrarec.ensemble import Model
 from hydrarec.errors import ArgumentError, RunError, Where
-from hydrarec.experiment import _fit, monitor_of
+from hydrarec.experiment import fit_run, monitor_of
 from hydrarec.io import write_json
 from hydrarec.online.new_interactions import check_interactions, read_file, read_log
+from hydrarec.online.update_data import feedback_columns, read_new_items, replay_data
 from hydrarec.retrieval.build import build_index
 from hydrarec.rundir import LoadedRun, RunDir, load_run
 from hydrarec.runlog import log_to
@@ -43,7 +44,6 @@ from hydrarec.training.distributed import Distributed
 from hydrarec.training.progress import Progress
 from hydrarec.training.replay import ReplayData
 from hydrarec.training.trainer import pick_device
-from hydrarec.update_data import feedback_columns, read_new_items, replay_data
 
 DEFAULT_EPOCHS = 5  # a few passes: the warm start already knows the old data
 DEFAULT_REPLAY = 1.0  # old examples per new example and epoch: as many old as new
@@ -111,7 +111,7 @@ def _train_into(
     torch.manual_seed(cfg.train.seed)
     model = grown_model(loaded, cfg, data)
     device = pick_device(cfg.train.device)
-    built = _fit(
+    built = fit_run(
         cfg,
         RunDir(where),
         data,
