@@ -79,6 +79,10 @@ from online_service import ingest_command, latency_command
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 K = 10
+POPULATIONS = {
+    "all": "Every evaluated user (an interaction after T2)",
+    "with history": "Those with an interaction before T2 (whom a retrain on before T2 knows)",
+}
 ITEMS_NOTE = " and --items (the features of the items first seen between T1 and T2)"
 SYSTEMS = {
     "a": "(a) stale: trained before T1",
@@ -135,9 +139,9 @@ def evaluate(lists: Lists, proto: Protocol, users: list[Any], missing_items: set
         ndcg=ndcg_at_k(top, first, K),
         hr=recall_at_k(top, first, K),
         recall=recall_at_k(top, every, K),
-        unknown_users=len(lists.unknown_users),
+        unknown_users=len(set(users) & set(lists.unknown_users)),
         unknown_targets=sum(proto.targets[u] in missing_items for u in users),
-        events_used=lists.events_used,
+        events_used=sum(lists.events_used.get(u, 0) for u in users),
     )
 
 
@@ -148,9 +152,9 @@ def measure_served(
     log: Path,
     args: argparse.Namespace,
     events: Path | None = None,
-) -> Measured:
+) -> tuple[Lists, set[Any]]:
     """Serve ``run`` (with a fresh event log holding the T1..T2 events when ``events``), ask
-    ``/recommend`` for every user, and score the lists."""
+    ``/recommend`` for every user; the lists and the targets the run does not know."""
     target = None
     if events is not None:
         events.unlink(missing_ok=True)
@@ -171,36 +175,43 @@ def measure_served(
         targets = sorted({proto.targets[u] for u in users})
         missing = asyncio.run(unknown_items(service, targets, clients=args.clients))
         print(f"    /recommend for {len(users)} users: {time.perf_counter() - t:.1f} s", flush=True)
-    return evaluate(lists, proto, users, missing)
+    return lists, missing
 
 
 def run_seed(
     proto: Protocol,
     seed: int,
-    users: list[Any],
+    populations: dict[str, list[Any]],
     work: Path,
     args: argparse.Namespace,
-    results: Results,
+    results: dict[str, Results],
 ) -> None:
     sets = [*args.set, f"train.seed={seed}"]
     run_a, run_c, run_d = (work / f"run-{s}-seed{seed}" for s in "acd")
     logs = work / "logs"
 
-    def report(system: str, m: Measured) -> None:
-        results.add(system, m)
-        secs = f", trained in {m.seconds:.0f} s" if m.seconds is not None else ""
-        print(
-            f"  {SYSTEMS[system]}: NDCG@10 {m.ndcg:.4f}, HR@10 {m.hr:.4f}, Recall@10 "
-            f"{m.recall:.4f}; unknown users {m.unknown_users}, targets {m.unknown_targets}{secs}"
-            f"{'; ' + m.note if m.note else ''}",
-            flush=True,
-        )
+    users = populations["all"]
+
+    def report(
+        system: str, got: tuple[Lists, set[Any]], secs: float | None = None, note: str = ""
+    ) -> None:
+        said = [f"trained in {secs:.0f} s"] if secs else []
+        print(f"  {SYSTEMS[system]}" + "".join(f"; {x}" for x in [*said, note] if x), flush=True)
+        for name, group in populations.items():
+            m = evaluate(got[0], proto, group, got[1])
+            m.seconds, m.note = secs, note
+            results[name].add(system, m)
+            print(
+                f"    {name} ({len(group)} users): NDCG@10 {m.ndcg:.4f}, HR@10 {m.hr:.4f}, "
+                f"Recall@10 {m.recall:.4f}; unknown users {m.unknown_users}, targets "
+                f"{m.unknown_targets}",
+                flush=True,
+            )
 
     print(f"seed {seed}: training (a) on before T1 ...", flush=True)
     secs = train(proto.config, run_a, proto.sets_t1 + sets, logs / f"train-a-{seed}.log")
-    m = measure_served(run_a, proto, users, logs / f"serve-a-{seed}.log", args)
-    m.seconds, m.note = secs, trained_note(run_a, logs / f"train-a-{seed}.log")
-    report("a", m)
+    got = measure_served(run_a, proto, users, logs / f"serve-a-{seed}.log", args)
+    report("a", got, secs, trained_note(run_a, logs / f"train-a-{seed}.log"))
     print(f"seed {seed}: (b) serving (a) with the T1..T2 events ...", flush=True)
     events = work / f"events-seed{seed}.db"
     report("b", measure_served(run_a, proto, users, logs / f"serve-b-{seed}.log", args, events))
@@ -210,14 +221,12 @@ def run_seed(
         if args.update_items:  # the new items' features, as the retrain's items table has them
             extra += ["--items", str(proto.new_items)]
         secs = update(run_a, proto.between, run_c, extra, logs / f"update-c-{seed}.log")
-        m = measure_served(run_c, proto, users, logs / f"serve-c-{seed}.log", args)
-        m.seconds, m.note = secs, trained_note(run_c, logs / f"update-c-{seed}.log")
-        report("c", m)
+        got = measure_served(run_c, proto, users, logs / f"serve-c-{seed}.log", args)
+        report("c", got, secs, trained_note(run_c, logs / f"update-c-{seed}.log"))
     print(f"seed {seed}: (d) training on before T2 ...", flush=True)
     secs = train(proto.config, run_d, proto.sets_t2 + sets, logs / f"train-d-{seed}.log")
-    m = measure_served(run_d, proto, users, logs / f"serve-d-{seed}.log", args)
-    m.seconds, m.note = secs, trained_note(run_d, logs / f"train-d-{seed}.log")
-    report("d", m)
+    got = measure_served(run_d, proto, users, logs / f"serve-d-{seed}.log", args)
+    report("d", got, secs, trained_note(run_d, logs / f"train-d-{seed}.log"))
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -260,6 +269,11 @@ def ratios(results: Results) -> list[str]:
         if md.ndcg != ma.ndcg
     ]
     lines.append(f"- (b) closes {cell(gap, 2)} of the (a) -> (d) NDCG@10 gap (per seed)")
+    if a and b and d:
+        mean = {s: float(np.mean([m.ndcg for m in got[s]])) for s in "abd"}
+        if mean["d"] != mean["a"]:
+            share = (mean["b"] - mean["a"]) / (mean["d"] - mean["a"])
+            lines.append(f"- of the seeds' means: {share:.2f}")
     c = got.get("c", [])
     if c:
         q = [mc.ndcg / md.ndcg for mc, md in zip(c, d, strict=True) if md.ndcg > 0]
@@ -286,21 +300,28 @@ def temporal_command(args: argparse.Namespace) -> str:
             args.update_arg = ["--epochs", "1", *args.update_arg]
     print(f"cutting {args.dataset} into {work} ...", flush=True)
     proto = (
-        movielens(work, args.t1, args.t2) if args.dataset == "ml100k" else beauty(work, data_dir)
+        movielens(work, args.t1, args.t2, args.all_users_table)
+        if args.dataset == "ml100k"
+        else beauty(work, data_dir)
     )
     print(f"  {proto.note}\n  {proto.counts}", flush=True)
     users = sorted(proto.targets)
     if args.max_users and args.max_users < len(users):
         pick = np.random.default_rng(0).choice(len(users), args.max_users, replace=False)
         users = [users[i] for i in sorted(pick)]
-    results = Results()
+    populations = {
+        "all": users,
+        "with history": [u for u in users if u in proto.history_users],
+    }
+    results = {name: Results() for name in populations}
     args.update = has_command("update")
     args.update_items = args.update and has_option("update", "--items")
     if not args.update:
-        results.skipped["c"] = "this hydrarec has no `update` command yet"
+        for r in results.values():
+            r.skipped["c"] = "this hydrarec has no `update` command yet"
         print("(c) skipped: `hydrarec update --help` fails: no update command yet", flush=True)
     for seed in range(args.seeds):
-        run_seed(proto, seed, users, work, args, results)
+        run_seed(proto, seed, populations, work, args, results)
     if not args.keep_runs:
         for run in work.glob("run-*"):
             shutil.rmtree(run, ignore_errors=True)
@@ -319,11 +340,10 @@ def temporal_command(args: argparse.Namespace) -> str:
         f"{ITEMS_NOTE if args.update_items else ''}. Every list "
         f"is the service's `POST /recommend` "
         f"(k = 10, exclude_seen, the run's blend); unknown users / targets: counted as misses.",
-        "",
-        temporal_table(results),
-        "",
-        *ratios(results),
     ]
+    for name, group in populations.items():
+        lines += ["", f"### {POPULATIONS[name]}: {len(group):,} users", "",
+                  temporal_table(results[name]), "", *ratios(results[name])]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -351,6 +371,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", type=int, default=1)
     t.add_argument("--t1", type=float, default=0.8, help="MovieLens: T1's timestamp quantile")
     t.add_argument("--t2", type=float, default=0.9, help="MovieLens: T2's timestamp quantile")
+    t.add_argument(
+        "--all-users-table",
+        action="store_true",
+        help="MovieLens: every user's features in each users table (default: trained users')",
+    )
     t.add_argument("--set", action="append", default=[], help="passed to hydrarec train --set")
     t.add_argument(
         "--update-arg",

@@ -8,8 +8,9 @@ never copied into the repository. Each dataset is cut in three by time:
   T2 are quantiles of every rating's timestamp; before T1 (``ts < T1``), between (``T1 <= ts <
   T2``), after T2 (``ts >= T2``). The own-data path (``dataset = "tabular"``) reads them, with the
   users' features (age, gender, occupation, zip region) and the items' (year, genres multi-hot)
-  from ``u.user`` / ``u.item``, each items table holding the items of its interactions (a model
-  knows the items it was trained on).
+  from ``u.user`` / ``u.item``, each users / items table holding the users / items of its
+  interactions (a model knows whom and what it was trained on; ``all_users``: every user's row,
+  as if users' features were known at sign-up).
 - **Amazon Beauty** (S3-Rec's ``Beauty.txt``, no timestamps): position is time. Per user, the
   last item is after T2, the one before it is the T1..T2 event, the rest is before T1; the
   sequence files (``dataset = "sequences"``) and attribute files are cut accordingly, and the
@@ -49,6 +50,7 @@ class Protocol:
     events: list[dict[str, Any]]  # the same, as POST /events bodies' events
     targets: dict[Any, Any]  # user -> their first item after T2
     after: dict[Any, set[Any]]  # user -> every item after T2
+    history_users: set[Any]  # users with an interaction before T2
     note: str  # how it was cut, for the report
 
     @property
@@ -59,7 +61,7 @@ class Protocol:
         )
 
 
-def movielens(folder: Path, q1: float, q2: float) -> Protocol:
+def movielens(folder: Path, q1: float, q2: float, all_users: bool = False) -> Protocol:
     """MovieLens-100K cut at the ``q1`` and ``q2`` quantiles of the ratings' timestamps."""
     ds = load_dataset(load_config(ML100K_CONFIG).data)
     inter = ds.interactions[["user_id", "item_id", "timestamp", "rating"]]
@@ -68,8 +70,6 @@ def movielens(folder: Path, q1: float, q2: float) -> Protocol:
     between = inter[(inter["timestamp"] >= t1) & (inter["timestamp"] < t2)]
     after = inter[inter["timestamp"] >= t2]
     folder.mkdir(parents=True, exist_ok=True)
-    users = ds.users.copy()
-    users.to_csv(folder / "users.csv", index=False)
     items = ds.items[["item_id", "year", "genres"]].copy()
     items["genres"] = ["|".join(g) for g in items["genres"]]
     sets = {}
@@ -78,6 +78,8 @@ def movielens(folder: Path, q1: float, q2: float) -> Protocol:
         items[items["item_id"].isin(part["item_id"])].to_csv(
             folder / f"items_{name}.csv", index=False
         )
+        users = ds.users if all_users else ds.users[ds.users["user_id"].isin(part["user_id"])]
+        users.to_csv(folder / f"users_{name}.csv", index=False)
         sets[name] = _tabular_sets(folder, name)
     between = between.sort_values("timestamp", kind="stable")  # logged in time order
     between.to_parquet(folder / "between.parquet", index=False)
@@ -97,7 +99,8 @@ def movielens(folder: Path, q1: float, q2: float) -> Protocol:
         f"MovieLens-100K by timestamp: T1 = {q1:.2f} quantile ({_day(t1)}), T2 = {q2:.2f} "
         f"quantile ({_day(t2)}); before T1 {len(before_t1):,} ratings, between "
         f"{len(between):,}, after T2 {len(after):,}; target = each user's first rating after T2 "
-        f"(ties in time: u.data's row order); recall@10 over all their ratings after T2"
+        f"(ties in time: u.data's row order); recall@10 over all their ratings after T2; users "
+        f"table: {'every user' if all_users else 'the users of the training interactions'}"
     )
     return Protocol(
         "ml100k",
@@ -108,6 +111,7 @@ def movielens(folder: Path, q1: float, q2: float) -> Protocol:
         folder / "new_items.csv",
         events,
         *_after_t2(after),
+        {_plain(u) for u in inter.loc[inter["timestamp"] < t2, "user_id"].unique()},
         note,
     )
 
@@ -117,7 +121,7 @@ def _tabular_sets(folder: Path, name: str) -> list[str]:
     return [
         "data.dataset=tabular",
         f"data.tabular.interactions={folder / f'before_{name}.parquet'}",
-        f"data.tabular.users={folder / 'users.csv'}",
+        f"data.tabular.users={folder / f'users_{name}.csv'}",
         f"data.tabular.items={folder / f'items_{name}.csv'}",
         'data.tabular.labels={rating = "regression"}',
         'data.tabular.user_features={age = "numeric", gender = "categorical", '
@@ -176,6 +180,7 @@ def beauty(folder: Path, data_dir: Path) -> Protocol:
         folder / "new_items.parquet",
         events,
         *_after_t2(after),
+        {int(ln[0]) for ln in lines if len(ln) >= 3},
         note,
     )
 

@@ -177,14 +177,14 @@ class Lists:
 
     items: dict[Any, list[Any]]
     unknown_users: list[Any]
-    events_used: int
+    events_used: dict[Any, int]
 
 
 async def recommend_all(
     service: Service, users: Sequence[Any], k: int = 10, clients: int = 4
 ) -> Lists:
     """``POST /recommend`` (``exclude_seen``) for each user, ``clients`` at a time."""
-    out = Lists({}, [], 0)
+    out = Lists({}, [], {})
     todo = list(reversed(users))
     async with service.client() as client:
 
@@ -200,7 +200,7 @@ async def recommend_all(
                     raise RuntimeError(f"/recommend {user}: {answer.status_code} {answer.text}")
                 got = answer.json()
                 out.items[user] = [item["item_id"] for item in got["items"]]
-                out.events_used += got.get("events", {}).get("used", 0)
+                out.events_used[user] = got.get("events", {}).get("used", 0)
 
         await asyncio.gather(*(worker() for _ in range(clients)))
     return out
