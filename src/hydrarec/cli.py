@@ -243,8 +243,8 @@ def update(
     """
     from hydrarec.errors import ArgumentError
     from hydrarec.io import read_json
-    from hydrarec.online.update import UPDATE_FILE
     from hydrarec.online.update import update as run_update
+    from hydrarec.rundir import RunDir
     from hydrarec.training.progress import Progress
 
     if (interactions is None) == (events is None):
@@ -263,7 +263,7 @@ def update(
         seed=seed,
         progress=progress,
     )
-    facts = read_json(path / UPDATE_FILE)
+    facts = read_json(RunDir(path).update)
     console.print(
         f"{facts['new_interactions']:,} new interactions ({facts['valid_interactions']:,} newest "
         f"for validation), {facts['new_users']:,} new users, {facts['new_items']:,} new items; "

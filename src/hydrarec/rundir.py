@@ -55,6 +55,7 @@ class RunDir:
     history = property(lambda self: self.path / "history.jsonl")
     checkpoints = property(lambda self: self.path / "checkpoints")
     log = property(lambda self: self.path / "log.txt")
+    update = property(lambda self: self.path / "update.json")  # hydrarec update: its source
 
     def require(self) -> RunDir:
         """Raise ``RunError`` unless this is a complete run."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,6 +210,29 @@ def test_update_from_an_event_log_and_of_a_windows_run(tmp_path: Path) -> None:
     assert facts["events_received_through"] > 1.7e9  # the arrival time of the last event
     assert 0 < facts["new_per_epoch"] < 40  # windows: several new interactions share one
     assert Recommender.load(out).recommend([NEW_USER], k=2)[0].shape == (1, 2)
+
+    # served on the log it was updated from, the new run reads only the events that came after:
+    # the others are in its history already, and would otherwise reach the encoder twice
+    log = str(tmp_path / "events.db")
+    user = int(new["user_id"].iloc[-1])
+    with TestClient(create_app(out, events=log)) as client:
+        assert _events_used(client, user) == 0
+        item = int(new["item_id"].iloc[0])
+        client.post("/events", json={"events": [{"user_id": user, "item_id": item}]})
+        assert _events_used(client, user) == 1
+    # on another log, and for the run it started from, every logged event counts
+    with TestClient(create_app(tmp_path / "run", events=log)) as client:
+        assert _events_used(client, user) == int((new["user_id"] == user).sum()) + 1
+    other = tmp_path / "other.db"
+    shutil.copy(log, other)
+    with TestClient(create_app(out, events=str(other))) as client:
+        assert _events_used(client, user) == int((new["user_id"] == user).sum()) + 1
+
+
+def _events_used(client: TestClient, user: int) -> int:
+    r = client.post("/recommend", json={"user_id": user, "k": 1})
+    assert r.status_code == 200, r.text
+    return int(r.json()["events"]["used"])
 
 
 @pytest.fixture

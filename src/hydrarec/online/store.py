@@ -24,6 +24,7 @@ Every error of the database driver is an ``EventStoreError`` naming the log and 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -32,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from hydrarec.errors import HydrarecError
 
@@ -128,15 +130,20 @@ class EventStore(ABC):
             _rollback(conn)
             raise
 
-    def user_items(self, user_id: str, limit: int) -> list[str]:
+    def user_items(
+        self, user_id: str, limit: int, received_after: float | None = None
+    ) -> list[str]:
         """The item ids of ``user_id``'s latest ``limit`` events, oldest first (by timestamp,
-        then arrival)."""
+        then arrival); only those received after ``received_after`` when given."""
         p = self.placeholder
+        since = "" if received_after is None else f" AND received > {p}"
         query = (
-            f"SELECT item_id FROM {TABLE} WHERE user_id = {p} ORDER BY ts DESC, seq DESC LIMIT {p}"
+            f"SELECT item_id FROM {TABLE} WHERE user_id = {p}{since} "
+            f"ORDER BY ts DESC, seq DESC LIMIT {p}"
         )
+        args = (user_id, limit) if received_after is None else (user_id, received_after, limit)
         with self._failures("read") as conn:
-            rows = conn.execute(query, (user_id, limit)).fetchall()
+            rows = conn.execute(query, args).fetchall()
         return [r[0] for r in reversed(rows)]
 
     def rows(self, chunk: int = 50_000) -> Iterator[list[tuple[Any, ...]]]:
@@ -249,6 +256,18 @@ def open_store(target: str | Path) -> EventStore:
     from hydrarec.online.sqlite import SQLiteStore
 
     return SQLiteStore(Path(text))
+
+
+def log_identity(target: str | Path) -> str:
+    """Which log ``target`` names, comparable across spellings and safe to write down: a file's
+    real path, or a URL's server and database without its user and password."""
+    text = str(target)
+    if not is_postgres(text):
+        return os.path.realpath(text)
+    url = urlsplit(text)
+    query = [(k, v) for k, v in parse_qsl(url.query) if k not in ("user", "password")]
+    server = url.netloc.rpartition("@")[2]
+    return urlunsplit(("postgresql", server, url.path, urlencode(sorted(query)), ""))
 
 
 def is_postgres(target: str | Path) -> bool:

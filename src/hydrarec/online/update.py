@@ -36,6 +36,7 @@ from hydrarec.errors import ArgumentError, RunError, Where
 from hydrarec.experiment import fit_run, monitor_of
 from hydrarec.io import write_json
 from hydrarec.online.new_interactions import check_interactions, read_file, read_log
+from hydrarec.online.store import log_identity
 from hydrarec.online.update_data import feedback_columns, read_new_items, replay_data
 from hydrarec.retrieval.build import build_index
 from hydrarec.rundir import LoadedRun, RunDir, load_run
@@ -47,7 +48,6 @@ from hydrarec.training.trainer import pick_device
 
 DEFAULT_EPOCHS = 5  # a few passes: the warm start already knows the old data
 DEFAULT_REPLAY = 1.0  # old examples per new example and epoch: as many old as new
-UPDATE_FILE = "update.json"  # RUN2/update.json: what the update read and did
 
 
 def update(
@@ -94,11 +94,12 @@ def update(
     cfg = data.cfg = _validated_by(cfg, data, source)
     if events is not None:  # the last event trained on (docs/online.md, "Updating a run")
         facts["events_received_through"] = float(frame["received"].max())
+        facts["events_log"] = log_identity(events)
     where = Path(staging.build_dir(out, resume=False, overwrite=False))
     with log_to(RunDir(out).log):
         best_epoch = _train_into(where, cfg, loaded, data, progress)
         facts |= {"from": os.path.abspath(rd.path), "best_epoch": best_epoch}
-        write_json(where / UPDATE_FILE, facts)
+        write_json(RunDir(where).update, facts)
         staging.swap_in(where, out)
     return Path(out)
 

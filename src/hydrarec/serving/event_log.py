@@ -21,10 +21,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from hydrarec.online.store import Event, EventStore, EventStoreError, open_store
+from hydrarec.io import read_json
+from hydrarec.online.store import Event, EventStore, EventStoreError, log_identity, open_store
 from hydrarec.recommender import Recommender, UserQuery
+from hydrarec.rundir import RunDir
 from hydrarec.serving.loop_queue import LoopQueue
 
 log = logging.getLogger("hydrarec.serving")
@@ -138,18 +141,21 @@ class EventLog:
         return stored
 
     # -- reads ---------------------------------------------------------------------------------
-    async def user_items(self, user_id: str) -> list[str] | None:
-        """The items of ``user_id``'s latest events, oldest first; None if the log is
-        unavailable (the caller answers from the run alone)."""
+    async def user_items(
+        self, user_id: str, received_after: float | None = None
+    ) -> list[str] | None:
+        """The items of ``user_id``'s latest events (received after ``received_after``, if
+        given), oldest first; None if the log is unavailable (the caller answers from the run
+        alone)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._read, user_id)
+        return await loop.run_in_executor(self._readers, self._read, user_id, received_after)
 
-    def _read(self, user_id: str) -> list[str] | None:
+    def _read(self, user_id: str, received_after: float | None) -> list[str] | None:
         store = self._opened()
         if store is None:
             return None
         try:
-            items = store.user_items(user_id, HISTORY_EVENTS)
+            items = store.user_items(user_id, HISTORY_EVENTS, received_after)
         except EventStoreError as e:
             self._failed("read", e)
             return None
@@ -176,6 +182,7 @@ class EventHistory:
     def __init__(self, log: EventLog, rec: Recommender) -> None:
         self.log = log
         self.rec = rec
+        self.received_after = trained_through(rec.run.run.path, log.target)
 
     async def extend(self, query: UserQuery) -> tuple[UserQuery, dict[str, Any]]:
         """``query`` with the user's logged events (time order) before its own history, and
@@ -183,7 +190,8 @@ class EventHistory:
         not know (kept in the log, ignored here), or that the log could not be read."""
         if query.user_id is None:
             return query, {"used": 0, "not_in_catalogue": 0, "available": True}
-        texts = await self.log.user_items(str(self.rec.user_key(query.user_id)))
+        user = str(self.rec.user_key(query.user_id))
+        texts = await self.log.user_items(user, self.received_after)
         if texts is None:
             return query, {"used": 0, "not_in_catalogue": 0, "available": False}
         known = self.catalogue_ids(texts)
@@ -202,3 +210,14 @@ class EventHistory:
             return []
         index = ids.index(typed, missing="minus_one")
         return ids.raw(index[index >= 0]).tolist() if (index >= 0).any() else []
+
+
+def trained_through(run: Path, target: str) -> float | None:
+    """The arrival time of the last event of log ``target`` that ``run`` was trained on, when
+    it was updated from that log (``hydrarec update --events``): those events are already in
+    the run's history, and are read from the log no more, so that none counts twice."""
+    file = RunDir(run).update
+    facts = read_json(file) if file.is_file() else {}
+    if facts.get("events_log") != log_identity(target):
+        return None
+    return float(facts["events_received_through"])
