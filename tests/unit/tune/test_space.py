@@ -165,7 +165,7 @@ def test_every_shipped_space_fits_its_config(path: Path) -> None:
 
 
 def test_shipped_spaces_exist() -> None:
-    assert [p.stem for p in SPACES] == ["ml100k_loo"]
+    assert [p.stem for p in SPACES] == ["beauty", "ml100k_loo"]
 
 
 def test_hydrarec_tune_is_the_function_after_the_package_is_imported() -> None:
