@@ -436,7 +436,7 @@ def evaluate(
         why = ""
         if (selection := loaded.run.path / SELECTION).is_dir():
             why = f" (refit on train + valid, train.refit; {selection} holds the selected model)"
-        elif (loaded.run.path / "update.json").is_file():  # hydrarec update (online/update.py)
+        elif loaded.run.update.is_file():  # hydrarec update (online/update.py)
             why = " (an updated run: it is validated on its newest interactions, split 'valid')"
         raise ConfigError(f"the run has no {split!r} interactions to evaluate{why}")
     labels = {
