@@ -33,7 +33,6 @@ import argparse
 import copy
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +53,7 @@ from hydrarec.data.splits import Split, make_split
 from hydrarec.encoders.text import TextEncoder
 from hydrarec.evaluation.metrics import ndcg_at_k, recall_at_k
 from hydrarec.training.progress import Progress
+from provenance import git_commit
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE.parent / "configs" / "ml100k_text.toml"
@@ -412,20 +412,6 @@ def _note(d: dict) -> str:
     return ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items())
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return out.stdout.strip()
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seeds", type=int, default=1, help="training seeds of hydrarec and LightFM")
@@ -479,7 +465,7 @@ def main() -> None:
         )
     cmd = " ".join(["python benchmarks/bench_cold.py", *sys.argv[1:]])
     report = [
-        f"## COLD-A through the product path ({time.strftime('%Y-%m-%d')}, commit {_commit()})",
+        f"## COLD-A through the product path ({time.strftime('%Y-%m-%d')}, commit {git_commit()})",
         "",
         f"`{cmd}`, {torch.get_num_threads()} CPU thread(s), shared "
         f"machine; hydrarec: `configs/ml100k_text.toml` with the README's settings "

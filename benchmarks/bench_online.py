@@ -54,7 +54,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -79,6 +78,7 @@ from online_http import (
     update,
 )
 from online_service import ingest_command, latency_command
+from provenance import git_commit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -332,7 +332,7 @@ def temporal_command(args: argparse.Namespace) -> str:
     cmd = " ".join(["python benchmarks/bench_online.py", *sys.argv[1:]])
     lines = [
         f"## Online, temporal protocol: {args.dataset} ({time.strftime('%Y-%m-%d')}, commit "
-        f"{_commit()})",
+        f"{git_commit()})",
         "",
         f"`{cmd}`, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
         f"{args.seeds} seed(s){' (QUICK: a smoke run, not a measurement)' if args.quick else ''}",
@@ -349,20 +349,6 @@ def temporal_command(args: argparse.Namespace) -> str:
         lines += ["", f"### {POPULATIONS[name]}: {len(group):,} users", "",
                   temporal_table(results[name]), "", *ratios(results[name])]  # fmt: skip
     return "\n".join(lines)
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return out.stdout.strip()
 
 
 def parser() -> argparse.ArgumentParser:

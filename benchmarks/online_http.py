@@ -9,7 +9,6 @@ import asyncio
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench_serving import free_port
 
 KEY_ENV = "HYDRAREC_BENCH_API_KEY"  # the service reads its key from here (--api-key-env)
 
@@ -67,12 +68,6 @@ def update(run: Path, interactions: Path, out: Path, extra: Sequence[str], log: 
     return hydrarec(
         "update", str(run), "--interactions", str(interactions), "--out", str(out), *extra, log=log
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
