@@ -19,12 +19,12 @@ from hydrarec.data.schema import ITEM_ID, TIMESTAMP, USER_ID, Column, Kind, Sche
 from hydrarec.data.splits import Split
 from hydrarec.errors import Where
 from hydrarec.features.batch import EntityFeatures
-from hydrarec.features.batching import BatchBuilder, UserHistories
+from hydrarec.features.batching import BatchBuilder
 from hydrarec.features.pipeline import EntityEncoder, FeaturePipeline
 from hydrarec.labels import source_column, task_labels
 from hydrarec.rundir import LoadedRun
 from hydrarec.runfiles import spec_from
-from hydrarec.training.data import retrieval_sampling
+from hydrarec.training.data import train_batches
 from hydrarec.training.replay import ReplayData, new_units
 
 VALID_SHARE = 0.1  # the newest share of the new interactions validates the update
@@ -248,26 +248,10 @@ def _builder(
     """``make_train_data``'s batch builder over every train row (the histories), with item
     counts for logQ weighted as an epoch draws them: new rows once, old ones ``replay`` times
     their share of the old rows (about)."""
-    inter = ds.interactions
-    user_idx, item_idx = inter["user_idx"].to_numpy(), inter["item_idx"].to_numpy()
-    ts = inter[TIMESTAMP].to_numpy(np.int64)
-    histories = UserHistories(user_idx, item_idx, ts, rows=split.train, n_users=ds.n_users)
+    item_idx = ds.interactions["item_idx"].to_numpy()
     train_new = split.train[is_new[split.train]]
     train_old = split.train[~is_new[split.train]]
     weight = min(1.0, replay * len(train_new) / max(1, len(train_old)))
     counts = np.bincount(item_idx[train_new], minlength=ds.n_items).astype(np.float64)
     counts += weight * np.bincount(item_idx[train_old], minlength=ds.n_items)
-    return BatchBuilder(
-        user_idx,
-        item_idx,
-        labels,
-        users,
-        items,
-        histories=histories,
-        history_len=cfg.model.sequence.max_len if cfg.model.sequence.kind != "none" else 1,
-        **retrieval_sampling(cfg, ds.n_items, counts),
-        examples=cfg.train.examples,
-        window_stride=cfg.train.window_stride or 0,
-        length_buckets=cfg.train.length_buckets,
-        pack_windows=cfg.train.pack_windows,
-    )
+    return train_batches(cfg, ds, split.train, labels, users, items, counts)

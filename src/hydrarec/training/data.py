@@ -130,6 +130,34 @@ def rank_batches(
         yield builder.build(part, rng)
 
 
+def train_batches(
+    cfg: Config,
+    ds: Dataset,
+    train: np.ndarray,
+    labels: dict[str, np.ndarray],
+    users: EntityFeatures,
+    items: EntityFeatures,
+    counts: np.ndarray,
+) -> BatchBuilder:
+    """The batch builder of ``ds``'s interactions, the ``train`` rows as users' histories;
+    ``counts``: each item's training count, for the retrieval sampler and its logQ."""
+    user_idx, item_idx, ts = _columns(ds)
+    return BatchBuilder(
+        user_idx,
+        item_idx,
+        labels,
+        users,
+        items,
+        histories=UserHistories(user_idx, item_idx, ts, rows=train, n_users=ds.n_users),
+        history_len=cfg.model.sequence.max_len if cfg.model.sequence.kind != "none" else 1,
+        **retrieval_sampling(cfg, ds.n_items, counts),
+        examples=cfg.train.examples,
+        window_stride=cfg.train.window_stride or 0,
+        length_buckets=cfg.train.length_buckets,
+        pack_windows=cfg.train.pack_windows,
+    )
+
+
 def _columns(ds: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     inter = ds.interactions
     ts = inter[TIMESTAMP].to_numpy(np.int64) if TIMESTAMP in inter.columns else None
@@ -199,23 +227,9 @@ def make_train_data(
     users = pipeline.transform_users(ds.users)
     items = pipeline.transform_items(ds.items)
     item_spec = item_spec_with_text(cfg, pipeline, items, ds)
-    user_idx, item_idx, ts = _columns(ds)
-    train_hist = UserHistories(user_idx, item_idx, ts, rows=split.train, n_users=ds.n_users)
+    item_idx = ds.interactions["item_idx"].to_numpy()
     counts = np.bincount(item_idx[split.train], minlength=ds.n_items).astype(np.float64)
-    builder = BatchBuilder(
-        user_idx,
-        item_idx,
-        labels,
-        users,
-        items,
-        histories=train_hist,
-        history_len=cfg.model.sequence.max_len if cfg.model.sequence.kind != "none" else 1,
-        **retrieval_sampling(cfg, ds.n_items, counts),
-        examples=cfg.train.examples,
-        window_stride=cfg.train.window_stride or 0,
-        length_buckets=cfg.train.length_buckets,
-        pack_windows=cfg.train.pack_windows,
-    )
+    builder = train_batches(cfg, ds, split.train, labels, users, items, counts)
     return TrainData(
         cfg,
         ds,
