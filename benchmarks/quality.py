@@ -134,7 +134,13 @@ def run_system(protocol: str, system: str, args: argparse.Namespace) -> Result:
 
         seeds = 1 if args.quick else args.seeds
         return hydrarec_runs.run(  # the spec's own overrides, then the command line's
-            system, rest[0], seeds, [*rest[1:], *args.set], protocol, tfrs=kind == "hydrarec-tfrs"
+            system,
+            rest[0],
+            seeds,
+            [*rest[1:], *args.set],
+            protocol,
+            tfrs=kind == "hydrarec-tfrs",
+            reuse=args.reuse,
         )
     from peers.common import load_split
 
@@ -187,6 +193,7 @@ def spawn(protocol: str, system: str, args: argparse.Namespace) -> Result:
     cmd = [sys.executable, __file__, protocol, "--child", system, "--child-out", str(out)]
     cmd += [f"--seeds={args.seeds}", f"--budget-s={args.budget_s}"]
     cmd += ["--quick"] if args.quick else []
+    cmd += ["--reuse"] if args.reuse else []
     cmd += [x for s in args.set for x in ("--set", s)]
     print(f"== {protocol} / {system}", flush=True)
     proc = subprocess.run(cmd, check=False)
@@ -251,6 +258,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("protocol", choices=[*SYSTEMS, "MMOE-SYN", "SPEED"])
     p.add_argument("--seeds", type=int, default=3, help="hydrarec seeds (mean ± std)")
     p.add_argument("--quick", action="store_true", help="one hydrarec seed")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="hydrarec: read back a seed's finished run of the same config instead of retraining",
+    )
     p.add_argument("--systems", default="", help="comma-separated subset of the protocol's systems")
     p.add_argument("--set", action="append", default=[], help="override for hydrarec configs")
     p.add_argument("--budget-s", type=float, default=0.0, help="SASRec: training seconds cap")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hydrarec.config import load_config
+from hydrarec.config import Config, load_config
 from hydrarec.evaluation.evaluate import encode_items, encode_users
 from hydrarec.experiment import evaluate, train
 from hydrarec.rundir import load_run
@@ -25,16 +25,35 @@ from peers.common import WITH_KNOWN, Result
 RUNS = Path("runs/bench")
 
 
+def finished(cfg: Config, run_dir: Path) -> dict[str, Any] | None:
+    """The metrics of a finished run of exactly ``cfg`` in ``run_dir``, else None."""
+    metrics, saved = run_dir / "metrics.json", run_dir / "config.toml"
+    if not (metrics.is_file() and saved.is_file()):
+        return None
+    if load_config(saved) != cfg:
+        return None
+    found: dict[str, Any] = json.loads(metrics.read_text(encoding="utf-8"))
+    return found if "test" in found else None
+
+
 def train_seeds(
-    name: str, config: str, seeds: int, overrides: list[str], out: Path
+    name: str, config: str, seeds: int, overrides: list[str], out: Path, reuse: bool = False
 ) -> list[dict[str, dict[str, float]]]:
-    """``run.metrics`` of ``config`` trained with seeds 0..seeds-1 (valid, test, train)."""
+    """``run.metrics`` of ``config`` trained with seeds 0..seeds-1 (valid, test, train).
+
+    ``reuse``: a seed whose run directory already holds a finished run of the same config (the
+    config.toml reads back equal to it) is read back instead of trained again, so a long benchmark
+    can add seeds to one it ran before; its test was read once, by that run."""
     res = []
     for seed in range(seeds):
         cfg = load_config(config, [*overrides, f"train.seed={seed}"])
-        run = train(cfg, out / f"seed{seed}", overwrite=True)  # a rerun replaces its runs
-        res.append(run.metrics)
-        print(f"    seed {seed}: {json.dumps(run.metrics)}", flush=True)
+        metrics = finished(cfg, out / f"seed{seed}") if reuse else None
+        if metrics is None:
+            metrics = train(cfg, out / f"seed{seed}", overwrite=True).metrics  # replaces its run
+        else:
+            print(f"    seed {seed}: reusing the finished run in {out / f'seed{seed}'}", flush=True)
+        res.append(metrics)
+        print(f"    seed {seed}: {json.dumps(metrics)}", flush=True)
     return res
 
 
@@ -69,10 +88,16 @@ def top_k_accuracy(path: Path, k: int = 100) -> float:
 
 
 def run(
-    name: str, config: str, seeds: int, overrides: list[str], protocol: str, tfrs: bool = False
+    name: str,
+    config: str,
+    seeds: int,
+    overrides: list[str],
+    protocol: str,
+    tfrs: bool = False,
+    reuse: bool = False,
 ) -> Result:
     out = RUNS / protocol / name
-    per_seed = train_seeds(name, config, seeds, overrides, out)
+    per_seed = train_seeds(name, config, seeds, overrides, out, reuse=reuse)
     tests = [dict(m["test"]) for m in per_seed]
     if tfrs:
         for seed, t in enumerate(tests):
