@@ -7,14 +7,15 @@ a key that does not exist is an error, not a silent no-op.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
+import tomli_w
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from hydrarec.errors import ConfigError
+from hydrarec.settings import overrides
 
 # the longest history window a sequence encoder may read: public SASRec / BERT4Rec / HSTU setups
 # use 50 to a few hundred items, and long-sequence work stays within a few thousand
@@ -472,49 +473,9 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
 
 
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
-    """Apply one ``section.key=value`` override to a raw config dict, in place.
-
-    The value is parsed as TOML (so ``3``, ``0.5``, ``true``, ``"x"``, ``[1, 2]`` work); a bare
-    word is taken as a string. ``tasks.NAME.key=value`` addresses the task called NAME.
-    """
-    if "=" not in assignment:
-        raise ConfigError(f"--set {assignment!r}: expected section.key=value")
-    key, text = assignment.split("=", 1)
-    try:
-        value = tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = text
-    parts = key.strip().split(".")
-    node: Any = raw
-    model: Any = Config
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if model is list:  # tasks.NAME
-            tasks = [t for t in node if isinstance(t, dict)]
-            match = [t for t in tasks if t.get("name") == part]
-            if not match:
-                known = ", ".join(str(t.get("name")) for t in tasks)
-                raise ConfigError(f"--set {key}: no task named {part!r} (tasks: {known})")
-            node, model = match[0], TaskConfig
-            continue
-        fields = model.model_fields
-        if part not in fields:
-            allowed = ", ".join(fields)
-            raise ConfigError(f"--set {key}: unknown key {part!r} (allowed here: {allowed})")
-        if last:
-            node[part] = value
-            return
-        sub = fields[part].annotation
-        node = node.setdefault(part, [] if part == "tasks" else {})
-        if part == "tasks" and isinstance(node, list):
-            model = list
-        elif isinstance(sub, type) and issubclass(sub, BaseModel) and isinstance(node, dict):
-            model = sub
-        elif isinstance(sub, type) and issubclass(sub, BaseModel):  # e.g. train = 5 in the file
-            raise ConfigError(f"--set {key}: {part!r} holds {node!r}, not a section of keys")
-        else:
-            raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
-    raise ConfigError(f"--set {key}: incomplete key")
+    """Apply one ``--set`` override (``section.key=value``; ``tasks.NAME.key=value`` addresses the
+    task called NAME) to a raw config dict, in place (``hydrarec.settings.overrides``)."""
+    overrides.apply_override(raw, assignment, Config)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
@@ -534,34 +495,6 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 
 def dump_config(config: Config) -> str:
-    """The resolved config as TOML (written to every run as ``config.toml``)."""
-    return _section_toml(config, "").strip() + "\n"
-
-
-def _section_toml(section: BaseModel, prefix: str) -> str:
-    head: list[str] = []
-    tail: list[str] = []
-    for name in type(section).model_fields:
-        value = getattr(section, name)
-        path = f"{prefix}{name}"
-        if isinstance(value, BaseModel):
-            tail.append(f"\n[{path}]\n" + _section_toml(value, path + "."))
-        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
-            tail.extend(f"\n[[{path}]]\n" + _section_toml(v, path + ".") for v in value)
-        elif value is not None:
-            head.append(f"{name} = {_toml_value(value)}")
-    return "\n".join(head) + "".join("\n" + t for t in tail)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+    """The resolved config as TOML (written to every run as ``config.toml``); None values, which
+    TOML cannot write, are left out (they load back as the field's default)."""
+    return tomli_w.dumps(config.model_dump(exclude_none=True))
