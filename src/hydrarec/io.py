@@ -38,17 +38,28 @@ def temp_beside(path: str | Path) -> Path:
 
 
 @contextmanager
+def atomic_paths(*paths: str | Path) -> Iterator[list[Path]]:
+    """Yield a temporary path for each of ``paths``; on success each replaces its target, in the
+    order given (a reader that checks the last file finds the others already in place)."""
+    temps: list[Path] = []
+    try:
+        temps.extend(temp_beside(path) for path in paths)
+        modes = [stat.S_IMODE(tmp.stat().st_mode) for tmp in temps]
+        yield temps
+        for tmp, mode, path in zip(temps, modes, paths, strict=True):
+            if stat.S_IMODE(tmp.stat().st_mode) != mode:  # a writer that made its own file
+                os.chmod(tmp, mode)  # (safetensors' save_file creates it 0600)
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+
+
+@contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path; on success it replaces ``path`` atomically."""
-    tmp = temp_beside(path)
-    mode = stat.S_IMODE(tmp.stat().st_mode)
-    try:
+    with atomic_paths(path) as (tmp,):
         yield tmp
-        if stat.S_IMODE(tmp.stat().st_mode) != mode:  # a writer that made its own file
-            os.chmod(tmp, mode)  # (safetensors' save_file creates it 0600)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_text(path: str | Path, text: str) -> None:

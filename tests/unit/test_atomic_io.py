@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hydrarec.io import write_json, write_tensors, write_text, write_with
+from hydrarec.io import atomic_paths, write_json, write_tensors, write_text, write_with
 
 WRITERS: dict[str, Callable[[Path], None]] = {
     "write_text": lambda p: write_text(p, "x = 1\n"),
@@ -57,3 +57,29 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Pat
         write_with(target, fail)
     assert target.read_text() == '{\n  "old": 1\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_several_files_are_all_written_or_none(tmp_path: Path) -> None:
+    """``atomic_paths`` (add-items' commit): a failure while writing the second file leaves the
+    first target as it was; on success the targets are renamed in the order given."""
+    first, second = tmp_path / "items.json", tmp_path / "model.json"
+    write_text(first, "old")
+    with pytest.raises(OSError, match="disk full"), atomic_paths(first, second) as (a, b):
+        a.write_text("new")
+        raise OSError("disk full")
+    assert first.read_text() == "old" and not second.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["items.json"]
+
+    renamed: list[str] = []
+    real_replace = os.replace
+
+    def spy(src: Path, dst: Path) -> None:
+        renamed.append(Path(dst).name)
+        real_replace(src, dst)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "replace", spy)
+        with atomic_paths(first, second) as (a, b):
+            a.write_text("new")
+            b.write_text("{}")
+    assert renamed == ["items.json", "model.json"] and first.read_text() == "new"
