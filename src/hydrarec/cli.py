@@ -175,6 +175,13 @@ def train(
         bool, typer.Option("--overwrite", help="Replace a complete run at --out.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    test: Annotated[
+        bool,
+        typer.Option(
+            help="Score test at the end; --no-test leaves it unread (when comparing settings, "
+            "which must be chosen on valid alone)."
+        ),
+    ] = True,
 ) -> None:
     """Train a model; writes the run directory and prints validation and test metrics.
 
@@ -193,11 +200,18 @@ def train(
 
     cfg = load_config(config, set_ or [])
     if not is_main_process():  # a torchrun worker other than rank 0: trains, prints nothing
-        run_train(cfg, out, resume=resume, overwrite=overwrite, progress=Progress(enabled=False))
+        run_train(
+            cfg,
+            out,
+            resume=resume,
+            overwrite=overwrite,
+            progress=Progress(enabled=False),
+            test=test,
+        )
         return
     with log_to(out / "log.txt"):  # everything printed also goes to RUN/log.txt
         progress = Progress(enabled=False if quiet else None)
-        run = run_train(cfg, out, resume=resume, overwrite=overwrite, progress=progress)
+        run = run_train(cfg, out, resume=resume, overwrite=overwrite, progress=progress, test=test)
         print_metrics({k: v for k, v in run.metrics.items() if k in ("valid", "test")})
         if run.metrics.get("train", {}).get("refit"):
             epochs = run.metrics["train"]["best_epoch"]

@@ -113,6 +113,32 @@ def test_train_with_refit_says_what_each_column_is(
     assert "no 'valid' interactions" in err and "train.refit" in err
 
 
+def test_train_no_test_leaves_test_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_toml(tmp_path / "c.toml", tiny_raw(epochs=1))
+    run = tmp_path / "run"
+    out = invoke("train", "-c", str(cfg), "-o", str(run), "-q", "--no-test")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "valid" in metrics and "test" not in metrics
+    table = out.split("run written to")[0]  # the run's path may hold "test"
+    assert "valid" in table and "test" not in table
+    # a refit exists to score test: asking for one without test is refused, not ignored
+    err = fails(
+        capsys,
+        "train",
+        "-c",
+        str(cfg),
+        "-o",
+        str(tmp_path / "r2"),
+        "-q",
+        "--no-test",
+        "--set",
+        "train.refit=true",
+    )
+    assert "train.refit" in err and "test" in err
+
+
 def test_predict_writes_every_task(tiny_run: Path, tmp_path: Path) -> None:
     pairs = tmp_path / "pairs.csv"
     pd.DataFrame({"user_id": [1, 2, 3], "item_id": [1, 5, 7]}).to_csv(pairs, index=False)
