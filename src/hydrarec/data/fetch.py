@@ -1,6 +1,6 @@
 """Download a dataset's official GroupLens archive, verified, into the cache (or any folder).
 
-The archive streams into a private temporary folder beside the destination, its checksum is
+The archive streams (pooch) into a private temporary folder beside the destination, its checksum is
 checked, it is unpacked there, and the dataset folder is moved into place with one ``os.replace``.
 Any failure (network, checksum, a bad archive) removes everything this call wrote.
 
@@ -12,18 +12,17 @@ transit; tests and mirrors may pin any ``sha256:`` / ``md5:`` value through ``ch
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
 import re
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any
 
+import pooch
+import requests
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -72,14 +71,13 @@ def fetch(
     archive = entry.url.rsplit("/", 1)[1]
     url = archive_url(entry.url, base_url)
     table = CHECKSUMS if checksums is None else checksums
-    expected = table.get(archive) or "md5:" + _published_md5(url, timeout)
     made_root = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".fetch-{entry.folder}-", dir=root))
     try:
-        digest = _download(url, work / archive, expected.split(":", 1)[0], progress, timeout)
-        _verify(digest, expected, url)
-        unpacked = _extract(work / archive, work / "unpacked", entry.folder)
+        expected = table.get(archive) or "md5:" + _published_md5(url, work, timeout)
+        downloaded = _download(url, work, expected, progress, timeout)
+        unpacked = _extract(downloaded, work / "unpacked", entry.folder)
         if not is_complete(name, unpacked):
             raise DataError(
                 f"the archive lacks files of {name}", file=url, expected=entry.files_text()
@@ -106,20 +104,66 @@ def archive_url(official: str, base_url: str | None = None) -> str:
     return base.rstrip("/") + "/" + official.rsplit("/", 1)[1]
 
 
-def _open(url: str, timeout: float) -> Any:
+def _download(url: str, folder: Path, expected: str | None, progress: bool, timeout: float) -> Path:
+    """Stream ``url`` into ``folder`` under a progress bar and check its ``expected`` checksum
+    ("algorithm:hex"; None: none) with pooch, which deletes a file that fails; returns the file."""
+    name = url.rsplit("/", 1)[1]
+    bar = _Bar(name) if progress else None
+    downloader = pooch.HTTPDownloader(progressbar=bar or False, chunk_size=_CHUNK, timeout=timeout)
+    log = pooch.get_logger()
+    level = log.level
+    log.setLevel(logging.WARNING)  # pooch announces each download on stderr; the bar says it
     try:
-        return urllib.request.urlopen(url, timeout=timeout)
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
+        return Path(pooch.retrieve(url, expected, name, folder, downloader=downloader))
+    except requests.RequestException as e:  # the server's answer, else why none came
+        why = getattr(e.args[0], "reason", e) if e.args else e
+        reason = f"{e.response.status_code} {e.response.reason}" if e.response is not None else why
         raise DataError(
             f"could not download {url}: {reason}",
             expected=f"network access to the archive, or {BASE_URL_ENV} pointing at a mirror",
         ) from None
+    except ValueError as e:  # pooch: "... does not match the known hash: expected X but got Y"
+        got = re.search(r"does not match .* but got (\w+)", str(e))
+        if expected is None or got is None:
+            raise
+        algorithm, value = expected.split(":", 1)
+        raise DataError(
+            f"checksum mismatch: {algorithm} {got.group(1)}",
+            file=url,
+            expected=f"{algorithm} {value.lower()}; the download was deleted",
+        ) from None
+    finally:
+        log.setLevel(level)
+        if bar is not None:
+            bar.close()
 
 
-def _published_md5(url: str, timeout: float) -> str:
-    with _open(url + ".md5", timeout) as response:
-        text = response.read(4096).decode("ascii", errors="replace")
+class _Bar:
+    """The tqdm-like bar pooch's downloader advances (``total``, ``update``, ``reset``,
+    ``close``), drawn by rich like hydrarec's other bars."""
+
+    def __init__(self, name: str) -> None:
+        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                   TransferSpeedColumn(), TimeRemainingColumn())  # fmt: skip
+        self.total = 0  # set by pooch from Content-Length (0: unknown)
+        self.rich = Progress(*columns, transient=True)
+        self.task = self.rich.add_task(f"fetching {name}", total=None)
+        self.rich.start()
+
+    def update(self, n: int) -> None:
+        self.rich.update(self.task, total=self.total or None, advance=n)
+
+    def reset(self) -> None:
+        self.rich.reset(self.task, total=self.total or None)
+
+    def close(self) -> None:
+        self.rich.stop()
+
+
+def _published_md5(url: str, folder: Path, timeout: float) -> str:
+    md5_file = _download(url + ".md5", folder, None, False, timeout)
+    text = md5_file.read_bytes()[:4096].decode("ascii", errors="replace")
+    md5_file.unlink()
     found = re.search(r"\b[0-9a-fA-F]{32}\b", text)
     if not found:
         raise DataError(
@@ -128,40 +172,6 @@ def _published_md5(url: str, timeout: float) -> str:
             expected="'MD5 (archive) = <32 hex digits>'",
         )
     return found.group(0).lower()
-
-
-def _download(url: str, dest: Path, algorithm: str, progress: bool, timeout: float) -> str:
-    """Stream ``url`` into ``dest`` with a progress bar; returns the hex digest."""
-    digest = hashlib.new(algorithm)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    with (
-        _open(url, timeout) as response,
-        dest.open("wb") as out,
-        Progress(*columns, transient=True, disable=not progress) as bar,
-    ):
-        size = int(response.headers.get("Content-Length") or 0)
-        task = bar.add_task(f"fetching {dest.name}", total=size or None)
-        while chunk := response.read(_CHUNK):
-            out.write(chunk)
-            digest.update(chunk)
-            bar.advance(task, len(chunk))
-    return digest.hexdigest()
-
-
-def _verify(digest: str, expected: str, url: str) -> None:
-    algorithm, value = expected.split(":", 1)
-    if digest.lower() != value.lower():
-        raise DataError(
-            f"checksum mismatch: {algorithm} {digest}",
-            file=url,
-            expected=f"{algorithm} {value.lower()}; the download was deleted",
-        )
 
 
 def _extract(archive: Path, dest: Path, folder: str) -> Path:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import logging
 import threading
 import zipfile
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
+import pooch
 import pytest
 
 from hydrarec.data.fetch import archive_url, fetch
@@ -51,6 +53,10 @@ def ml100k_zip(server: tuple[str, Path], write_ml100k) -> str:
 
 def test_good_checksum_extracts_a_loadable_folder(server, ml100k_zip: str, tmp_path: Path) -> None:
     dest = tmp_path / "cache"
+    said: list[logging.LogRecord] = []  # what pooch's logger (printed on stderr) would show
+    handler = logging.Handler()
+    handler.emit = said.append  # type: ignore[method-assign]
+    pooch.get_logger().addHandler(handler)
     out = fetch(
         "movielens-100k",
         dest,
@@ -61,6 +67,8 @@ def test_good_checksum_extracts_a_loadable_folder(server, ml100k_zip: str, tmp_p
     assert out == dest / "ml-100k" and (out / "u.data").is_file()
     assert sorted(p.name for p in dest.iterdir()) == ["ml-100k"]  # no temporary files left
     assert len(load_movielens_100k(out).interactions) == 6
+    pooch.get_logger().removeHandler(handler)
+    assert said == []  # pooch's own "Downloading data from ..." stays quiet
 
 
 def test_bad_checksum_errors_and_leaves_nothing(server, ml100k_zip: str, tmp_path: Path) -> None:
