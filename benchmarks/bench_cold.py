@@ -50,8 +50,8 @@ from hydrarec.config import Config, load_config
 from hydrarec.data.dataset import Dataset
 from hydrarec.data.registry import load_dataset
 from hydrarec.data.splits import Split, make_split
-from hydrarec.encoders.text import TextEncoder
 from hydrarec.evaluation.metrics import ndcg_at_k, recall_at_k
+from hydrarec.features.text import TextEncoder
 from hydrarec.training.progress import Progress
 from provenance import git_commit
 

@@ -11,9 +11,11 @@ from torch import nn
 from hydrarec.architectures import build_architecture
 from hydrarec.config import Config
 from hydrarec.encoders.autorec import BagEncoder, Decoder, RatingBags, WithBlocks
+from hydrarec.encoders.text_tuning import TunedTextLayers
 from hydrarec.encoders.towers import ItemTower, UserTower
 from hydrarec.ensemble import Ensemble, Model
 from hydrarec.features.batch import EntitySpec
+from hydrarec.features.text_model import top_layers
 from hydrarec.model import MultiTaskRecommender
 from hydrarec.tasks import build_task
 
@@ -70,7 +72,7 @@ def build_member(
         for t in cfg.tasks
     ]
     user_encoder: nn.Module = UserTower(user_spec, cfg.model)
-    item_encoder: nn.Module = ItemTower(item_spec, cfg.model)
+    item_encoder: nn.Module = ItemTower(item_spec, cfg.model, tuned_text_layers(cfg, item_spec))
     side_dim = sum(width for _, width in side_paths)
     if side_dim:  # the AutoRec blocks, appended to both vectors
         item_encoder = WithBlocks(item_encoder, item_blocks)
@@ -83,6 +85,17 @@ def build_member(
         side_dim=side_dim,
         cross=cross,
     )
+
+
+def tuned_text_layers(cfg: Config, item_spec: EntitySpec) -> TunedTextLayers | None:
+    """The item tower's fine-tuned text layers, initialised from the language model's last
+    ``model.text.finetune_layers`` (each call a fresh copy); None unless the items have text.
+    A run's weights replace the copy when it is loaded, which still reads the model for the
+    layers' shapes (the text itself comes from the run's saved token states)."""
+    if not item_spec.text_dim or cfg.model.text.finetune_layers == 0:
+        return None
+    init = top_layers(cfg.model.text)
+    return TunedTextLayers(init.layers, init.pooling, init.normalize)
 
 
 def autorec_blocks(

@@ -34,12 +34,12 @@ import torch
 
 from hydrarec.config import Config, config_from_dict
 from hydrarec.data.schema import ITEM_ID
-from hydrarec.encoders.text import STATE_FILE, TextEncoder
-from hydrarec.encoders.text_template import template_columns
 from hydrarec.errors import DataError, RunError, Where
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.features.encoders import MultiHotEncoder
 from hydrarec.features.pipeline import FeaturePipeline
+from hydrarec.features.text import STATE_FILE, TextEncoder
+from hydrarec.features.text_template import template_columns
 from hydrarec.io import read_json, temp_beside, write_json
 from hydrarec.rundir import RunDir, load_run, load_table, save_table
 

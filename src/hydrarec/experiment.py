@@ -31,10 +31,10 @@ from hydrarec.data.registry import load_dataset
 from hydrarec.data.schema import TIMESTAMP
 from hydrarec.data.splits import Split
 from hydrarec.encoders.autorec import RatingBags
-from hydrarec.encoders.text import save_text_state
 from hydrarec.ensemble import Ensemble, Model
 from hydrarec.errors import ConfigError
 from hydrarec.evaluation.evaluate import evaluate_model
+from hydrarec.features.text import save_text_state
 from hydrarec.io import write_json, write_tensors, write_text, write_with
 from hydrarec.model import MultiTaskRecommender
 from hydrarec.retrieval.build import build_index

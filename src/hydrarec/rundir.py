@@ -27,11 +27,11 @@ import torch
 from hydrarec.build import build_model
 from hydrarec.config import Config, config_from_dict
 from hydrarec.data.dataset import IdMap
-from hydrarec.encoders.text import DEFAULT_MODEL, check_model_dir
 from hydrarec.ensemble import Model
 from hydrarec.errors import ConfigError, DataError, RunError
 from hydrarec.features.batch import EntityFeatures, EntitySpec
 from hydrarec.features.batching import UserHistories
+from hydrarec.features.text_model import DEFAULT_MODEL, check_model_dir
 from hydrarec.io import write_tensors
 from hydrarec.runfiles import (
     check_table,

@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 from hydrarec.catalogue import add_items, add_items_file
 from hydrarec.cli import app
 from hydrarec.config import config_from_dict
-from hydrarec.encoders.text import TextEncoder
 from hydrarec.errors import DataError
 from hydrarec.experiment import train
+from hydrarec.features.text import TextEncoder
 from hydrarec.io import read_json
 from hydrarec.recommender import Recommender
 from hydrarec.retrieval.build import build_index, saved_index

@@ -20,8 +20,9 @@ from tests.integration.test_cold_start import text_config
 from hydrarec.build import build_model
 from hydrarec.catalogue import add_items
 from hydrarec.config import Config
-from hydrarec.encoders.text import DEFAULT_MODEL, TextEncoder, load_sentence_model, resolve_model
 from hydrarec.features.batch import EntitySpec
+from hydrarec.features.text import TextEncoder
+from hydrarec.features.text_model import DEFAULT_MODEL, load_sentence_model, resolve_model
 from hydrarec.io import read_json, read_tensors
 from hydrarec.recommender import Recommender
 from hydrarec.rundir import load_run

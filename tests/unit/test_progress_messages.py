@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from hydrarec.config import TextConfig
-from hydrarec.encoders.text import TextEncoder
+from hydrarec.features.text import TextEncoder
 from hydrarec.runlog import log_to
 from hydrarec.training.progress import Progress, quiet_by_default
 

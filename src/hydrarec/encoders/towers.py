@@ -16,10 +16,12 @@ the out-of-vocabulary index 1 - exactly what an item unseen in train carries at 
 "dropped" and "cold" are one path: the OOV row (zero at init) is trained as "an item known only by
 its features and text", and the gate learns to lean on the text when the id says nothing.
 
-Fine-tuning (``model.text.finetune_layers = k``, ``text_tuning.py``): the tower holds a trainable
-copy of the language model's last k layers and its pooling, runs them on the cached token states
-of the batch's items, and offers them to the trainer at ``model.text.finetune_lr``
+Fine-tuning (``model.text.finetune_layers = k``, ``text_tuning.py``): the tower is handed a
+trainable copy of the language model's last k layers and its pooling (``text_layers``, built by
+the run assembly from the feature stage's ``TopLayers``), runs them on the cached token states of
+the batch's items, and offers them to the trainer at ``model.text.finetune_lr``
 (``param_groups``). Evaluation, the index, cold and added items all go through the same layers.
+Like every tower it reads no files: text arrives as tensors (``features/text.py``).
 
 User tower (YouTube DNN, Covington et al. RecSys 2016, with a SASRec history encoder):
 
@@ -43,16 +45,21 @@ from torch import Tensor, nn
 from hydrarec.config import ModelConfig
 from hydrarec.encoders.embedding import OOV, PAD, FeatureEmbedding
 from hydrarec.encoders.sequence import build_sequence_encoder
-from hydrarec.encoders.text import tuned_text_layers
+from hydrarec.encoders.text_tuning import TunedTextLayers
 from hydrarec.errors import ConfigError
 from hydrarec.features.batch import EntityFeatures, EntitySpec
 from hydrarec.nn import mlp, take
 
 
 class ItemTower(nn.Module):
-    """Item features (+ text) -> (B, D)."""
+    """Item features (+ text) -> (B, D).
 
-    def __init__(self, spec: EntitySpec, cfg: ModelConfig) -> None:
+    ``text_layers``: the fine-tuned top layers, required when the items have text and
+    ``cfg.text.finetune_layers > 0``."""
+
+    def __init__(
+        self, spec: EntitySpec, cfg: ModelConfig, text_layers: TunedTextLayers | None = None
+    ) -> None:
         super().__init__()
         self.out_dim = cfg.dim
         self.id_dropout = cfg.text.id_dropout
@@ -60,7 +67,12 @@ class ItemTower(nn.Module):
         F = self.features.out_dim
         self.mlp = mlp(F, [*cfg.tower_hidden, cfg.dim], cfg.dropout, activate_last=False)
         tuned = spec.text_dim > 0 and cfg.text.finetune_layers > 0
-        self.text_layers = tuned_text_layers(cfg.text) if tuned else None
+        if tuned != (text_layers is not None):
+            raise ValueError(
+                f"ItemTower: model.text.finetune_layers = {cfg.text.finetune_layers} with "
+                f"text_dim {spec.text_dim} needs text_layers exactly when both are > 0"
+            )
+        self.text_layers = text_layers
         self.finetune_lr = cfg.text.finetune_lr
         self.text = nn.Linear(spec.text_dim, cfg.dim) if spec.text_dim else None
         self.gate = nn.Linear(F + cfg.dim, cfg.dim) if spec.text_dim else None

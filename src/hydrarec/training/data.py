@@ -15,7 +15,7 @@ at a time; each window trains every position on the next item, for every task.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -26,11 +26,11 @@ from hydrarec.data.dataset import Dataset
 from hydrarec.data.sampling import PopularitySampler, UniformSampler
 from hydrarec.data.schema import TIMESTAMP
 from hydrarec.data.splits import Split, make_split
-from hydrarec.encoders.text import add_item_text
 from hydrarec.errors import DataError
 from hydrarec.features.batch import Batch, EntityFeatures, EntitySpec
 from hydrarec.features.batching import BatchBuilder, UserHistories
 from hydrarec.features.pipeline import FeaturePipeline
+from hydrarec.features.text import item_spec_with_text
 from hydrarec.labels import label_stats, task_labels
 
 FULL_SOFTMAX_MAX_ITEMS = 5000
@@ -195,18 +195,6 @@ def epoch_seed(cfg: Config, epoch: int) -> int:
     return cfg.train.seed * 1_000_003 + epoch
 
 
-def item_spec_with_text(
-    cfg: Config, pipeline: FeaturePipeline, items: EntityFeatures, ds: Dataset
-) -> EntitySpec:
-    """The pipeline's item spec; with ``model.text``, every catalogue item's text encoded into
-    ``items`` (cold ones too: text is content, not labels) and its width recorded: (N, T)
-    vectors, or (N, S, H) token states when the last layers are fine-tuned."""
-    spec = pipeline.item_spec()
-    if cfg.model.text.enabled:
-        spec = replace(spec, text_dim=add_item_text(cfg.model.text, items, ds.items))
-    return spec
-
-
 def make_train_data(
     cfg: Config, ds: Dataset, rank: int = 0, world_size: int = 1, split: Split | None = None
 ) -> TrainData:
@@ -226,7 +214,7 @@ def make_train_data(
     pipeline = FeaturePipeline(cfg.features).fit(ds, split.train)
     users = pipeline.transform_users(ds.users)
     items = pipeline.transform_items(ds.items)
-    item_spec = item_spec_with_text(cfg, pipeline, items, ds)
+    item_spec = item_spec_with_text(cfg.model.text, pipeline.item_spec(), items, ds.items)
     item_idx = ds.interactions["item_idx"].to_numpy()
     counts = np.bincount(item_idx[split.train], minlength=ds.n_items).astype(np.float64)
     builder = train_batches(cfg, ds, split.train, labels, users, items, counts)

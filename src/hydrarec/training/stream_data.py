@@ -33,13 +33,9 @@ from hydrarec.data.tabular_stream import StreamingSource, load_streaming
 from hydrarec.features.batch import Batch
 from hydrarec.features.batching import BatchBuilder
 from hydrarec.features.pipeline import FeaturePipeline
+from hydrarec.features.text import item_spec_with_text
 from hydrarec.labels import task_labels
-from hydrarec.training.data import (
-    TrainData,
-    epoch_seed,
-    item_spec_with_text,
-    retrieval_sampling,
-)
+from hydrarec.training.data import TrainData, epoch_seed, retrieval_sampling
 
 
 class LabelStats:
@@ -115,7 +111,7 @@ def make_stream_train_data(cfg: Config, rank: int = 0, world_size: int = 1) -> S
         ds, np.unique(source.user_index), np.unique(source.item_index)
     )
     users, items = pipeline.transform_users(ds.users), pipeline.transform_items(ds.items)
-    item_spec = item_spec_with_text(cfg, pipeline, items, ds)
+    item_spec = item_spec_with_text(cfg.model.text, pipeline.item_spec(), items, ds.items)
     none = np.empty(0, dtype=np.int64)
     builder = BatchBuilder(
         none,

@@ -15,17 +15,16 @@ import pandas as pd
 import pytest
 
 from hydrarec.config import TextConfig
-from hydrarec.encoders import text as text_mod
-from hydrarec.encoders.text import (
+from hydrarec.errors import ConfigError, DataError, RunError
+from hydrarec.features import text as text_mod
+from hydrarec.features.text import TextEncoder, default_cache_dir
+from hydrarec.features.text_model import (
     DEFAULT_MODEL,
-    TextEncoder,
-    default_cache_dir,
     load_sentence_model,
     model_identity,
     resolve_model,
 )
-from hydrarec.encoders.text_template import render_texts
-from hydrarec.errors import ConfigError, DataError, RunError
+from hydrarec.features.text_template import render_texts
 
 TEMPLATE = "{title} ({year}). Genres: {genres}"
 ITEMS = pd.DataFrame(
@@ -199,14 +198,14 @@ def _model_dir(tmp_path: Path, **files: bytes) -> Path:
 def test_unsafe_text_model_directories_are_refused(
     tmp_path: Path, files: dict[str, bytes], named: str
 ) -> None:
-    from hydrarec.encoders.text import resolve_model
+    from hydrarec.features.text_model import resolve_model
 
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         resolve_model(str(_model_dir(tmp_path, **files)))
 
 
 def test_the_packaged_model_passes_the_check() -> None:
-    from hydrarec.encoders.text import DEFAULT_MODEL, check_model_dir, resolve_model
+    from hydrarec.features.text_model import DEFAULT_MODEL, check_model_dir, resolve_model
 
     check_model_dir(resolve_model(DEFAULT_MODEL))  # safetensors and sentence-transformers modules
 

@@ -15,18 +15,19 @@ import pytest
 import torch
 
 from hydrarec.config import LossConfig, ModelConfig, TextConfig, TrainConfig, config_from_dict
-from hydrarec.encoders import text as text_mod
 from hydrarec.encoders import text_tuning
-from hydrarec.encoders.text import (
-    DEFAULT_MODEL,
-    TextEncoder,
-    load_sentence_model,
-    resolve_model,
-    tuned_text_layers,
-)
+from hydrarec.encoders.text_tuning import TunedTextLayers
 from hydrarec.encoders.towers import ItemTower
 from hydrarec.errors import ConfigError, RunError
+from hydrarec.features import text as text_mod
 from hydrarec.features.batch import EntityFeatures, EntitySpec
+from hydrarec.features.text import TextEncoder
+from hydrarec.features.text_model import (
+    DEFAULT_MODEL,
+    load_sentence_model,
+    resolve_model,
+    top_layers,
+)
 from hydrarec.tasks.joint import JointLoss
 from hydrarec.training.optim import model_param_groups
 from hydrarec.training.trainer import Trainer
@@ -51,6 +52,12 @@ def text_cfg(tmp_path: Path, **cfg: Any) -> TextConfig:
 
 def encoder(tmp_path: Path, **cfg: Any) -> TextEncoder:
     return TextEncoder(text_cfg(tmp_path, **cfg), progress=False, device="cpu")
+
+
+def tuned_text_layers(cfg: TextConfig) -> TunedTextLayers:
+    """What the run assembly hands the item tower: the feature stage's copy of the top layers."""
+    init = top_layers(cfg)
+    return TunedTextLayers(init.layers, init.pooling, init.normalize)
 
 
 def tensors(states: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,7 +177,8 @@ def test_item_tower_reads_states_and_trains_its_layers_at_their_own_lr(tmp_path:
         feats = EntityFeatures(ids=torch.arange(2, 6))
         width = TextEncoder(text, progress=False).add_to(feats, pd.DataFrame({"title": TEXTS}))
         cfg = ModelConfig(dim=8, embedding_dim=4, tower_hidden=[8], text=text)
-        return ItemTower(EntitySpec(n_ids=6, text_dim=width), cfg), feats
+        layers = tuned_text_layers(text) if k else None
+        return ItemTower(EntitySpec(n_ids=6, text_dim=width), cfg, layers), feats
 
     torch.manual_seed(0)
     tuned, states = tower(1)

