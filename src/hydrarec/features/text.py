@@ -162,12 +162,12 @@ class TextEncoder:
         texts = render_texts(items, self.cfg.template, source=source, first_line=first_line)
         return torch.from_numpy(np.array(self.encode(texts), dtype=np.float32))
 
-    def _chunks(self, texts: list[str], what: str = "") -> Iterator[list[str]]:
+    def _chunks(self, texts: list[str], bar_suffix: str = "") -> Iterator[list[str]]:
         """``texts`` in batches of ``cfg.batch_size`` under a progress bar; counts them."""
         from hydrarec.training.progress import Progress  # the one bar style (a leaf module)
 
         bs = self.cfg.batch_size
-        desc = f"encoding item texts{what}"
+        desc = f"encoding item texts{bar_suffix}"
         with Progress(enabled=self.progress).task(desc, len(texts), unit="texts") as bar:
             for s in range(0, len(texts), bs):  # texts a second, time left (issue 22)
                 yield texts[s : s + bs]
