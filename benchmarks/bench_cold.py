@@ -19,7 +19,7 @@ hydrarec's rows do what the README's cold-start section tells a user to do:
    default), and the same run with ``recommend.blend = {}`` (stage one alone).
 
 Metric: for each user with a held-out rating >= 4, Recall@10 and NDCG@10 of that user's held-out
-items rated >= 4 in the list ``recommend`` returns (``hydrarec.evaluation.metrics``), averaged
+items rated >= 4 in the list ``recommend`` returns (``hydrarec.tasks.metrics``), averaged
 over those users. The peers' lists are their own scores' top 10 over the test items.
 
 Peers, same script, same machine: LightFM WARP with item features (genres, title words, year;
@@ -50,8 +50,8 @@ from hydrarec.config import Config, load_config
 from hydrarec.data.dataset import Dataset
 from hydrarec.data.registry import load_dataset
 from hydrarec.data.splits import Split, make_split
-from hydrarec.evaluation.metrics import ndcg_at_k, recall_at_k
 from hydrarec.features.text import TextEncoder
+from hydrarec.tasks.metrics import ndcg_at_k, recall_at_k
 from hydrarec.training.progress import Progress
 from provenance import git_commit
 

@@ -64,7 +64,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hydrarec.evaluation.metrics import ndcg_at_k, recall_at_k
+from hydrarec.tasks.metrics import ndcg_at_k, recall_at_k
 from online_data import Protocol, beauty, movielens
 from online_http import (
     Lists,

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from hydrarec.evaluation.evaluate import full_ranking_ranks, split_vectors
-from hydrarec.evaluation.metrics import ranking_metrics
 from hydrarec.experiment import KNOWN_BEFORE
 from hydrarec.rundir import load_run
+from hydrarec.tasks.metrics import ranking_metrics
 
 
 def vectors(path: str, split: str) -> tuple[torch.Tensor, torch.Tensor, dict]:

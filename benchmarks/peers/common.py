@@ -23,8 +23,8 @@ from hydrarec.data.registry import load_dataset
 from hydrarec.data.schema import TIMESTAMP
 from hydrarec.data.splits import Split, make_split
 from hydrarec.evaluation.evaluate import full_ranking_ranks
-from hydrarec.evaluation.metrics import ranking_metrics
 from hydrarec.features.batching import UserHistories
+from hydrarec.tasks.metrics import ranking_metrics
 
 KS = (10, 20)
 WITH_KNOWN = "with_known/"  # metrics with the user's known items ranked too

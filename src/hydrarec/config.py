@@ -7,8 +7,10 @@ a key that does not exist is an error, not a silent no-op.
 
 from __future__ import annotations
 
+import re
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
 import tomli_w
 import tomllib
@@ -16,6 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from hydrarec.errors import ConfigError
 from hydrarec.settings import overrides
+
+# The names of the parts' registries, written once: config.py imports no part, so each part's
+# registry pairs these names with its classes (architectures/__init__.py, encoders/sequence.py).
+ArchitectureName: TypeAlias = Literal["single", "shared_bottom", "mmoe", "ple", "aitm"]
+SequenceKind: TypeAlias = Literal["transformer", "gru", "lstm", "hstu"]  # history encoders
 
 # the longest history window a sequence encoder may read: public SASRec / BERT4Rec / HSTU setups
 # use 50 to a few hundred items, and long-sequence work stays within a few thousand
@@ -120,7 +127,7 @@ class FeaturesConfig(Section):
 
 
 class SequenceConfig(Section):
-    kind: Literal["none", "transformer", "gru", "lstm", "hstu"] = "transformer"  # history encoder
+    kind: Literal["none"] | SequenceKind = "transformer"  # history encoder ("none": no history)
     # the user's most recent items read. At most MAX_SEQUENCE_LEN: histories are padded to it in
     # memory (users x max_len) and attention grows with its square (issue 21: 10,000,000 grew to
     # 23 GB before it was killed)
@@ -145,7 +152,7 @@ class TextConfig(Section):
 
 
 class ArchitectureConfig(Section):
-    name: Literal["single", "shared_bottom", "mmoe", "ple", "aitm"] = "mmoe"  # task sharing
+    name: ArchitectureName = "mmoe"  # task sharing
     hidden: list[PositiveInt] = [128]  # shared-bottom / expert MLP widths
     experts: int = Field(4, ge=1)  # MMoE experts; PLE shared experts per level
     task_experts: int = Field(1, ge=1)  # PLE: task-specific experts per task and level
@@ -190,19 +197,49 @@ class ModelConfig(Section):
     ensemble: int = Field(1, ge=1, le=16)
 
 
-class TaskConfig(Section):
+class TaskSection(Section):
+    """What every ``[[tasks]]`` entry has. Each kind is a class of its own below, picked by
+    ``kind``, so a field of another kind is an error that names it (issue 23).
+
+    A kind also says what validation measures of it: ``metrics``, its metric names without the
+    ``task/`` prefix in the order evaluation reports them ("{k}": once per cut-off of
+    ``eval.ks``), each True where higher is better; ``headline``, the one ``train.monitor``
+    defaults to when the task comes first.
+    """
+
     name: str  # unique task name, the key of its metrics (e.g. "like" -> "like/auc")
-    kind: Literal["retrieval", "rating", "binary", "reconstruction"]  # what the task learns
-    column: str | None = None  # rating / binary: the label column
-    rule: str | None = None  # binary: a rule on a column instead, e.g. "rating >= 4"
+    kind: str  # what the task learns: retrieval, rating, binary or reconstruction
     weight: float = Field(1.0, ge=0.0)  # static loss weight
-    # rating
-    mf_paths: bool = False  # add user / item bias and dot-product paths (biased MF) to the head
-    # rating, with model.autorec / model.user_autorec: the weights a, b of those paths in the
-    # prediction (1 - a - b) * head + a * item autoencoder + b * user autoencoder (a + b <= 1)
-    autorec_weight: float = Field(0.5, ge=0.0, le=1.0)
-    user_autorec_weight: float = Field(0.25, ge=0.0, le=1.0)
-    # retrieval
+
+    metrics: ClassVar[dict[str, bool]]
+    headline: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_entry(cls, data: Any) -> Any:
+        """A run written before tasks had a class a kind holds every kind's fields in each entry
+        (``dump_config`` wrote them all): it is read as an entry of its own kind. Such an entry
+        has both retrieval's ``temperature`` and reconstruction's ``entity``; no entry of one
+        kind has both."""
+        if isinstance(data, dict) and {"temperature", "entity"} <= data.keys():
+            return {k: v for k, v in data.items() if k in cls.model_fields}
+        return data
+
+    def validation_metrics(self, ks: list[int], split: str) -> list[str]:
+        """The ``task/metric`` keys validation produces for this task, under ``eval.ks = ks``
+        and a split of kind ``split``."""
+        return [f"{self.name}/{m}" for m in self.metrics]
+
+    @classmethod
+    def higher_is_better(cls, metric: str) -> bool:
+        """Whether a larger value of ``metric`` (without the prefix, e.g. ``ndcg@10``) is better."""
+        return cls.metrics[re.sub(r"@\d+$", "@{k}", metric)]
+
+
+class RetrievalTaskConfig(TaskSection):
+    """Two-tower retrieval, sampled softmax over the batch's items (``tasks/retrieval.py``)."""
+
+    kind: Literal["retrieval"] = "retrieval"
     negatives: int = Field(0, ge=0)  # sampled negatives per batch, added to in-batch ones
     sampler: Literal["uniform", "popularity"] = "popularity"  # negative sampler
     alpha: float = Field(0.75, ge=0.0)  # popularity sampler exponent
@@ -210,30 +247,101 @@ class TaskConfig(Section):
     full_softmax: bool | None = None  # None: full softmax when the catalogue <= 5000 items
     temperature: float = Field(0.1, gt=0.0)  # softmax temperature on dot products
     gather_negatives: bool = False  # DDP: negatives from every rank's batch (all-gather)
-    # reconstruction
-    entity: Literal["user", "item"] = "item"  # reconstruction: whose features
-    feature: str | None = None  # reconstruction: which feature column
-    loss: Literal["mse", "bce"] = "bce"  # reconstruction loss
+
+    # ranking metrics (``tasks/metrics.py``); recall@k on a cold-item split only
+    metrics: ClassVar[dict[str, bool]] = dict.fromkeys(
+        ("hr@{k}", "ndcg@{k}", "mrr@{k}", "recall@{k}"), True
+    )
+    headline: ClassVar[str] = "ndcg@10"
+
+    def validation_metrics(self, ks: list[int], split: str) -> list[str]:
+        # a cold-item split ranks the held-out items among themselves, which adds recall@k
+        # (``evaluation.evaluate.held_out_ranking``)
+        names = [m for m in self.metrics if m != "recall@{k}" or split == "cold_item"]
+        return [f"{self.name}/{m.format(k=k)}" for k in dict.fromkeys(ks) for m in names]
+
+
+class RatingTaskConfig(TaskSection):
+    """Explicit rating regression (``tasks/rating.py``)."""
+
+    kind: Literal["rating"] = "rating"
+    column: str | None = None  # the label column (required)
+    mf_paths: bool = False  # add user / item bias and dot-product paths (biased MF) to the head
+    # with model.autorec / model.user_autorec: the weights a, b of those paths in the prediction
+    # (1 - a - b) * head + a * item autoencoder + b * user autoencoder (a + b <= 1)
+    autorec_weight: float = Field(0.5, ge=0.0, le=1.0)
+    user_autorec_weight: float = Field(0.25, ge=0.0, le=1.0)
+
+    metrics: ClassVar[dict[str, bool]] = {"rmse": False, "mae": False}
+    headline: ClassVar[str] = "rmse"
 
     @model_validator(mode="after")
-    def _check(self) -> TaskConfig:
+    def _column(self) -> RatingTaskConfig:
         # each message ends with the line to add to the task's [[tasks]] entry (issue 22)
-        if self.kind == "rating" and not self.column:
+        if not self.column:
             raise ValueError(
                 f"task {self.name!r}: kind 'rating' needs 'column'; add to it: column = "
                 '"rating" (your regression label, declared in [data.tabular] labels)'
             )
-        if self.kind == "binary" and not (self.column or self.rule):
+        return self
+
+
+class BinaryTaskConfig(TaskSection):
+    """Binary feedback, a label column or a rule on one (``tasks/binary.py``)."""
+
+    kind: Literal["binary"] = "binary"
+    column: str | None = None  # the 0/1 label column ...
+    rule: str | None = None  # ... or a rule on a column instead, e.g. "rating >= 4"
+
+    metrics: ClassVar[dict[str, bool]] = {"auc": True, "gauc": True, "logloss": False}
+    headline: ClassVar[str] = "auc"
+
+    @model_validator(mode="after")
+    def _label(self) -> BinaryTaskConfig:
+        if not (self.column or self.rule):
             raise ValueError(
                 f"task {self.name!r}: kind 'binary' needs 'column' or 'rule'; add to it: "
                 'column = "click" (a 0/1 label) or rule = "rating >= 4"'
             )
-        if self.kind == "reconstruction" and not self.feature:
+        return self
+
+    def validation_metrics(self, ks: list[int], split: str) -> list[str]:
+        # GAUC is undefined where each user has one validation interaction (leave_last_out),
+        # and evaluation drops an undefined metric
+        names = super().validation_metrics(ks, split)
+        return [n for n in names if not (split == "leave_last_out" and n.endswith("/gauc"))]
+
+
+class ReconstructionTaskConfig(TaskSection):
+    """Reconstruct an entity's feature from its vector (``tasks/reconstruction.py``)."""
+
+    kind: Literal["reconstruction"] = "reconstruction"
+    entity: Literal["user", "item"] = "item"  # whose features
+    feature: str | None = None  # which feature column (required)
+    loss: Literal["mse", "bce"] = "bce"  # reconstruction loss
+
+    metrics: ClassVar[dict[str, bool]] = {"loss": False}
+    headline: ClassVar[str] = "loss"
+
+    @model_validator(mode="after")
+    def _feature(self) -> ReconstructionTaskConfig:
+        if not self.feature:
             raise ValueError(
                 f"task {self.name!r}: kind 'reconstruction' needs 'feature'; add to it: "
                 'feature = "genres" (a categorical or multi-hot column, or "numeric")'
             )
         return self
+
+
+# one ``[[tasks]]`` entry: the class its ``kind`` names
+TaskConfig: TypeAlias = Annotated[
+    RetrievalTaskConfig | RatingTaskConfig | BinaryTaskConfig | ReconstructionTaskConfig,
+    Field(discriminator="kind"),
+]
+# kind -> its class: the task kinds, written once (``hydrarec.tasks.TASKS`` builds on them)
+TASK_KINDS: dict[str, type[TaskSection]] = {
+    cls.model_fields["kind"].default: cls for cls in typing.get_args(typing.get_args(TaskConfig)[0])
+}
 
 
 class LossConfig(Section):
@@ -399,16 +507,13 @@ class Config(Section):
         validation, issue 21)."""
         produced = validation_metrics(self)
         name = self.train.monitor
-        if name is None:  # experiment.default_monitor: the first task's headline metric
-            first = self.tasks[0]
-            if first.kind != "retrieval" or 10 in self.eval.ks:
-                return self
+        if name is None and default_monitor(self) not in produced:
             raise ValueError(
-                f"train.monitor is unset, so it defaults to '{first.name}/ndcg@10', which "
-                f"eval.ks = {self.eval.ks} does not produce; set train.monitor (e.g. "
-                f"'{first.name}/ndcg@{self.eval.ks[0]}') or add 10 to eval.ks"
+                f"train.monitor is unset, so it defaults to {default_monitor(self)!r}, which "
+                f"eval.ks = {self.eval.ks} does not produce; set train.monitor (allowed: "
+                f"{', '.join(produced)}) or add its cut-off to eval.ks"
             )
-        if name not in produced:
+        if name is not None and name not in produced:
             raise ValueError(
                 f"train.monitor = {name!r} is not a validation metric of these tasks and "
                 f"eval.ks (allowed: {', '.join(produced)})"
@@ -427,41 +532,44 @@ class Config(Section):
         return self
 
 
-# the validation metrics of each task kind, without the "task/" prefix: the keys of the tasks'
-# ``metrics`` (tasks/*.py) and of ``ranking_metrics`` (evaluation/metrics.py) for retrieval, once
-# per cut-off of eval.ks; tests/unit/test_config.py checks the table against them
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "retrieval": ("hr@{k}", "ndcg@{k}", "mrr@{k}"),
-    "rating": ("rmse", "mae"),
-    "binary": ("auc", "gauc", "logloss"),
-    "reconstruction": ("loss",),
-}
-
-
 def validation_metrics(cfg: Config) -> list[str]:
-    """Every ``task/metric`` key validation can produce under ``cfg``. GAUC is left out where
-    each user has one validation interaction (leave_last_out): it is undefined there, and
-    evaluation drops an undefined metric. A cold-item split adds retrieval's ``recall@k``
-    (``evaluation.evaluate.held_out_ranking``)."""
-    one_each = cfg.data.split.kind == "leave_last_out"
-    names: list[str] = []
-    for task in cfg.tasks:
-        metrics = [m for m in TASK_METRICS[task.kind] if not (m == "gauc" and one_each)]
-        if task.kind == "retrieval" and cfg.data.split.kind == "cold_item":
-            metrics.append("recall@{k}")  # the held-out items ranked among themselves
-        ks = dict.fromkeys(cfg.eval.ks) if task.kind == "retrieval" else [0]
-        names.extend(f"{task.name}/{m.format(k=k)}" for k in ks for m in metrics)
-    return names
+    """Every ``task/metric`` key validation can produce under ``cfg`` (each kind says its own)."""
+    return [m for t in cfg.tasks for m in t.validation_metrics(cfg.eval.ks, cfg.data.split.kind)]
+
+
+def default_monitor(cfg: Config) -> str:
+    """The metric early stopping follows when ``train.monitor`` is unset: the first task's
+    headline metric."""
+    first = cfg.tasks[0]
+    return f"{first.name}/{first.headline}"
+
+
+def monitor_of(cfg: Config) -> tuple[str, str]:
+    """The metric early stopping follows and whether it is maximised ("max") or minimised
+    ("min"): ``train.monitor``, else ``default_monitor``."""
+    name = cfg.train.monitor or default_monitor(cfg)
+    task_name, _, metric = name.rpartition("/")
+    task = next(t for t in cfg.tasks if t.name == task_name)  # the config checked the name
+    return name, "max" if task.higher_is_better(metric) else "min"
 
 
 def _format_error(err: ValidationError, source: str) -> str:
     lines = [f"invalid configuration ({source}):"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"]
+        loc, msg = list(e["loc"]), e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"  {loc}: {msg}")
+        if loc[:1] == ["tasks"] and len(loc) > 2 and loc[2] in TASK_KINDS:  # the kind's class
+            kind = str(loc.pop(2))
+            if e["type"] == "extra_forbidden":
+                allowed = ", ".join(TASK_KINDS[kind].model_fields)
+                msg = f"unknown key for a task of kind {kind!r} (allowed: {allowed})"
+        elif e["type"].startswith("union_tag_"):  # the kind is missing or none of them
+            loc.append("kind")
+            kinds = ", ".join(map(repr, TASK_KINDS))
+            got = e.get("ctx", {}).get("tag")
+            msg = f"{'missing' if got is None else f'unknown kind {got!r}'} (allowed: {kinds})"
+        lines.append(f"  {'.'.join(map(str, loc)) or '(top level)'}: {msg}")
     return "\n".join(lines)
 
 

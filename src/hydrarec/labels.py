@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hydrarec.config import TaskConfig
+from hydrarec.config import BinaryTaskConfig, TaskConfig
 from hydrarec.errors import ConfigError, DataError
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
@@ -41,7 +41,7 @@ def parse_rule(rule: str) -> tuple[str, str, float]:
 def source_column(task: TaskConfig) -> str | None:
     """The interaction column a task reads (None for retrieval and reconstruction)."""
     if task.kind in ("rating", "binary"):
-        return task.column if task.column else parse_rule(task.rule or "")[0]
+        return task.column if task.column else parse_rule(_rule(task))[0]
     return None
 
 
@@ -67,7 +67,7 @@ def task_labels(frame: pd.DataFrame, tasks: list[TaskConfig]) -> dict[str, np.nd
         if t.column:
             values = frame[t.column].to_numpy(dtype=np.float32, na_value=np.nan)
         else:
-            col, op, threshold = parse_rule(t.rule or "")
+            col, op, threshold = parse_rule(_rule(t))
             raw = frame[col].to_numpy(dtype=np.float32, na_value=np.nan)
             values = np.where(np.isnan(raw), np.nan, _OPS[op](raw, threshold)).astype(np.float32)
         if t.kind == "binary":
@@ -76,7 +76,12 @@ def task_labels(frame: pd.DataFrame, tasks: list[TaskConfig]) -> dict[str, np.nd
     return out
 
 
-def _check_binary(task: TaskConfig, values: np.ndarray) -> None:
+def _rule(task: TaskConfig) -> str:
+    """A binary task's rule ("" for none)."""
+    return (task.rule or "") if isinstance(task, BinaryTaskConfig) else ""
+
+
+def _check_binary(task: BinaryTaskConfig, values: np.ndarray) -> None:
     bad = ~np.isnan(values) & (values != 0) & (values != 1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])

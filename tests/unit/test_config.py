@@ -14,13 +14,16 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from hydrarec.config import (
-    TASK_METRICS,
+    TASK_KINDS,
     Config,
-    TaskConfig,
+    RatingTaskConfig,
+    RetrievalTaskConfig,
     apply_override,
     config_from_dict,
+    default_monitor,
     dump_config,
     load_config,
+    monitor_of,
     validation_metrics,
 )
 from hydrarec.errors import ConfigError
@@ -98,6 +101,77 @@ def test_task_needs_its_column_and_names_are_unique() -> None:
         config_from_dict({"tasks": base()["tasks"] * 2})
     with pytest.raises(ConfigError, match="at least one"):
         config_from_dict({"tasks": []})
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        # a field of another kind names the field, the kind and what that kind allows
+        (
+            {"name": "r", "kind": "rating", "column": "rating", "temperature": 0.05},
+            "tasks.0.temperature: unknown key for a task of kind 'rating' (allowed: name, kind, "
+            "weight, column, mf_paths, autorec_weight, user_autorec_weight)",
+        ),
+        (
+            {"name": "r", "kind": "retrieval", "mf_paths": True},
+            "tasks.0.mf_paths: unknown key for a task of kind 'retrieval' (allowed: name, kind, "
+            "weight, negatives, sampler, alpha, logq, full_softmax, temperature, "
+            "gather_negatives)",
+        ),
+        (
+            {"name": "r", "kind": "retrieval", "column": "rating"},
+            "tasks.0.column: unknown key for a task of kind 'retrieval'",
+        ),
+        (
+            {"name": "like", "kind": "binary", "rule": "rating >= 4", "entity": "user"},
+            "tasks.0.entity: unknown key for a task of kind 'binary'",
+        ),
+        (
+            {"name": "g", "kind": "reconstruction", "feature": "genres", "rule": "x > 1"},
+            "tasks.0.rule: unknown key for a task of kind 'reconstruction'",
+        ),
+        # the kind itself: unknown or missing
+        (
+            {"name": "r", "kind": "ranking"},
+            "tasks.0.kind: unknown kind 'ranking' (allowed: 'retrieval', 'rating', 'binary', "
+            "'reconstruction')",
+        ),
+        (
+            {"name": "r", "column": "rating"},
+            "tasks.0.kind: missing (allowed: 'retrieval', 'rating', 'binary', 'reconstruction')",
+        ),
+        # a kind's own field keeps its own checks, located without the kind
+        ({"name": "r", "kind": "retrieval", "temperature": 0}, "tasks.0.temperature: Input"),
+        ({"name": "r", "kind": "rating"}, "task 'r': kind 'rating' needs 'column'"),
+        ({"name": "l", "kind": "binary"}, "task 'l': kind 'binary' needs 'column' or 'rule'"),
+        ({"name": "g", "kind": "reconstruction"}, "kind 'reconstruction' needs 'feature'"),
+    ],
+)
+def test_a_task_entry_takes_the_fields_of_its_kind_only(task: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"tasks": [task]})
+    assert message in str(caught.value)
+
+
+def test_set_reaches_the_fields_of_the_tasks_kind(base_toml: Path) -> None:
+    cfg = load_config(base_toml, ["tasks.retrieval.temperature=0.05", "tasks.rating.mf_paths=true"])
+    assert isinstance(cfg.tasks[0], RetrievalTaskConfig) and cfg.tasks[0].temperature == 0.05
+    assert isinstance(cfg.tasks[1], RatingTaskConfig) and cfg.tasks[1].mf_paths
+    with pytest.raises(ConfigError, match=r"tasks\.1\.temperature: unknown key for a task of kind"):
+        load_config(base_toml, ["tasks.rating.temperature=0.05"])
+
+
+def test_a_run_written_with_every_kinds_fields_still_loads() -> None:
+    """Before one class a kind, ``dump_config`` wrote every field of every kind into each task
+    entry: runs written then load as their own kinds' entries."""
+    flat = {"weight": 1.0, "mf_paths": False, "autorec_weight": 0.5,
+            "user_autorec_weight": 0.25, "negatives": 0, "sampler": "popularity", "alpha": 0.75,
+            "logq": True, "temperature": 0.1, "gather_negatives": False, "entity": "item",
+            "loss": "bce"}  # fmt: skip
+    old = tomllib.loads(BASE_TOML)
+    for task in old["tasks"]:
+        task.update(flat)
+    assert config_from_dict(old) == config_from_dict(tomllib.loads(BASE_TOML))
 
 
 def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
@@ -191,22 +265,44 @@ def test_gauc_can_be_monitored_where_users_have_several_validation_interactions(
 
 
 def test_the_metric_table_names_what_the_tasks_compute() -> None:
-    """``TASK_METRICS`` against the code that computes them (the tiny run's metrics.json checks
-    the names end to end: tests/integration/test_validation_metrics.py)."""
-    from hydrarec.evaluation.metrics import ranking_metrics
-    from hydrarec.experiment import default_monitor
+    """Each kind's ``metrics`` against the code that computes them (the tiny run's metrics.json
+    checks the names end to end: tests/integration/test_validation_metrics.py)."""
     from hydrarec.tasks.binary import BinaryTask
+    from hydrarec.tasks.metrics import ranking_metrics
     from hydrarec.tasks.rating import RatingTask
 
     pred, label, user = np.array([0.2, 0.7, 0.4]), np.array([0.0, 1.0, 1.0]), np.array([1, 1, 2])
-    assert tuple(BinaryTask("like", 2).metrics(pred, label, user)) == TASK_METRICS["binary"]
+    binary = tuple(BinaryTask("like", 2).metrics(pred, label, user))
+    assert binary == tuple(TASK_KINDS["binary"].metrics)
     rating = RatingTask("rating", 2, (1.0, 5.0), 3.0)
-    assert tuple(rating.metrics(pred, label, user)) == TASK_METRICS["rating"]
+    assert tuple(rating.metrics(pred, label, user)) == tuple(TASK_KINDS["rating"].metrics)
     ranking = tuple(ranking_metrics(np.array([0, 3]), [7]))
-    assert ranking == tuple(m.format(k=7) for m in TASK_METRICS["retrieval"])
-    cfg = config_from_dict(tomllib.loads(BASE_TOML))
-    for first in cfg.tasks:  # the default monitor of each kind is produced
-        assert default_monitor([first])[0] in validation_metrics(cfg)
+    retrieval = [m for m in TASK_KINDS["retrieval"].metrics if m != "recall@{k}"]  # cold only
+    assert ranking == tuple(m.format(k=7) for m in retrieval)
+    raw = tomllib.loads(BASE_TOML)
+    for first in range(len(raw["tasks"])):  # the default monitor of each kind is produced
+        raw["tasks"].insert(0, raw["tasks"].pop(first))
+        cfg = config_from_dict(raw)
+        assert default_monitor(cfg) in validation_metrics(cfg)
+
+
+@pytest.mark.parametrize(
+    ("monitor", "expected"),
+    [
+        (None, ("retrieval/ndcg@10", "max")),  # the first task's headline metric
+        ("rating/rmse", ("rating/rmse", "min")),
+        ("rating/mae", ("rating/mae", "min")),
+        ("like/auc", ("like/auc", "max")),
+        ("like/logloss", ("like/logloss", "min")),
+        ("retrieval/hr@20", ("retrieval/hr@20", "max")),
+        ("retrieval/mrr@10", ("retrieval/mrr@10", "max")),
+    ],
+)
+def test_the_monitor_and_its_direction_come_from_the_task_kind(
+    base_toml: Path, monitor: str | None, expected: tuple[str, str]
+) -> None:
+    overrides = [] if monitor is None else [f"train.monitor='{monitor}'"]
+    assert monitor_of(load_config(base_toml, overrides)) == expected
 
 
 # -- random values (hypothesis): a ConfigError or a config, never another exception ---------------
@@ -219,7 +315,7 @@ def field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
         sub = info.annotation
         if isinstance(sub, type) and issubclass(sub, BaseModel):
             paths.extend(field_paths(sub, path + "."))
-    paths.extend(f"tasks.0.{name}" for name in TaskConfig.model_fields)
+    paths.extend(f"tasks.0.{name}" for kind in TASK_KINDS.values() for name in kind.model_fields)
     return paths
 
 

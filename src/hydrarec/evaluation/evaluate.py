@@ -1,9 +1,11 @@
 """Evaluate a model on held-out interactions: every task from user and item vectors.
 
-Pointwise tasks (rating, binary) score each held-out (user, item) pair; reconstruction decodes the
-held-out items' (or users') representations; retrieval ranks each held-out item against the FULL
-catalogue (no sampled negatives), excluding the items the user interacted with before it (the
-training items, plus the validation items when scoring test) and the user's other held-out items.
+What every task needs is computed here once (a ``HeldOut``); each task scores itself from it
+(``Task.evaluate``). Pointwise tasks (rating, binary) score each held-out (user, item) pair;
+reconstruction decodes the held-out items' (or users') representations; retrieval ranks each
+held-out item against the FULL catalogue (no sampled negatives), excluding the items the user
+interacted with before it (the training items, plus the validation items when scoring test) and
+the user's other held-out items.
 Users are scored in batches, so memory stays bounded by ``batch_size x n_items``.
 
 On a cold-item split (``among_held_out``) retrieval follows the COLD protocol of DESIGN.md
@@ -22,9 +24,10 @@ import torch
 from torch import Tensor
 
 from hydrarec.ensemble import Model
-from hydrarec.evaluation.metrics import ndcg_at_k, ranking_metrics, recall_at_k
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.features.batching import UserHistories
+from hydrarec.tasks.base import HeldOut
+from hydrarec.tasks.metrics import ndcg_at_k, ranking_metrics, recall_at_k
 
 
 def known_pairs(known: UserHistories, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -148,46 +151,38 @@ def evaluate_model(
     user_vecs, item_vecs = split_vectors(
         model, users_table, items_table, uniq, known, history_len, device, batch_size
     )
+
+    def ranking() -> dict[str, float]:
+        if among_held_out:
+            return held_out_ranking(user_vecs, item_vecs, inverse, rows_item, ks, batch_size)
+        ranks = full_ranking_ranks(
+            user_vecs, item_vecs, uniq, inverse, rows_item, known, batch_size, exclude_known
+        )
+        return ranking_metrics(ranks, ks)
+
+    members = []  # the tasks' view of each model: its vectors without a side block (model.heads)
+    for member, u_part, i_part in model.member_channels(user_vecs, item_vecs):
+        main_users, main_items, _ = member.split(u_part, i_part)
+        members.append((dict(member.task_items()), main_users, main_items))
+    held_out = HeldOut(
+        users=rows_user,
+        items=rows_item,
+        distinct_users=uniq,
+        labels=labels,
+        predictions=_pairwise_predictions(
+            model, user_vecs, item_vecs, inverse, rows_item, batch_size
+        ),
+        ranking=ranking,
+        members=members,
+        user_table=users_table,
+        item_table=items_table,
+    )
     out: dict[str, float] = {}
-    preds = _pairwise_predictions(model, user_vecs, item_vecs, inverse, rows_item, batch_size)
     for name, task in model.task_items():
-        if task.kind in ("rating", "binary"):
-            lab = labels[name]
-            ok = ~np.isnan(lab)
-            res = task.metrics(preds[name][ok], lab[ok], rows_user[ok])
-        elif task.kind == "retrieval" and among_held_out:
-            res = held_out_ranking(user_vecs, item_vecs, inverse, rows_item, ks, batch_size)
-        elif task.kind == "retrieval":
-            ranks = full_ranking_ranks(
-                user_vecs, item_vecs, uniq, inverse, rows_item, known, batch_size, exclude_known
-            )
-            res = ranking_metrics(ranks, ks)
-        else:  # decoders read the vectors without a side block (the tasks' view, model.heads)
-            parts = []  # an ensemble's: the mean of its members' losses
-            for member, u_part, i_part in model.parts(user_vecs, item_vecs):
-                main_users, main_items, _ = member.split(u_part, i_part)
-                parts.append(
-                    _reconstruction_metrics(
-                        member.tasks[name],
-                        main_users,
-                        main_items,
-                        uniq,
-                        rows_item,
-                        users_table,
-                        items_table,
-                    )
-                )
-            res = _mean_metrics(parts)
+        res = task.evaluate(held_out)
         # an undefined metric (e.g. GAUC with one held-out item per user) is left out, not NaN
         out.update({f"{name}/{k}": float(v) for k, v in res.items() if not np.isnan(v)})
     return out
-
-
-def _mean_metrics(results: list[dict[str, float]]) -> dict[str, float]:
-    """The mean of each metric over an ensemble's members' results (one result as it is)."""
-    if len(results) == 1:
-        return results[0]
-    return {k: float(np.mean([r[k] for r in results])) for k in results[0]}
 
 
 @torch.no_grad()
@@ -321,22 +316,3 @@ def top_k_items(
         items[rows, :width] = at.cpu().numpy()
         scores[rows, :width] = best.float().cpu().numpy()
     return items, scores
-
-
-@torch.no_grad()
-def _reconstruction_metrics(
-    task: torch.nn.Module,
-    user_vecs: Tensor,
-    item_vecs: Tensor,
-    users: np.ndarray,
-    rows_item: np.ndarray,
-    users_table: EntityFeatures,
-    items_table: EntityFeatures,
-) -> dict[str, float]:
-    """Reconstruction loss of the held-out rows' distinct items (or users)."""
-    if task.entity == "item":  # type: ignore[attr-defined]
-        idx = np.unique(rows_item)
-        vecs, feats = item_vecs[torch.as_tensor(idx)], items_table.gather(torch.as_tensor(idx))
-    else:
-        vecs, feats = user_vecs, users_table.gather(torch.as_tensor(users))
-    return task.evaluate(vecs, feats.to(vecs.device))  # type: ignore[attr-defined,operator]

@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 
 from hydrarec.evaluation.evaluate import full_ranking_ranks
-from hydrarec.evaluation.metrics import auc, mae, ranking_metrics, rmse
 from hydrarec.rundir import LoadedRun
+from hydrarec.tasks.metrics import auc, mae, ranking_metrics, rmse
 
 POPULARITY = "popularity"
 

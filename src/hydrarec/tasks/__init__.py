@@ -1,6 +1,8 @@
 """Tasks: each owns its head, loss and metrics. An explicit registry, kind -> class.
 
-Adding a task kind is one file (a ``Task`` subclass with ``from_config``) and one entry here.
+Adding a task kind is one file (a ``Task`` subclass with ``from_config``, ``evaluate`` where
+its metrics are not the default pointwise ones), its config class (``config.TaskConfig``, where
+its name is written) and one entry here.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 from hydrarec.config import TaskConfig
 from hydrarec.errors import ConfigError
 from hydrarec.features.batch import EntitySpec
-from hydrarec.tasks.base import Task, TaskContext, TaskInputs, masked_mean
+from hydrarec.tasks.base import HeldOut, Task, TaskContext, TaskInputs, masked_mean
 from hydrarec.tasks.binary import BinaryTask
 from hydrarec.tasks.joint import JointLoss
 from hydrarec.tasks.rating import RatingTask
@@ -16,10 +18,7 @@ from hydrarec.tasks.reconstruction import ReconstructionTask
 from hydrarec.tasks.retrieval import RetrievalTask, sampled_softmax_loss
 
 TASKS: dict[str, type[Task]] = {
-    "retrieval": RetrievalTask,
-    "rating": RatingTask,
-    "binary": BinaryTask,
-    "reconstruction": ReconstructionTask,
+    task.kind: task for task in (RetrievalTask, RatingTask, BinaryTask, ReconstructionTask)
 }
 
 
@@ -54,6 +53,7 @@ def build_task(
 __all__ = [
     "TASKS",
     "BinaryTask",
+    "HeldOut",
     "JointLoss",
     "RatingTask",
     "ReconstructionTask",

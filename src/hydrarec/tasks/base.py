@@ -2,7 +2,9 @@
 
 A task receives ``TaskInputs`` from the model and returns LOGITS or raw outputs from ``forward``;
 ``loss`` turns them into a scalar; ``predict`` is the inference transform (sigmoid, clipping) and is
-applied only outside training; ``metrics`` scores pointwise predictions in numpy.
+applied only outside training; ``metrics`` scores pointwise predictions in numpy, and
+``evaluate`` says how the task is scored on held-out rows (``evaluation/evaluate.py`` hands it a
+``HeldOut``; the evaluator knows no kind).
 
 Labels: ``batch.labels[task.name]`` (B,) float32 and ``batch.label_mask[task.name]`` (B,) bool,
 keyed by TASK NAME (rule-derived labels such as ``like = rating >= 4`` are computed upstream). A
@@ -12,15 +14,16 @@ missing mask means every row is labelled.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hydrarec.config import TaskConfig
-from hydrarec.features.batch import Batch, EntitySpec
+from hydrarec.config import TaskConfig, TaskSection
+from hydrarec.features.batch import Batch, EntityFeatures, EntitySpec
 
 
 @dataclass
@@ -63,11 +66,41 @@ class TaskContext:
     side_paths: tuple[tuple[str, int], ...] = ()
 
 
+@dataclass
+class HeldOut:
+    """What evaluation hands every task's ``evaluate``: held-out rows and the model's view of them.
+
+    users, items: (R,) catalogue indices of each row's user and item; distinct_users: (U,)
+    ``np.unique(users)``; labels: task name -> (R,) labels, NaN where a row has none;
+    predictions: task name -> (R,) ``predict`` outputs of the rows' (user, item) pairs;
+    ranking: computes the retrieval metrics of the rows' items ranked by <user, item> (among the
+    whole catalogue, or among the held-out items on a cold-item split);
+    members: per model of an ensemble (one for a single model), its tasks by name with its
+    vectors of the distinct users (U, D) and of every item (I, D), side blocks left out;
+    user_table, item_table: the encoded features of every user and item.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    distinct_users: np.ndarray
+    labels: dict[str, np.ndarray]
+    predictions: dict[str, np.ndarray]
+    ranking: Callable[[], dict[str, float]]
+    members: list[tuple[dict[str, Task], Tensor, Tensor]]
+    user_table: EntityFeatures
+    item_table: EntityFeatures
+
+
 class Task(nn.Module, ABC):
     """One objective of the multi-task model."""
 
-    kind: ClassVar[str]  # registry key, e.g. "rating"
+    config: ClassVar[type[TaskSection]]  # the class of its [[tasks]] entries (config.py)
+    kind: ClassVar[str]  # registry key, e.g. "rating": the ``kind`` of its config class
     uses_tower: ClassVar[bool] = True  # whether the architecture must give this task a ``rep``
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.kind = cls.config.model_fields["kind"].default  # each kind's name is written once
 
     @property
     def reads_vectors(self) -> bool:
@@ -99,6 +132,13 @@ class Task(nn.Module, ABC):
     def metrics(self, pred: np.ndarray, label: np.ndarray, user: np.ndarray) -> dict[str, float]:
         """Pointwise metrics of ``predict`` outputs, keys without the task prefix ({} if none)."""
         return {}
+
+    def evaluate(self, held_out: HeldOut) -> dict[str, float]:
+        """This task's metrics on held-out rows, keys without the task prefix: by default
+        ``metrics`` of its predictions over the rows with a label."""
+        label = held_out.labels[self.name]
+        ok = ~np.isnan(label)
+        return self.metrics(held_out.predictions[self.name][ok], label[ok], held_out.users[ok])
 
     def blend_log(self, prediction: Tensor) -> Tensor:
         """The log of this task's factor in stage two's score (``Recommender``, issue 20), from

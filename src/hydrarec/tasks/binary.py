@@ -11,15 +11,16 @@ import numpy as np
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hydrarec.config import TaskConfig
+from hydrarec.config import BinaryTaskConfig, TaskConfig
 from hydrarec.features.batch import Batch
 from hydrarec.tasks.base import Task, TaskContext, TaskInputs, masked_mean
+from hydrarec.tasks.metrics import auc, gauc, logloss
 
 
 class BinaryTask(Task):
     """Probability that the label is 1; forward gives its logit."""
 
-    kind = "binary"
+    config = BinaryTaskConfig
 
     def __init__(self, name: str, in_dim: int) -> None:
         super().__init__(name)
@@ -27,6 +28,7 @@ class BinaryTask(Task):
 
     @classmethod
     def from_config(cls, cfg: TaskConfig, ctx: TaskContext) -> BinaryTask:
+        assert isinstance(cfg, BinaryTaskConfig)  # build_task picks the class by cfg.kind
         return cls(cfg.name, ctx.rep_dim)
 
     def forward(self, inputs: TaskInputs) -> Tensor:
@@ -46,11 +48,8 @@ class BinaryTask(Task):
         return prediction.clamp(min=1e-9).log()  # log p
 
     def metrics(self, pred: np.ndarray, label: np.ndarray, user: np.ndarray) -> dict[str, float]:
-        # lazy import: see RatingTask.metrics
-        from hydrarec.evaluation import metrics as m
-
         return {
-            "auc": m.auc(pred, label),
-            "gauc": m.gauc(pred, label, user),
-            "logloss": m.logloss(pred, label),
+            "auc": auc(pred, label),
+            "gauc": gauc(pred, label, user),
+            "logloss": logloss(pred, label),
         }

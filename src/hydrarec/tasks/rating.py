@@ -22,16 +22,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hydrarec.config import TaskConfig
+from hydrarec.config import RatingTaskConfig, TaskConfig
 from hydrarec.errors import ConfigError
 from hydrarec.features.batch import Batch
 from hydrarec.tasks.base import Task, TaskContext, TaskInputs, masked_mean
+from hydrarec.tasks.metrics import mae, rmse
 
 
 class RatingTask(Task):
     """Predicts a rating on ``column_scale = (min, max)``; raw output unclipped, predict clips."""
 
-    kind = "rating"
+    config = RatingTaskConfig
 
     def __init__(
         self,
@@ -70,6 +71,7 @@ class RatingTask(Task):
 
     @classmethod
     def from_config(cls, cfg: TaskConfig, ctx: TaskContext) -> RatingTask:
+        assert isinstance(cfg, RatingTaskConfig)  # build_task picks the class by cfg.kind
         # statistics are keyed like the labels, by task name; the label column is accepted too
         stats = ctx.label_stats or {}
         key = cfg.name if cfg.name in stats else cfg.column
@@ -128,8 +130,4 @@ class RatingTask(Task):
         return (prediction / self.scale[1]).clamp(min=1e-9).log()  # log(rating / max)
 
     def metrics(self, pred: np.ndarray, label: np.ndarray, user: np.ndarray) -> dict[str, float]:
-        # imported here: evaluation sits below tasks in the layering, and only its pure, import-free
-        # metrics module is used (a module-level import could cycle through evaluation/__init__)
-        from hydrarec.evaluation import metrics as m
-
-        return {"rmse": m.rmse(pred, label), "mae": m.mae(pred, label)}
+        return {"rmse": rmse(pred, label), "mae": mae(pred, label)}

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hydrarec.config import TaskConfig
+from hydrarec.config import ReconstructionTaskConfig, TaskConfig
 from hydrarec.errors import ConfigError
 from hydrarec.features.batch import Batch, EntityFeatures, EntitySpec
-from hydrarec.tasks.base import Task, TaskContext, TaskInputs
+from hydrarec.tasks.base import HeldOut, Task, TaskContext, TaskInputs
 
 NUMERIC = "numeric"  # the feature name that selects the numeric vector
 RESERVED = 2  # vocabulary indices 0 (padding) and 1 (out of vocabulary)
@@ -38,7 +39,7 @@ def available_features(spec: EntitySpec) -> list[str]:
 class ReconstructionTask(Task):
     """Decodes ``inputs.user`` or ``inputs.item`` (B, in_dim) into the feature's (B, V) outputs."""
 
-    kind = "reconstruction"
+    config = ReconstructionTaskConfig
     uses_tower = False
 
     def __init__(
@@ -75,6 +76,7 @@ class ReconstructionTask(Task):
 
     @classmethod
     def from_config(cls, cfg: TaskConfig, ctx: TaskContext) -> ReconstructionTask:
+        assert isinstance(cfg, ReconstructionTaskConfig)  # build_task picks the class by cfg.kind
         spec = ctx.user_spec if cfg.entity == "user" else ctx.item_spec
         return cls(cfg.name, cfg.entity, str(cfg.feature), spec, ctx.dim, cfg.loss)
 
@@ -116,9 +118,23 @@ class ReconstructionTask(Task):
         return F.binary_cross_entropy_with_logits(out, target)
 
     @torch.no_grad()
-    def evaluate(self, vectors: Tensor, feats: EntityFeatures) -> dict[str, float]:
+    def vector_loss(self, vectors: Tensor, feats: EntityFeatures) -> float:
         """Reconstruction loss of entities given their representations (B, D) and features."""
-        return {"loss": float(self._loss(self.decoder(vectors), self.target_of(feats)))}
+        return float(self._loss(self.decoder(vectors), self.target_of(feats)))
+
+    def evaluate(self, held_out: HeldOut) -> dict[str, float]:
+        """Reconstruction loss of the held-out rows' distinct items (or users); an ensemble's is
+        the mean of its members' losses."""
+        item = self.entity == "item"
+        rows = torch.as_tensor(np.unique(held_out.items) if item else held_out.distinct_users)
+        feats = (held_out.item_table if item else held_out.user_table).gather(rows)
+        losses = []
+        for tasks, users, items in held_out.members:
+            vectors = items[rows] if item else users  # users: the distinct users', in order
+            own = tasks[self.name]
+            assert isinstance(own, ReconstructionTask)  # a member's task of this name
+            losses.append(own.vector_loss(vectors, feats.to(vectors.device)))
+        return {"loss": float(np.mean(losses))}
 
     def predict(self, output: Tensor) -> Tensor:
         """Probabilities for a BCE decoder, values for an MSE one."""

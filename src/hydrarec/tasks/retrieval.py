@@ -11,7 +11,8 @@ tensorflow/recommenders ``tasks/retrieval.py``:
   item as the row's positive, other than the positive column itself, is not a negative and is
   masked out.
 
-Ranking metrics need the full catalogue and are computed by evaluation, so ``metrics`` is empty.
+Ranking metrics need the full catalogue: ``evaluate`` has evaluation compute them
+(``HeldOut.ranking``).
 
 Data-parallel training (issue 7): by default the negatives are PER RANK, the items of this rank's
 part of the global batch. With ``gather_negatives`` every rank scores its users against the items
@@ -24,14 +25,13 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
 from torch import Tensor
 
-from hydrarec.config import TaskConfig
+from hydrarec.config import RetrievalTaskConfig, TaskConfig
 from hydrarec.features.batch import Batch
-from hydrarec.tasks.base import Task, TaskContext, TaskInputs, masked_mean
-from hydrarec.training.distributed import keep
+from hydrarec.tasks.base import HeldOut, Task, TaskContext, TaskInputs, masked_mean
+from hydrarec.tasks.collectives import all_gather_rows
 
 FULL_SOFTMAX_MAX_ITEMS = 5000  # full_softmax = None: full softmax up to this catalogue size
 
@@ -68,25 +68,6 @@ def sampled_softmax_loss(
     return masked_mean(per_row, mask)
 
 
-def _all_gather_padded(x: Tensor, pad: float, grad: bool) -> Tensor:
-    """Rows of ``x`` from every rank in rank order, each rank's block padded with ``pad`` to the
-    longest: (W * M, ...). With ``grad`` the gradient flows back to each rank's own rows."""
-    n = torch.tensor([x.shape[0]], device=x.device)
-    sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, n)
-    keep(n, sizes)
-    longest = int(torch.stack(sizes).max())
-    x = F.pad(x, (0, 0) * (x.dim() - 1) + (0, longest - x.shape[0]), value=pad)  # (M, ...)
-    if grad:
-        gathered = dist_fn.all_gather(x)
-        keep(x, gathered)
-        return torch.cat(gathered)
-    parts = [torch.empty_like(x) for _ in sizes]
-    dist.all_gather(parts, x)
-    keep(x, parts)
-    return torch.cat(parts)
-
-
 def repeated_columns(ids: Tensor) -> Tensor:
     """(C,) True where a column repeats the id of an earlier column, or holds padding (id < 0).
 
@@ -105,7 +86,7 @@ def repeated_columns(ids: Tensor) -> Tensor:
 class RetrievalTask(Task):
     """Learns the user and item vectors so that <user, item> ranks a user's items first."""
 
-    kind = "retrieval"
+    config = RetrievalTaskConfig
     uses_tower = False
 
     def __init__(
@@ -124,6 +105,7 @@ class RetrievalTask(Task):
 
     @classmethod
     def from_config(cls, cfg: TaskConfig, ctx: TaskContext) -> RetrievalTask:
+        assert isinstance(cfg, RetrievalTaskConfig)  # build_task picks the class by cfg.kind
         full = cfg.full_softmax
         if full is None:
             full = ctx.n_items <= FULL_SOFTMAX_MAX_ITEMS
@@ -134,9 +116,12 @@ class RetrievalTask(Task):
             raise ValueError(f"task {self.name!r} (retrieval) needs the batch's item vectors")
         items = inputs.items
         if self._gathering():
-            items = _all_gather_padded(items, 0.0, grad=True)  # (W * M, D), every rank's items
+            items = all_gather_rows(items, 0.0, grad=True)  # (W * M, D), every rank's items
         # the temperature scales the (B, D) users, not the (B, U) logits: one pass fewer over them
         return (inputs.user / self.temperature) @ items.T  # (B, D) @ (D, U) -> (B, U)
+
+    def evaluate(self, held_out: HeldOut) -> dict[str, float]:
+        return held_out.ranking()
 
     def blend_log(self, prediction: Tensor) -> Tensor:
         """``u . i / temperature``: the logit this task's softmax was fitted to (logQ-corrected,
@@ -165,8 +150,8 @@ class RetrievalTask(Task):
         ids, log_q, pos = batch.item_index, batch.item_logq, batch.item_pos
         gathering = self._gathering()
         if gathering:  # the columns are every rank's items, as in ``forward``
-            ids = _all_gather_padded(ids, -1, grad=False)  # (W * M,)
-            log_q = _all_gather_padded(log_q, 0.0, grad=False)  # (W * M,)
+            ids = all_gather_rows(ids, -1, grad=False)  # (W * M,)
+            log_q = all_gather_rows(log_q, 0.0, grad=False)  # (W * M,)
             pos = pos + dist.get_rank() * (len(ids) // dist.get_world_size())  # (B,)
             hide = repeated_columns(ids).unsqueeze(0).repeat(len(pos), 1)  # (B, W * M)
             hide[torch.arange(len(pos), device=pos.device), pos] = False  # never the positive

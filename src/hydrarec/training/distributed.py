@@ -15,7 +15,6 @@ exits non-zero, and a collective that waits longer than ``HYDRAREC_DIST_TIMEOUT`
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,29 +27,11 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from hydrarec.errors import HydrarecError
+from hydrarec.tasks.collectives import keep, release_kept
 
 T = TypeVar("T")
 TIMEOUT_ENV = "HYDRAREC_DIST_TIMEOUT"  # seconds a collective may wait for the slowest rank
 DEFAULT_TIMEOUT_S = 1800.0  # torch's own default; validation on rank 0 must fit inside it
-
-
-# the tensors of the latest collectives (see ``keep``)
-_KEPT: deque[tuple[Any, ...]] = deque(maxlen=8)
-
-
-def keep(*tensors: Any) -> None:
-    """Keep Python's references to the tensors (or lists of them) of a collective past the call.
-
-    gloo's worker thread drops its own reference to a finished operation a moment after the
-    caller has been woken. If Python has let go of a tensor by then, that drop is the last one
-    and frees the tensor's Python object, for which the worker must take the GIL; should the main
-    thread hold the GIL while it joins that worker (the process group's destructor, run when DDP's
-    reducer is freed at the end of a job), both wait forever. This hung a 2-rank benchmark once:
-    ``~ProcessGroupGloo`` joining a worker blocked in ``gil_scoped_acquire``. Keeping the tensors
-    of the last 8 collective calls makes every worker's drop a non-final one; ``process_group``
-    lets go of them after the group is gone.
-    """
-    _KEPT.append(tensors)
 
 
 class DistributedError(HydrarecError, RuntimeError):
@@ -329,4 +310,4 @@ def process_group(device: torch.device) -> Iterator[tuple[Distributed, torch.dev
     finally:
         if owned:
             dist.destroy_process_group()
-            _KEPT.clear()
+            release_kept()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hydrarec.evaluation.metrics import (
+from hydrarec.tasks.metrics import (
     auc,
     gauc,
     logloss,

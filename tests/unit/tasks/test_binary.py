@@ -10,7 +10,7 @@ import torch
 from tests.unit.tasks.helpers import linear_weights, make_batch, tensor
 from torch.testing import assert_close
 
-from hydrarec.config import TaskConfig
+from hydrarec.config import BinaryTaskConfig
 from hydrarec.features.batch import EntitySpec
 from hydrarec.tasks import BinaryTask, TaskInputs, build_task
 
@@ -89,7 +89,7 @@ def test_metrics_by_hand() -> None:
 
 def test_build_task_uses_the_representation_width() -> None:
     spec = EntitySpec(n_ids=4)
-    cfg = TaskConfig(name="like", kind="binary", rule="rating >= 4")
+    cfg = BinaryTaskConfig(name="like", kind="binary", rule="rating >= 4")
     task = build_task(
         cfg, rep_dim=6, dim=8, user_spec=spec, item_spec=spec, label_stats=None, n_items=2
     )

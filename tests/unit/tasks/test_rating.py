@@ -10,7 +10,7 @@ import torch
 from tests.unit.tasks.helpers import linear_weights, make_batch, tensor
 from torch.testing import assert_close
 
-from hydrarec.config import TaskConfig
+from hydrarec.config import RatingTaskConfig
 from hydrarec.errors import ConfigError
 from hydrarec.features.batch import EntitySpec
 from hydrarec.tasks import RatingTask, TaskInputs, build_task
@@ -95,7 +95,7 @@ def test_metrics_by_hand() -> None:
 
 def _build(label_stats):
     spec = EntitySpec(n_ids=4)
-    cfg = TaskConfig(name="rating", kind="rating", column="stars")
+    cfg = RatingTaskConfig(name="rating", kind="rating", column="stars")
     return build_task(
         cfg, rep_dim=3, dim=8, user_spec=spec, item_spec=spec, label_stats=label_stats, n_items=2
     )

@@ -9,7 +9,7 @@ import torch
 from tests.unit.tasks.helpers import make_batch, tensor
 from torch.testing import assert_close
 
-from hydrarec.config import TaskConfig
+from hydrarec.config import ReconstructionTaskConfig
 from hydrarec.errors import ConfigError
 from hydrarec.features.batch import EntityFeatures, EntitySpec
 from hydrarec.tasks import ReconstructionTask, TaskInputs, build_task
@@ -90,7 +90,9 @@ def test_numeric_with_bce_is_a_config_error() -> None:
 
 
 def _build(entity: str, feature: str):
-    cfg = TaskConfig(name="rec", kind="reconstruction", entity=entity, feature=feature)
+    cfg = ReconstructionTaskConfig(
+        name="rec", kind="reconstruction", entity=entity, feature=feature
+    )
     return build_task(
         cfg, rep_dim=3, dim=8, user_spec=USER_SPEC, item_spec=ITEM_SPEC, label_stats=None, n_items=2
     )

@@ -9,7 +9,7 @@ import torch
 from tests.unit.tasks.helpers import make_batch
 from torch.testing import assert_close
 
-from hydrarec.config import TaskConfig
+from hydrarec.config import RetrievalTaskConfig
 from hydrarec.errors import ConfigError
 from hydrarec.features.batch import EntitySpec
 from hydrarec.tasks import RetrievalTask, TaskInputs, build_task, sampled_softmax_loss
@@ -102,7 +102,7 @@ def test_full_softmax_ignores_logq() -> None:
 
 def _build(n_items: int, full_softmax: bool | None):
     spec = EntitySpec(n_ids=5)
-    cfg = TaskConfig(name="retrieval", kind="retrieval", full_softmax=full_softmax)
+    cfg = RetrievalTaskConfig(name="retrieval", kind="retrieval", full_softmax=full_softmax)
     return build_task(
         cfg, rep_dim=4, dim=4, user_spec=spec, item_spec=spec, label_stats=None, n_items=n_items
     )
@@ -116,7 +116,9 @@ def test_build_task_full_softmax_default_by_catalogue_size() -> None:
 
 def test_build_task_unknown_kind_names_allowed_kinds() -> None:
     spec = EntitySpec(n_ids=5)
-    cfg = TaskConfig.model_construct(name="x", kind="ranking")  # bypasses the Literal check
+    cfg = RetrievalTaskConfig.model_construct(
+        name="x", kind="ranking"
+    )  # bypasses the Literal check
     with pytest.raises(ConfigError, match="retrieval, rating, binary, reconstruction"):
         build_task(
             cfg, rep_dim=4, dim=4, user_spec=spec, item_spec=spec, label_stats=None, n_items=3

@@ -5,7 +5,8 @@ user: ``ranking_metrics`` from zero-based ranks, which ``rank_of_targets`` compu
 matrix. Ranking with several relevant items per user: ``recall_at_k`` and ``ndcg_at_k`` from a
 top-k matrix (RecBole's conventions, ``recbole/evaluator/metrics.py``).
 
-This module imports nothing from hydrarec, so any stage (tasks included) may use it.
+This module imports nothing from hydrarec: the tasks score their predictions with it, and any
+stage (evaluation, reports, benchmarks) may use it.
 """
 
 from __future__ import annotations
