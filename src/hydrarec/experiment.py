@@ -25,7 +25,7 @@ import torch
 
 from hydrarec import __version__, staging
 from hydrarec.build import build_model
-from hydrarec.config import Config, TaskConfig, dump_config
+from hydrarec.config import Config, dump_config, monitor_of
 from hydrarec.data.dataset import Dataset
 from hydrarec.data.registry import load_dataset
 from hydrarec.data.schema import TIMESTAMP
@@ -59,25 +59,6 @@ def ranks_held_out_items(cfg: Config) -> bool:
     cold-item split, as the COLD protocol does (issue 20), so that validation chooses the
     checkpoint that ranks new items best and ``hydrarec evaluate`` reports that figure."""
     return cfg.data.split.kind == "cold_item"
-
-
-def default_monitor(tasks: list[TaskConfig]) -> tuple[str, str]:
-    """The validation metric for early stopping: the first task's headline metric."""
-    t = tasks[0]
-    return {
-        "retrieval": (f"{t.name}/ndcg@10", "max"),
-        "rating": (f"{t.name}/rmse", "min"),
-        "binary": (f"{t.name}/auc", "max"),
-        "reconstruction": (f"{t.name}/loss", "min"),
-    }[t.kind]
-
-
-def monitor_of(cfg: Config) -> tuple[str, str]:
-    if cfg.train.monitor is None:
-        return default_monitor(cfg.tasks)
-    name = cfg.train.monitor
-    lower_better = any(name.endswith(s) for s in ("rmse", "mae", "loss", "logloss"))
-    return name, "min" if lower_better else "max"
 
 
 @dataclass
@@ -351,7 +332,10 @@ def fit_run(
             cfg, data.user_spec, data.item_spec, data.stats, ds.n_items, train_bags(cfg, data)
         )
     objective = JointLoss(
-        [t.name for t in cfg.tasks], cfg.loss, {t.name: t.weight for t in cfg.tasks}
+        [t.name for t in cfg.tasks],
+        cfg.loss,
+        {t.name: t.weight for t in cfg.tasks},
+        model.shared_parameters(),
     )
     if dist.is_main:  # one writer of the run directory
         write_text(run.config, dump_config(cfg))

@@ -11,10 +11,14 @@ is its effective multiplier c_k of L_k.
 - ``dwa`` (Liu, Johns & Davison, "End-to-End Multi-Task Learning with Attention", CVPR 2019, eq. 7):
   c_k = w_k K exp(r_k / T) / sum_j exp(r_j / T) with r_k = L_k(t-1) / L_k(t-2), the per-epoch mean
   losses reported to ``epoch_end``; 1 for the first two epochs.
-- ``gradnorm`` (Chen et al., "GradNorm", ICML 2018): learned weights v_k, c_k = w_k v_k. The trainer
-  calls ``gradnorm_step(losses, shared_params)`` after ``forward`` when ``needs_shared_grads``;
-  it sets the gradient of v (from the GradNorm loss only), the optimizer steps v with the model, and
-  the next ``forward`` renormalises sum_k v_k = K.
+- ``gradnorm`` (Chen et al., "GradNorm", ICML 2018): learned weights v_k, c_k = w_k v_k, balanced on
+  the gradients of the model's shared parameters (given at construction). ``before_backward``
+  (``gradnorm_step``) sets the gradient of v from the GradNorm loss only, the optimizer steps v
+  with the model, and the next ``forward`` renormalises sum_k v_k = K.
+
+Per step the trainer calls ``forward``, then ``before_backward(losses)`` before the backward of the
+total (GradNorm's work; nothing for the other modes); per epoch ``epoch_end`` (DWA's). It knows no
+mode.
 
 Learned weights are parameters of this module: the optimizer must include ``parameters()`` (with no
 weight decay) and the module must move to the model's device. ``state_dict`` holds all its state.
@@ -43,8 +47,14 @@ class JointLoss(nn.Module):
     gradnorm_started: Tensor  # () bool, gradnorm: initial_losses is set
 
     def __init__(
-        self, task_names: list[str], cfg: LossConfig, static_weights: dict[str, float]
+        self,
+        task_names: list[str],
+        cfg: LossConfig,
+        static_weights: dict[str, float],
+        shared_parameters: Sequence[Tensor] = (),
     ) -> None:
+        """``shared_parameters``: what every task's loss reaches, GradNorm's W (the model's
+        ``shared_parameters()``); needed by ``gradnorm`` only."""
         super().__init__()
         if set(static_weights) != set(task_names):
             raise ValueError(
@@ -63,15 +73,19 @@ class JointLoss(nn.Module):
             self.register_buffer("dwa_epochs", torch.zeros((), dtype=torch.long))
             self.register_buffer("dwa_weights", torch.ones(k))
         elif self.weighting == "gradnorm":
+            if not shared_parameters:
+                raise ValueError("weighting 'gradnorm' needs the shared parameters it balances")
             self.gradnorm_weights = nn.Parameter(torch.ones(k))  # v_k
             self.register_buffer("initial_losses", torch.zeros(k))  # L_k(0)
             self.register_buffer("gradnorm_started", torch.zeros((), dtype=torch.bool))
+        self.shared_parameters = list(shared_parameters)  # the model's, not registered here
         self.last_weights: dict[str, float] = {}
         self._awaiting_gradnorm_step = False  # gradnorm: a training forward not yet followed up
 
     @property
-    def needs_shared_grads(self) -> bool:
-        """Whether the trainer must call ``gradnorm_step`` after ``forward`` each step."""
+    def differentiates_losses(self) -> bool:
+        """Whether ``before_backward`` differentiates the task losses itself (GradNorm), which
+        DDP's gradient hooks would take for part of the step's backward."""
         return self.weighting == "gradnorm"
 
     def _stack(self, losses: dict[str, Tensor]) -> Tensor:
@@ -81,9 +95,9 @@ class JointLoss(nn.Module):
 
     def forward(self, losses: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         task_losses = self._stack(losses)  # (K,)
-        if self.needs_shared_grads and torch.is_grad_enabled():
+        if self.weighting == "gradnorm" and torch.is_grad_enabled():
             if self._awaiting_gradnorm_step:  # a trainer that never calls it would train static
-                raise RuntimeError("weighting 'gradnorm': call gradnorm_step after each forward")
+                raise RuntimeError("weighting 'gradnorm': call before_backward after each forward")
             self._awaiting_gradnorm_step = True
         static = self.static.to(task_losses.device)
         if self.weighting == "uncertainty":
@@ -119,6 +133,12 @@ class JointLoss(nn.Module):
             k = len(self.task_names)
             self.dwa_weights.copy_(k * torch.softmax(ratio / self.dwa_temperature, dim=0))
 
+    def before_backward(self, losses: dict[str, Tensor]) -> None:
+        """The per-step work of the weighting, after ``forward`` and before the backward of the
+        total: GradNorm sets the gradient of its weights; the other modes have none."""
+        if self.weighting == "gradnorm":
+            self.gradnorm_step(losses, self.shared_parameters)
+
     def gradnorm_step(self, losses: dict[str, Tensor], shared_params: Sequence[Tensor]) -> Tensor:
         """Set the gradient of the GradNorm weights; returns the GradNorm loss (detached).
 
@@ -127,7 +147,7 @@ class JointLoss(nn.Module):
         L_grad = sum_k |G_k - target_k|. Call after ``forward`` and before ``backward`` of the
         total (the graph is kept). A task whose loss does not reach W has G_k = 0.
         """
-        if not self.needs_shared_grads:
+        if self.weighting != "gradnorm":
             raise RuntimeError(f"gradnorm_step called with weighting {self.weighting!r}")
         task_losses = self._stack(losses)  # (K,)
         self._awaiting_gradnorm_step = False

@@ -44,9 +44,16 @@ from hydrarec.training.sparse import clip_grad_norm, sparse_parameters
 
 
 class Objective(Protocol):
-    """Combines per-task losses (``JointLoss``)."""
+    """Combines per-task losses and does its loss weighting's work (``JointLoss``)."""
+
+    @property
+    def differentiates_losses(self) -> bool:
+        """Whether ``before_backward`` differentiates the task losses itself."""
+        ...
 
     def __call__(self, losses: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]: ...
+    def before_backward(self, losses: dict[str, Tensor]) -> None: ...
+    def epoch_end(self, mean_losses: dict[str, float]) -> None: ...
     def parameters(self) -> Iterable[nn.Parameter]: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> Any: ...
@@ -100,11 +107,10 @@ class Trainer:
         # large embedding tables: sparse gradients + SparseAdam (set before DDP wraps the model)
         self.sparse_params = sparse_parameters(self.model, cfg.sparse_embeddings)
         self.clip_groups = clip_groups(self.model)  # gradient norms clipped separately
-        # GradNorm differentiates each task loss before the backward, which DDP's gradient hooks
-        # mistake for part of the step (measured: the ranks' models drift apart); its gradients
-        # are averaged by hand instead, after the backward, without DDP's overlap
-        gradnorm = getattr(objective, "needs_shared_grads", False)
-        self.sync_by_hand = self.dist.enabled and gradnorm
+        # an objective that differentiates each task loss before the backward (GradNorm) does
+        # what DDP's gradient hooks mistake for part of the step (measured: the ranks' models
+        # drift apart); its gradients are averaged by hand instead, without DDP's overlap
+        self.sync_by_hand = self.dist.enabled and objective.differentiates_losses
         # DDP syncs gradients through ``forward``: the losses are that forward (see LossModule)
         self.compute_losses = (
             LossModule(self.model)
@@ -208,9 +214,7 @@ class Trainer:
                     sums[k] = sums.get(k, 0.0) + v
                 bar.advance({k: v / n for k, v in sums.items()})
         mean = self.dist.mean(sums, n)  # over every rank's batches (DWA needs the same on all)
-        epoch_end = getattr(self.objective, "epoch_end", None)
-        if callable(epoch_end):
-            epoch_end({k: v for k, v in mean.items() if k != "total"})
+        self.objective.epoch_end({k: v for k, v in mean.items() if k != "total"})
         return {
             "epoch": epoch,
             "seconds": round(time.perf_counter() - start, 3),
@@ -220,7 +224,6 @@ class Trainer:
         }
 
     def _step(self, batch: Batch) -> tuple[dict[str, float], dict[str, float]]:
-        gradnorm = getattr(self.objective, "needs_shared_grads", False)
         with self._autocast():
             losses = self.compute_losses(batch)
             total, weights = self.objective(losses)
@@ -232,8 +235,7 @@ class Trainer:
             )
         for o in self._optimizers():
             o.zero_grad(set_to_none=True)
-        if gradnorm:  # GradNorm balances gradients
-            self.objective.gradnorm_step(losses, self.model.shared_parameters())  # type: ignore[attr-defined,operator]
+        self.objective.before_backward(losses)  # the loss weighting's per-step work (GradNorm's)
         total.backward()  # under DDP this also averages the model's gradients over ranks
         if self.sync_by_hand:
             self.dist.average_gradients(self.model.parameters())

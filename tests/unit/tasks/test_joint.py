@@ -87,13 +87,12 @@ def test_gradnorm_first_step_by_hand() -> None:
     # Step 1: L(0) = L, ratios [1, 1]; v = [1, 1]: G = [2, 4], mean 3, target [3, 3];
     # L_grad = |2 - 3| + |4 - 3| = 2; dL_grad / dv = [-2, +4].
     w = torch.ones(1, requires_grad=True)
-    joint = JointLoss(["a", "b"], LossConfig(weighting="gradnorm"), {"a": 1.0, "b": 1.0})
-    assert joint.needs_shared_grads
+    joint = JointLoss(["a", "b"], LossConfig(weighting="gradnorm"), {"a": 1.0, "b": 1.0}, [w])
+    assert joint.differentiates_losses
     losses = {"a": 2 * w.sum(), "b": 4 * w.sum()}
     total, weights = joint(losses)
     assert weights == {"a": 1.0, "b": 1.0}
-    gn = joint.gradnorm_step(losses, [w])
-    assert gn.item() == pytest.approx(2.0)
+    joint.before_backward(losses)  # the trainer's per-step hook: GradNorm on W
     total.backward()  # the total does not add to v's gradient
     assert_close(joint.gradnorm_weights.grad, torch.tensor([-2.0, 4.0]))
     assert w.grad is not None and w.grad.item() == pytest.approx(6.0)  # 1 * 2 + 1 * 4
@@ -104,9 +103,10 @@ def test_gradnorm_second_step_uses_loss_ratios() -> None:
     # v = [1, 1]: L~ = [1, 0.5], r = L~ / mean = [4/3, 2/3]; G = [2, 2], mean 2,
     # target = [8/3, 4/3]; L_grad = 2/3 + 2/3 = 4/3; dL_grad / dv = [-2, +2].
     cfg = LossConfig(weighting="gradnorm", gradnorm_alpha=1.0)
-    joint = JointLoss(["a", "b"], cfg, {"a": 1.0, "b": 1.0})
     w = torch.ones(1, requires_grad=True)
-    joint.gradnorm_step({"a": 2 * w.sum(), "b": 4 * w.sum()}, [w])
+    joint = JointLoss(["a", "b"], cfg, {"a": 1.0, "b": 1.0}, [w])
+    gn = joint.gradnorm_step({"a": 2 * w.sum(), "b": 4 * w.sum()}, [w])
+    assert gn.item() == pytest.approx(2.0)  # step 1 of test_gradnorm_first_step_by_hand
     joint.gradnorm_weights.grad = None
     gn = joint.gradnorm_step({"a": 2 * w.sum(), "b": 2 * w.sum()}, [w])
     assert gn.item() == pytest.approx(4 / 3)
@@ -115,7 +115,8 @@ def test_gradnorm_second_step_uses_loss_ratios() -> None:
 
 def test_gradnorm_renormalises_to_k() -> None:
     # after an optimizer step v = [1, 3]: the next forward rescales to sum 2 -> [0.5, 1.5]
-    joint = JointLoss(["a", "b"], LossConfig(weighting="gradnorm"), {"a": 2.0, "b": 1.0})
+    shared = [torch.ones(1, requires_grad=True)]
+    joint = JointLoss(["a", "b"], LossConfig(weighting="gradnorm"), {"a": 2.0, "b": 1.0}, shared)
     with torch.no_grad():
         joint.gradnorm_weights.copy_(torch.tensor([1.0, 3.0]))
     total, weights = joint(_losses(1.0, 1.0))
@@ -125,11 +126,11 @@ def test_gradnorm_renormalises_to_k() -> None:
 
 
 def test_gradnorm_without_its_step_is_an_error() -> None:
-    # a trainer that never calls gradnorm_step would silently train with static weights
-    joint = JointLoss(["a"], LossConfig(weighting="gradnorm"), {"a": 1.0})
+    # a trainer that never calls before_backward would silently train with static weights
     w = torch.ones(1, requires_grad=True)
+    joint = JointLoss(["a"], LossConfig(weighting="gradnorm"), {"a": 1.0}, [w])
     joint({"a": 2 * w.sum()})
-    with pytest.raises(RuntimeError, match="gradnorm_step"):
+    with pytest.raises(RuntimeError, match="before_backward"):
         joint({"a": 2 * w.sum()})
     with torch.no_grad():  # validation losses need no step
         joint({"a": 2 * w.sum()})
@@ -138,24 +139,39 @@ def test_gradnorm_without_its_step_is_an_error() -> None:
 
 def test_gradnorm_step_in_another_mode_is_an_error() -> None:
     joint = JointLoss(["a"], LossConfig(weighting="dwa"), {"a": 1.0})
-    assert not joint.needs_shared_grads
+    assert not joint.differentiates_losses
     with pytest.raises(RuntimeError, match="dwa"):
         joint.gradnorm_step({"a": torch.tensor(1.0)}, [])
+
+
+@pytest.mark.parametrize("weighting", ["static", "uncertainty", "dwa"])
+def test_before_backward_of_the_other_modes_does_nothing(weighting: str) -> None:
+    w = torch.ones(1, requires_grad=True)
+    cfg = LossConfig(weighting=weighting)  # type: ignore[arg-type]
+    joint = JointLoss(["a"], cfg, {"a": 1.0}, [w])
+    losses = {"a": 2 * w.sum()}
+    joint(losses)
+    joint.before_backward(losses)
+    assert w.grad is None and all(p.grad is None for p in joint.parameters())
+
+
+def test_gradnorm_needs_the_shared_parameters() -> None:
+    with pytest.raises(ValueError, match="shared parameters"):
+        JointLoss(["a"], LossConfig(weighting="gradnorm"), {"a": 1.0})
 
 
 @pytest.mark.parametrize("weighting", ["static", "uncertainty", "dwa", "gradnorm"])
 def test_state_dict_round_trips(weighting: str) -> None:
     cfg = LossConfig(weighting=weighting)  # type: ignore[arg-type]
-    joint = JointLoss(["a", "b"], cfg, {"a": 1.0, "b": 0.5})
+    w = torch.ones(1, requires_grad=True)
+    joint = JointLoss(["a", "b"], cfg, {"a": 1.0, "b": 0.5}, [w])
     for p in joint.parameters():
         with torch.no_grad():
             p.copy_(torch.tensor([0.3, 1.7]))
     joint.epoch_end({"a": 1.0, "b": 2.0})
     joint.epoch_end({"a": 0.5, "b": 3.0})
-    if weighting == "gradnorm":
-        w = torch.ones(1, requires_grad=True)
-        joint.gradnorm_step({"a": 2 * w.sum(), "b": 4 * w.sum()}, [w])
-    fresh = JointLoss(["a", "b"], cfg, {"a": 1.0, "b": 0.5})
+    joint.before_backward({"a": 2 * w.sum(), "b": 4 * w.sum()})  # GradNorm's state
+    fresh = JointLoss(["a", "b"], cfg, {"a": 1.0, "b": 0.5}, [w])
     fresh.load_state_dict(joint.state_dict())
     assert fresh(_losses(1.0, 2.0))[1] == joint(_losses(1.0, 2.0))[1]
     for key, value in joint.state_dict().items():
