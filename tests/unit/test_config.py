@@ -400,3 +400,31 @@ def test_beauty_multi_task_config_is_the_shipped_one_plus_its_task() -> None:
     extra = multi["tasks"].pop()
     assert extra["kind"] == "reconstruction" and extra["feature"] == "attributes"
     assert multi == shipped
+
+
+def test_the_registries_pair_each_name_of_the_config_with_its_class() -> None:
+    """The names are written once (config.py); each registry pairs them with its classes."""
+    from hydrarec.architectures import AITM, ARCHITECTURES, PLE, MMoE, SharedBottom, SingleTask
+    from hydrarec.encoders.hstu import HSTUSequenceEncoder
+    from hydrarec.encoders.sequence import (
+        RecurrentSequenceEncoder,
+        TransformerSequenceEncoder,
+        sequence_encoders,
+    )
+    from hydrarec.tasks import TASKS
+
+    assert {
+        "single": SingleTask,
+        "shared_bottom": SharedBottom,
+        "mmoe": MMoE,
+        "ple": PLE,
+        "aitm": AITM,
+    } == ARCHITECTURES
+    assert sequence_encoders() == {
+        "transformer": TransformerSequenceEncoder,
+        "gru": RecurrentSequenceEncoder,
+        "lstm": RecurrentSequenceEncoder,
+        "hstu": HSTUSequenceEncoder,
+    }
+    assert list(TASKS) == list(TASK_KINDS)
+    assert all(TASKS[kind].config is TASK_KINDS[kind] for kind in TASKS)
