@@ -15,18 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hydrarec.data.checks import Duplicates, Origins, check_labels, resolve_duplicates
+from hydrarec.data.coerce import Dtype, Source
 from hydrarec.data.dataset import Dataset
+from hydrarec.data.delimited import read_text
 from hydrarec.data.parquet import read_parquet
 from hydrarec.data.schema import ITEM_ID, TIMESTAMP, USER_ID, Column, Kind, Schema
-from hydrarec.data.validate import (
-    Dtype,
-    Duplicates,
-    Origins,
-    Source,
-    check_labels,
-    read_text,
-    resolve_duplicates,
-)
 from hydrarec.errors import DataError
 
 RATING = "rating"

@@ -15,8 +15,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hydrarec.data.coerce import Dtype, Source, coerce
+from hydrarec.data.delimited import require_columns
 from hydrarec.data.reading import reading
-from hydrarec.data.validate import Dtype, Source, coerce, require_columns
 from hydrarec.errors import DataError
 from hydrarec.training.progress import Bar, Progress
 

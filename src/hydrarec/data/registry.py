@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hydrarec.config import DataConfig
+from hydrarec.data.checks import Duplicates, require_rows
 from hydrarec.data.dataset import Dataset
 from hydrarec.data.movielens import (
     load_movielens_1m,
@@ -22,7 +23,6 @@ from hydrarec.data.movielens import (
     load_movielens_latest_small,
 )
 from hydrarec.data.schema import USER_ID
-from hydrarec.data.validate import Duplicates, require_rows
 from hydrarec.errors import ConfigError, DataError
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens/"

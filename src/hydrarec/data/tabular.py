@@ -28,23 +28,20 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from hydrarec.config import TabularConfig
-from hydrarec.data.dataset import Dataset
-from hydrarec.data.parquet import read_parquet
-from hydrarec.data.schema import ITEM_ID, LABEL_KINDS, TIMESTAMP, USER_ID, Column, Kind, Schema
-from hydrarec.data.validate import (
-    Dtype,
+from hydrarec.data.checks import (
     Duplicates,
     Origins,
-    Source,
     check_id_lengths,
     check_kinds,
     check_labels,
     check_unique,
-    read_bytes,
-    read_text,
     resolve_duplicates,
-    unix_seconds,
 )
+from hydrarec.data.coerce import Dtype, Source, unix_seconds
+from hydrarec.data.dataset import Dataset
+from hydrarec.data.delimited import read_bytes, read_text
+from hydrarec.data.parquet import read_parquet
+from hydrarec.data.schema import ITEM_ID, LABEL_KINDS, TIMESTAMP, USER_ID, Column, Kind, Schema
 from hydrarec.errors import ConfigError, DataError
 from hydrarec.training.progress import SHOW_AFTER_S, Bar, Progress, enclosing_progress
 

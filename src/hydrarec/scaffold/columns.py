@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from hydrarec.data.validate import read_bytes
+from hydrarec.data.delimited import read_bytes
 from hydrarec.errors import DataError
 
 SAMPLE_ROWS = 5000  # rows read to guess kinds (the whole file is read only for ids and labels)
