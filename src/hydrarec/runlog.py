@@ -1,8 +1,9 @@
 """Everything printed while working on a run also goes to ``RUN/log.txt`` (issue 6).
 
 ``log_to(path)`` tees ``sys.stdout`` and ``sys.stderr`` into the log file, ANSI colour codes
-stripped, for as long as the block runs. Rich consoles that were made without a file (the CLI's)
-look ``sys.stdout`` up at every print, so their tables land in the log too. Live progress bars are
+stripped, for as long as the block runs (the ``hydrarec.run`` logger, a file handler per open log,
+never the terminal). Rich consoles that were made without a file (the CLI's) look ``sys.stdout``
+up at every print, so their tables land in the log too. Live progress bars are
 not copied frame by frame: ours draw on ``terminal_stream()``, which bypasses the tee, and write
 one summary line per finished bar with ``log_line``; other live displays' redraws (recognised by
 their erase-line and cursor-up codes) stay out of the log.
@@ -14,6 +15,7 @@ their erase-line and cursor-up codes) stay out of the log.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from collections.abc import Iterator
@@ -28,7 +30,10 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\
 # a live display redrawing itself (erase line, cursor up): a frame, not a line of the log
 _REDRAW = re.compile(r"\x1b\[2K|\x1b\[\d*A")
 
-_open_logs: dict[Path, TextIO] = {}
+_log = logging.getLogger("hydrarec.run")  # the open logs' files; never the terminal
+_log.propagate = False
+_log.setLevel(logging.INFO)
+_open_logs: dict[Path, logging.FileHandler] = {}
 
 
 def strip_ansi(text: str) -> str:
@@ -40,6 +45,11 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
 
+class _LogFile(logging.FileHandler):
+    def handleError(self, record: logging.LogRecord) -> None:
+        raise  # e.g. a full disk: the print fails, as before (logging would print to the tee)
+
+
 class _Tee:
     """A text stream that writes to ``stream`` and, without escape codes, to the open logs."""
 
@@ -48,17 +58,12 @@ class _Tee:
 
     def write(self, text: str) -> int:
         n = self.stream.write(text)
-        if _REDRAW.search(text):  # e.g. another library's progress bar on a terminal
-            return n
-        plain = strip_ansi(text)
-        for log in _open_logs.values():
-            log.write(plain)
+        if _open_logs and not _REDRAW.search(text):  # a redraw: e.g. another library's bar
+            _log.info(strip_ansi(text))
         return n
 
-    def flush(self) -> None:
+    def flush(self) -> None:  # the handlers flush at each record
         self.stream.flush()
-        for log in _open_logs.values():
-            log.flush()
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ... of the terminal
         return getattr(self.stream, name)
@@ -74,9 +79,7 @@ def terminal_stream(stream: TextIO | None = None) -> TextIO:
 
 def log_line(text: str) -> None:
     """Append one line to every open log, not to the terminal."""
-    for log in _open_logs.values():
-        log.write(strip_ansi(text).rstrip("\n") + "\n")
-        log.flush()
+    _log.info(strip_ansi(text).rstrip("\n") + "\n")
 
 
 def is_logging() -> bool:
@@ -97,23 +100,27 @@ def log_to(path: str | Path, header: str | None = None) -> Iterator[Path]:
         return
     key.parent.mkdir(parents=True, exist_ok=True)
     saved = sys.stdout, sys.stderr
-    with open(key, "a", encoding="utf-8") as log:
-        stamp = datetime.now().astimezone().isoformat(timespec="seconds")
-        command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-        log.write(f"# {stamp} {header or command}\n")
-        _open_logs[key] = log
-        if not isinstance(sys.stdout, _Tee):
-            sys.stdout = _Tee(sys.stdout)  # type: ignore[assignment]
-        if not isinstance(sys.stderr, _Tee):
-            sys.stderr = _Tee(sys.stderr)  # type: ignore[assignment]
-        try:
-            yield key
-        except BaseException as e:  # the log says how the command ended; the error propagates
-            log.write(f"failed: {type(e).__name__}: {e}\n")
-            raise
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            del _open_logs[key]
-            if not _open_logs:
-                sys.stdout, sys.stderr = saved
+    handler = _LogFile(key, encoding="utf-8")  # appends each text as it is given
+    handler.terminator = ""
+    stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    handler.handle(logging.makeLogRecord({"msg": f"# {stamp} {header or command}\n"}))
+    _open_logs[key] = handler
+    _log.addHandler(handler)
+    if not isinstance(sys.stdout, _Tee):
+        sys.stdout = _Tee(sys.stdout)  # type: ignore[assignment]
+    if not isinstance(sys.stderr, _Tee):
+        sys.stderr = _Tee(sys.stderr)  # type: ignore[assignment]
+    try:
+        yield key
+    except BaseException as e:  # the log says how the command ended; the error propagates
+        handler.handle(logging.makeLogRecord({"msg": f"failed: {type(e).__name__}: {e}\n"}))
+        raise
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _log.removeHandler(handler)
+        handler.close()
+        del _open_logs[key]
+        if not _open_logs:
+            sys.stdout, sys.stderr = saved

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -79,3 +80,22 @@ def test_live_redraws_of_other_progress_bars_stay_out_of_the_log(tmp_path: Path)
             pass
         print("done")
     assert log.read_text(encoding="utf-8").splitlines()[1:] == ["done"]
+
+
+def test_a_log_that_cannot_be_written_fails_the_print(tmp_path: Path) -> None:
+    """A full disk is an error of the print, raised once; logging's own handling would print the
+    error to stderr, which is the tee, which logs again."""
+
+    class Full:
+        def write(self, text: str) -> None:
+            raise OSError("No space left on device")
+
+        def flush(self) -> None:
+            pass
+
+    with log_to(tmp_path / "log.txt") as path:
+        handlers = logging.getLogger("hydrarec.run").handlers
+        handler = next(h for h in handlers if getattr(h, "baseFilename", "") == str(path))
+        handler.stream = Full()  # type: ignore[attr-defined]
+        with pytest.raises(OSError, match="No space left"):
+            print("x")
