@@ -20,7 +20,6 @@ written are they renamed into place (``model.json`` last), under a lock file.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import numpy as np
 import pandas as pd
 import tomllib
 import torch
+from filelock import FileLock, Timeout
 
 from hydrarec.config import Config, config_from_dict
 from hydrarec.data.schema import ITEM_ID
@@ -40,7 +40,7 @@ from hydrarec.features.encoders import MultiHotEncoder
 from hydrarec.features.pipeline import FeaturePipeline
 from hydrarec.features.text import STATE_FILE, TextEncoder
 from hydrarec.features.text_template import template_columns
-from hydrarec.io import read_json, temp_beside, write_json
+from hydrarec.io import atomic_paths, read_json, write_json
 from hydrarec.rundir import RunDir, load_run, load_table, save_table
 
 STORED_LIST_SEP = "|"  # how RUN/data/items.parquet stores list cells (experiment._save_data)
@@ -234,33 +234,21 @@ def _storable(new: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 def _commit(writes: list[tuple[Path, Callable[[Path], None]]]) -> None:
     """Write every file to a temp file beside it, then rename them all, in the order given."""
-    temps: list[tuple[Path, Path]] = []
-    try:
-        for target, writer in writes:
-            tmp = temp_beside(target)  # mode 0666 less the umask, as the target's (issue 21)
-            temps.append((tmp, target))
+    with atomic_paths(*(target for target, _ in writes)) as temps:
+        for tmp, (_, writer) in zip(temps, writes, strict=True):
             writer(tmp)
-        for tmp, target in temps:
-            os.replace(tmp, target)
-    finally:
-        for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
 
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    lock = path / LOCK
+    """One add-items at a time per run. An OS lock on the file: the kernel releases it when its
+    holder dies, so a killed add-items blocks no later one (the file itself may stay)."""
     try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        raise RunError(
-            f"{path}: another add-items is running (or was killed: then delete {lock})"
-        ) from None
-    os.close(fd)
-    try:
+        held = FileLock(path / LOCK, timeout=0).acquire()
+    except Timeout:
+        raise RunError(f"{path}: another add-items is running on this run") from None
+    with held:
         yield
-    finally:
-        lock.unlink(missing_ok=True)
 
 
 def _refresh_index(rd: RunDir, first_new: int) -> None:

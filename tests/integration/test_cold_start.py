@@ -16,12 +16,13 @@ import pandas as pd
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from filelock import FileLock
 from typer.testing import CliRunner
 
-from hydrarec.catalogue import add_items, add_items_file
+from hydrarec.catalogue import LOCK, add_items, add_items_file
 from hydrarec.cli import app
 from hydrarec.config import config_from_dict
-from hydrarec.errors import DataError
+from hydrarec.errors import DataError, RunError
 from hydrarec.experiment import train
 from hydrarec.features.text import TextEncoder
 from hydrarec.io import read_json
@@ -206,7 +207,19 @@ def test_bad_new_items_are_refused_and_change_nothing(
     with pytest.raises(DataError, match=message):
         add_items_file(run_copy, csv, progress=False)
     assert {f: (run_copy / f).read_bytes() for f in files} == before
-    assert not (run_copy / ".add-items.lock").exists()
+    with FileLock(run_copy / LOCK, timeout=0):  # free: the failed add-items let it go
+        pass
+
+
+def test_a_second_add_items_on_the_same_run_is_refused(run_copy: Path) -> None:
+    files = ["model.json", "data/ids.json"]
+    before = {f: (run_copy / f).read_bytes() for f in files}
+    with (
+        FileLock(run_copy / LOCK, timeout=0),
+        pytest.raises(RunError, match="another add-items is running"),
+    ):
+        add_items(run_copy, clone_of(run_copy, 1, 30_002), progress=False)
+    assert {f: (run_copy / f).read_bytes() for f in files} == before
 
 
 def test_a_failed_write_leaves_the_run_as_it_was(
