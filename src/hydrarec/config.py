@@ -198,21 +198,29 @@ class ModelConfig(Section):
 
 
 class TaskSection(Section):
-    """What every ``[[tasks]]`` entry has. Each kind is a class of its own below, picked by
-    ``kind``, so a field of another kind is an error that names it (issue 23).
-
-    A kind also says what validation measures of it: ``metrics``, its metric names without the
-    ``task/`` prefix in the order evaluation reports them ("{k}": once per cut-off of
-    ``eval.ks``), each True where higher is better; ``headline``, the one ``train.monitor``
-    defaults to when the task comes first.
-    """
+    """What every ``[[tasks]]`` entry has; each kind is a class below, picked by ``kind``, so a
+    field of another kind is an error that names it (issue 23)."""
 
     name: str  # unique task name, the key of its metrics (e.g. "like" -> "like/auc")
     kind: str  # what the task learns: retrieval, rating, binary or reconstruction
     weight: float = Field(1.0, ge=0.0)  # static loss weight
 
+    # validation's metric names without the "task/" prefix, in the order evaluation reports them
+    # ("{k}": once per cut-off of eval.ks), each True where higher is better
     metrics: ClassVar[dict[str, bool]]
-    headline: ClassVar[str]
+    headline: ClassVar[str]  # what train.monitor defaults to when the task comes first
+    # the fields of which one must be set, and the line to add when none is (issue 22)
+    needs: ClassVar[tuple[tuple[str, ...], str]] = ((), "")
+
+    @model_validator(mode="after")
+    def _needs(self) -> TaskSection:
+        fields, line = self.needs
+        if fields and not any(getattr(self, f) for f in fields):
+            wanted = " or ".join(f"'{f}'" for f in fields)
+            raise ValueError(
+                f"task {self.name!r}: kind {self.kind!r} needs {wanted}; add to it: {line}"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -226,19 +234,11 @@ class TaskSection(Section):
         return data
 
     def validation_metrics(self, ks: list[int], split: str) -> list[str]:
-        """The ``task/metric`` keys validation produces for this task, under ``eval.ks = ks``
-        and a split of kind ``split``."""
+        """The ``task/metric`` keys validation produces under ``eval.ks`` and a split kind."""
         return [f"{self.name}/{m}" for m in self.metrics]
 
-    @classmethod
-    def higher_is_better(cls, metric: str) -> bool:
-        """Whether a larger value of ``metric`` (without the prefix, e.g. ``ndcg@10``) is better."""
-        return cls.metrics[re.sub(r"@\d+$", "@{k}", metric)]
 
-
-class RetrievalTaskConfig(TaskSection):
-    """Two-tower retrieval, sampled softmax over the batch's items (``tasks/retrieval.py``)."""
-
+class RetrievalTaskConfig(TaskSection):  # tasks/retrieval.py
     kind: Literal["retrieval"] = "retrieval"
     negatives: int = Field(0, ge=0)  # sampled negatives per batch, added to in-batch ones
     sampler: Literal["uniform", "popularity"] = "popularity"  # negative sampler
@@ -261,9 +261,7 @@ class RetrievalTaskConfig(TaskSection):
         return [f"{self.name}/{m.format(k=k)}" for k in dict.fromkeys(ks) for m in names]
 
 
-class RatingTaskConfig(TaskSection):
-    """Explicit rating regression (``tasks/rating.py``)."""
-
+class RatingTaskConfig(TaskSection):  # tasks/rating.py
     kind: Literal["rating"] = "rating"
     column: str | None = None  # the label column (required)
     mf_paths: bool = False  # add user / item bias and dot-product paths (biased MF) to the head
@@ -274,36 +272,20 @@ class RatingTaskConfig(TaskSection):
 
     metrics: ClassVar[dict[str, bool]] = {"rmse": False, "mae": False}
     headline: ClassVar[str] = "rmse"
-
-    @model_validator(mode="after")
-    def _column(self) -> RatingTaskConfig:
-        # each message ends with the line to add to the task's [[tasks]] entry (issue 22)
-        if not self.column:
-            raise ValueError(
-                f"task {self.name!r}: kind 'rating' needs 'column'; add to it: column = "
-                '"rating" (your regression label, declared in [data.tabular] labels)'
-            )
-        return self
+    needs = (
+        ("column",),
+        'column = "rating" (your regression label, declared in [data.tabular] labels)',
+    )
 
 
-class BinaryTaskConfig(TaskSection):
-    """Binary feedback, a label column or a rule on one (``tasks/binary.py``)."""
-
+class BinaryTaskConfig(TaskSection):  # tasks/binary.py
     kind: Literal["binary"] = "binary"
     column: str | None = None  # the 0/1 label column ...
     rule: str | None = None  # ... or a rule on a column instead, e.g. "rating >= 4"
 
     metrics: ClassVar[dict[str, bool]] = {"auc": True, "gauc": True, "logloss": False}
     headline: ClassVar[str] = "auc"
-
-    @model_validator(mode="after")
-    def _label(self) -> BinaryTaskConfig:
-        if not (self.column or self.rule):
-            raise ValueError(
-                f"task {self.name!r}: kind 'binary' needs 'column' or 'rule'; add to it: "
-                'column = "click" (a 0/1 label) or rule = "rating >= 4"'
-            )
-        return self
+    needs = (("column", "rule"), 'column = "click" (a 0/1 label) or rule = "rating >= 4"')
 
     def validation_metrics(self, ks: list[int], split: str) -> list[str]:
         # GAUC is undefined where each user has one validation interaction (leave_last_out),
@@ -312,9 +294,7 @@ class BinaryTaskConfig(TaskSection):
         return [n for n in names if not (split == "leave_last_out" and n.endswith("/gauc"))]
 
 
-class ReconstructionTaskConfig(TaskSection):
-    """Reconstruct an entity's feature from its vector (``tasks/reconstruction.py``)."""
-
+class ReconstructionTaskConfig(TaskSection):  # tasks/reconstruction.py
     kind: Literal["reconstruction"] = "reconstruction"
     entity: Literal["user", "item"] = "item"  # whose features
     feature: str | None = None  # which feature column (required)
@@ -322,15 +302,7 @@ class ReconstructionTaskConfig(TaskSection):
 
     metrics: ClassVar[dict[str, bool]] = {"loss": False}
     headline: ClassVar[str] = "loss"
-
-    @model_validator(mode="after")
-    def _feature(self) -> ReconstructionTaskConfig:
-        if not self.feature:
-            raise ValueError(
-                f"task {self.name!r}: kind 'reconstruction' needs 'feature'; add to it: "
-                'feature = "genres" (a categorical or multi-hot column, or "numeric")'
-            )
-        return self
+    needs = (("feature",), 'feature = "genres" (a categorical or multi-hot column, or "numeric")')
 
 
 # one ``[[tasks]]`` entry: the class its ``kind`` names
@@ -550,7 +522,7 @@ def monitor_of(cfg: Config) -> tuple[str, str]:
     name = cfg.train.monitor or default_monitor(cfg)
     task_name, _, metric = name.rpartition("/")
     task = next(t for t in cfg.tasks if t.name == task_name)  # the config checked the name
-    return name, "max" if task.higher_is_better(metric) else "min"
+    return name, "max" if task.metrics[re.sub(r"@\d+$", "@{k}", metric)] else "min"
 
 
 def _format_error(err: ValidationError, source: str) -> str:

@@ -68,27 +68,21 @@ class TaskContext:
 
 @dataclass
 class HeldOut:
-    """What evaluation hands every task's ``evaluate``: held-out rows and the model's view of them.
+    """What evaluation hands every task's ``evaluate``: held-out rows, the model's view of them."""
 
-    users, items: (R,) catalogue indices of each row's user and item; distinct_users: (U,)
-    ``np.unique(users)``; labels: task name -> (R,) labels, NaN where a row has none;
-    predictions: task name -> (R,) ``predict`` outputs of the rows' (user, item) pairs;
-    ranking: computes the retrieval metrics of the rows' items ranked by <user, item> (among the
-    whole catalogue, or among the held-out items on a cold-item split);
-    members: per model of an ensemble (one for a single model), its tasks by name with its
-    vectors of the distinct users (U, D) and of every item (I, D), side blocks left out;
-    user_table, item_table: the encoded features of every user and item.
-    """
-
-    users: np.ndarray
-    items: np.ndarray
-    distinct_users: np.ndarray
-    labels: dict[str, np.ndarray]
-    predictions: dict[str, np.ndarray]
+    users: np.ndarray  # (R,) each row's user (catalogue index)
+    items: np.ndarray  # (R,) each row's item
+    distinct_users: np.ndarray  # (U,) np.unique(users)
+    labels: dict[str, np.ndarray]  # task name -> (R,) labels, NaN where a row has none
+    predictions: dict[str, np.ndarray]  # task name -> (R,) ``predict`` of each row's pair
+    # the retrieval metrics of the rows' items ranked by <user, item> among the catalogue (among
+    # the held-out items on a cold-item split), computed when called
     ranking: Callable[[], dict[str, float]]
+    # per model of an ensemble (one for a single model): its tasks by name and its vectors of the
+    # distinct users (U, D) and of every item (I, D), side blocks left out
     members: list[tuple[dict[str, Task], Tensor, Tensor]]
-    user_table: EntityFeatures
-    item_table: EntityFeatures
+    user_table: EntityFeatures  # every user's encoded features
+    item_table: EntityFeatures  # every item's
 
 
 class Task(nn.Module, ABC):

@@ -1,9 +1,5 @@
-"""Collective operations a task runs itself, beside the task rather than in the training loop.
-
-Retrieval with ``gather_negatives`` (issue 7) scores every rank's users against the items of all
-ranks' parts of the global batch: ``all_gather_rows``. ``keep`` holds the tensors of the latest
-collectives; ``training/distributed.py`` uses it for the loop's own collectives too.
-"""
+"""Collectives a task runs itself (retrieval's ``gather_negatives``, issue 7), beside the tasks
+rather than in the training loop; ``training/distributed.py`` uses ``keep`` for its own too."""
 
 from __future__ import annotations
 

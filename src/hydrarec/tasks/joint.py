@@ -16,9 +16,8 @@ is its effective multiplier c_k of L_k.
   (``gradnorm_step``) sets the gradient of v from the GradNorm loss only, the optimizer steps v
   with the model, and the next ``forward`` renormalises sum_k v_k = K.
 
-Per step the trainer calls ``forward``, then ``before_backward(losses)`` before the backward of the
-total (GradNorm's work; nothing for the other modes); per epoch ``epoch_end`` (DWA's). It knows no
-mode.
+Per step the trainer calls ``forward`` then ``before_backward`` (GradNorm's work), per epoch
+``epoch_end`` (DWA's): it knows no mode.
 
 Learned weights are parameters of this module: the optimizer must include ``parameters()`` (with no
 weight decay) and the module must move to the model's device. ``state_dict`` holds all its state.
@@ -51,10 +50,8 @@ class JointLoss(nn.Module):
         task_names: list[str],
         cfg: LossConfig,
         static_weights: dict[str, float],
-        shared_parameters: Sequence[Tensor] = (),
+        shared_parameters: Sequence[Tensor] = (),  # GradNorm's W: model.shared_parameters()
     ) -> None:
-        """``shared_parameters``: what every task's loss reaches, GradNorm's W (the model's
-        ``shared_parameters()``); needed by ``gradnorm`` only."""
         super().__init__()
         if set(static_weights) != set(task_names):
             raise ValueError(

@@ -47,9 +47,7 @@ class Objective(Protocol):
     """Combines per-task losses and does its loss weighting's work (``JointLoss``)."""
 
     @property
-    def differentiates_losses(self) -> bool:
-        """Whether ``before_backward`` differentiates the task losses itself."""
-        ...
+    def differentiates_losses(self) -> bool: ...  # before_backward differentiates the losses
 
     def __call__(self, losses: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]: ...
     def before_backward(self, losses: dict[str, Tensor]) -> None: ...
