@@ -39,7 +39,7 @@ def build_model(
     if cfg.model.ensemble == 1:
         return build_member(*args)
     members = [build_member(*args) for _ in range(cfg.model.ensemble)]
-    return Ensemble(members, width=cfg.model.dim + members[0].side_dim)
+    return Ensemble(members, member_dim=cfg.model.dim + members[0].side_dim)
 
 
 def build_member(

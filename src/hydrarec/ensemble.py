@@ -22,7 +22,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hydrarec.architectures.pairs import ItemSideCache, Pairs
 from hydrarec.features.batch import Batch, EntityFeatures
 from hydrarec.model import MultiTaskRecommender
 from hydrarec.tasks.base import Task
@@ -31,19 +30,19 @@ from hydrarec.tasks.base import Task
 class Ensemble(nn.Module):
     """K ``MultiTaskRecommender`` members with the same config behind the same interface."""
 
-    def __init__(self, members: list[MultiTaskRecommender], width: int) -> None:
+    def __init__(self, members: list[MultiTaskRecommender], member_dim: int) -> None:
         super().__init__()
         if len(members) < 2:
             raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
         self.members = nn.ModuleList(members)
-        self.width = width  # W: channels of one member's user and item vectors (dim + side block)
+        self.member_dim = member_dim  # W: channels of one member's vectors (dim + side block)
 
     def _members(self) -> list[MultiTaskRecommender]:
         return list(self.members)  # type: ignore[arg-type]
 
     def _split(self, x: Tensor) -> tuple[Tensor, ...]:
         """Member k's channels of ensemble vectors (..., K W): K tensors (..., W)."""
-        return x.split(self.width, dim=-1)
+        return x.split(self.member_dim, dim=-1)
 
     # -- what callers read of a model --------------------------------------------------------
     @property
@@ -54,7 +53,7 @@ class Ensemble(nn.Module):
     def task_items(self) -> list[tuple[str, Task]]:
         return self._members()[0].task_items()
 
-    def parts(
+    def member_channels(
         self, user: Tensor, item: Tensor
     ) -> list[tuple[MultiTaskRecommender, Tensor, Tensor]]:
         """Each member with its channels of ``user`` and ``item``."""
@@ -76,11 +75,11 @@ class Ensemble(nn.Module):
         leave_out: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """(B, K W); ``history`` (B, N, K W) holds ensemble item vectors."""
-        parts = [
+        per_member = [
             m.encode_users(users, h, history_mask, history_pos, leave_out)
             for m, h in zip(self._members(), self._split(history), strict=True)
         ]
-        return torch.cat(parts, dim=-1)
+        return torch.cat(per_member, dim=-1)
 
     # -- training -------------------------------------------------------------------------
     def losses(self, batch: Batch) -> dict[str, Tensor]:
@@ -103,26 +102,14 @@ class Ensemble(nn.Module):
 
     # -- inference ----------------------------------------------------------------------------
     @torch.no_grad()
-    def predict_pairs(
-        self, user: Tensor, item: Tensor, pairs: Pairs | None = None
-    ) -> dict[str, Tensor]:
+    def predict_pairs(self, user: Tensor, item: Tensor) -> dict[str, Tensor]:
         """The members' ``predict_pairs`` combined (see the module doc)."""
-        if pairs is not None:
-            raise ValueError("an ensemble scores factored pairs through predict_candidates")
-        return self._combine([m.predict_pairs(u, i) for m, u, i in self.parts(user, item)])
+        members = self.member_channels(user, item)
+        return self.combine([m.predict_pairs(u, i) for m, u, i in members])
 
-    @torch.no_grad()
-    def predict_candidates(
-        self, user: Tensor, candidates: Tensor, cache: ItemSideCache
-    ) -> dict[str, Tensor]:
-        """Each member's ``predict_candidates`` on its channels of ``cache``, combined."""
-        outs = [
-            m.predict_candidates(u, candidates, cache.part(k, self.width))
-            for k, (m, u) in enumerate(zip(self._members(), self._split(user), strict=True))
-        ]
-        return self._combine(outs)
-
-    def _combine(self, outs: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    def combine(self, outs: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """The members' predictions (one dict each) as the ensemble's: retrieval scores summed,
+        the others averaged."""
         kinds = {name: task.kind for name, task in self.task_items()}
         combined = {}
         for name in outs[0]:

@@ -23,9 +23,8 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
-from hydrarec.architectures.pairs import ItemSideCache, Pairs
 from hydrarec.features.batch import Batch, EntityFeatures
-from hydrarec.nn import param_groups_of, take
+from hydrarec.nn import gather_rows, param_groups_of
 from hydrarec.tasks.base import Task, TaskInputs
 
 
@@ -85,8 +84,8 @@ class MultiTaskRecommender(nn.Module):
             rows = torch.arange(len(batch.item_pos), device=batch.item_pos.device)
             own_users = (batch.items.ids[batch.item_pos], rows)  # item id, row in batch.users
         items = self.encode_items(batch.items, own_items)  # (U, D)
-        item = take(items, batch.item_pos)  # (B, D)
-        history = take(items, batch.history)  # (B, N, D), or (W, N, D) windows
+        item = gather_rows(items, batch.item_pos)  # (B, D)
+        history = gather_rows(items, batch.history)  # (B, N, D), or (W, N, D) windows
         user = self.encode_users(
             batch.users,
             history,
@@ -122,7 +121,7 @@ class MultiTaskRecommender(nn.Module):
     def task_items(self) -> list[tuple[str, Task]]:
         return [(name, cast(Task, task)) for name, task in self.tasks.items()]
 
-    def parts(
+    def member_channels(
         self, user: Tensor, item: Tensor
     ) -> list[tuple[MultiTaskRecommender, Tensor, Tensor]]:
         """The models behind ``user`` and ``item`` vectors, with their channels: this one, whole
@@ -143,14 +142,10 @@ class MultiTaskRecommender(nn.Module):
         parameter in its default group (it reads the settings, not where they come from)."""
         return param_groups_of(self.user_encoder, self.item_encoder)
 
-    def rank_representations(
-        self, user: Tensor, item: Tensor, pairs: Pairs | None = None
-    ) -> dict[str, Tensor]:
+    def rank_representations(self, user: Tensor, item: Tensor) -> dict[str, Tensor]:
         if not self.tower_tasks:
             return {}
-        if pairs is not None:
-            x: Tensor | Pairs = pairs
-        elif self.cross:
+        if self.cross:
             x = torch.cat([user, item, user * item], dim=-1)  # (B, 3D)
         else:
             x = torch.cat([user, item], dim=-1)  # (B, 2D)
@@ -165,40 +160,23 @@ class MultiTaskRecommender(nn.Module):
     # -- inference ----------------------------------------------------------------------------
     @torch.no_grad()
     def predict_pairs(
-        self, user: Tensor, item: Tensor, pairs: Pairs | None = None
+        self,
+        user: Tensor,
+        item: Tensor,
+        reps: dict[str, Tensor] | None = None,
+        dots: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Predictions of the pointwise tasks and the retrieval score for (user, item) pairs:
         ratings on their scale, probabilities for binary tasks, the dot product for retrieval.
-        ``pairs``: the same pairs, factored (see ``predict_candidates``)."""
+        ``reps`` and ``dots``: the architecture's outputs and ``u . i`` of these pairs, when the
+        caller computed them another way (stage two, ``recommend/rerank.py``)."""
         user, item, side = self.split(user, item)
-        reps = self.rank_representations(user, item, pairs)
+        reps = self.rank_representations(user, item) if reps is None else reps
         out: dict[str, Tensor] = {}
         for name, task in self.task_items():
             if task.kind == "retrieval":
-                out[name] = (user * item).sum(-1) if pairs is None else pairs.dots()  # (B,)
+                out[name] = (user * item).sum(-1) if dots is None else dots  # (B,)
             elif task.uses_tower:
                 inputs = TaskInputs(user, item, rep=reps[name], side=side)
                 out[name] = task.predict(task(inputs))  # (B,)
         return out
-
-    @torch.no_grad()
-    def predict_candidates(
-        self, user: Tensor, candidates: Tensor, cache: ItemSideCache
-    ) -> dict[str, Tensor]:
-        """``predict_pairs`` of each user (B, D) against its candidates (B, n) (indices into
-        ``cache.item_vectors``), flattened to (B * n,): the architecture's first layers are
-        computed factored, one product per user, their stacked weights cached across calls
-        (``architectures/pairs.py``).
-        The retrieval score comes out of the first product as one more column, and the pair
-        vectors (B * n, D) are materialised only for a task that reads them (``reads_vectors``;
-        the others get empty ones). With a side block the pairs are scored plainly (the
-        factoring reads whole vectors)."""
-        b, n = candidates.shape
-        plain = bool(self.side_dim)
-        pairs = Pairs(user, candidates, cache, cross=self.cross, dots=not plain)
-        if plain or any(task.reads_vectors for _, task in self.task_items()):
-            item = pairs.items().reshape(b * n, -1)
-            flat_user = user[:, None, :].expand(b, n, user.shape[1]).reshape(b * n, -1)
-        else:
-            item = flat_user = user.new_empty(0, user.shape[1])
-        return self.predict_pairs(flat_user, item, None if plain else pairs)

@@ -41,9 +41,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from hydrarec.architectures.pairs import ItemSideCache
 from hydrarec.errors import ArgumentError, ConfigError
 from hydrarec.evaluation.evaluate import encode_items, split_user_vectors, top_k_items
+from hydrarec.recommend.rerank import ItemSideCache, predict_candidates
 from hydrarec.retrieval.base import Exclusion, ItemIndex
 from hydrarec.retrieval.build import INDEX_DIR, index_from_vectors, saved_index, saved_kind
 from hydrarec.retrieval.exact import ExactIndex
@@ -428,7 +428,7 @@ class Recommender:
         safe = cand.clamp(min=0).to(self.item_vectors.device)
         preds = {
             t: p.float().reshape(b, n).cpu()
-            for t, p in self.model.predict_candidates(uv, safe, self._item_side).items()
+            for t, p in predict_candidates(self.model, uv, safe, self._item_side).items()
         }
         empty = cand < 0
         score = dots.clone()

@@ -12,8 +12,7 @@ import torch
 from tests.contracts.helpers import B, assert_grads_everywhere
 
 from hydrarec.architectures import AITM, ARCHITECTURES, Architecture, MMoE, build_architecture
-from hydrarec.architectures.layers import mix, mix_tasks, mlp
-from hydrarec.architectures.pairs import PAD, ItemSideCache, Pairs
+from hydrarec.architectures.layers import mix, mlp
 from hydrarec.config import ArchitectureConfig
 from hydrarec.errors import ConfigError
 
@@ -27,8 +26,8 @@ HIDDEN = [16, 8]  # the experts' / bottom's widths of make_arch; the fixture bel
 
 @pytest.fixture(autouse=True, params=[[16, 8], [16]], ids=["two-layer", "one-layer"])
 def hidden(request: pytest.FixtureRequest) -> typing.Iterator[list[int]]:
-    """Every test runs with two-layer and with one-layer experts: one hidden layer (the
-    default config) takes the fused path (all experts and gates in one product)."""
+    """Every test runs with two-layer and with one-layer experts (one hidden layer: the default
+    config, whose stage two fuses all experts and gates into one product)."""
     global HIDDEN
     HIDDEN = request.param
     yield request.param
@@ -136,94 +135,6 @@ def test_empty_width_lists(name: str) -> None:
     assert [o.shape for o in out] == [(B, IN_DIM)] * 2
 
 
-@pytest.mark.parametrize("cross", [True, False])  # [user, item, user * item] or [user, item]
-@pytest.mark.parametrize("widths", [{}, {"hidden": [8]}, {"hidden": [], "tower": []}])
-@pytest.mark.parametrize("name", NAMES)
-def test_factored_pairs_equal_the_dense_input(
-    name: str, widths: dict[str, list[int]], cross: bool
-) -> None:
-    # stage-two re-ranking feeds Pairs (one matrix per user, all first layers in one product)
-    # instead of the materialised pair input: the outputs must be the same
-    d, n_items = IN_DIM // 3, 7
-    parts = 3 if cross else 2
-    arch = make_arch(name, 3, in_dim=parts * d, **widths).eval()
-    gen = torch.Generator().manual_seed(2)
-    table, user = torch.randn(n_items, d, generator=gen), torch.randn(4, d, generator=gen)
-    cand = torch.randint(0, n_items, (4, 5), generator=gen)
-    cache = ItemSideCache(table)
-    for _ in range(2):  # the second call reuses the cache's stacked weights
-        pairs = Pairs(user, cand, cache, cross=cross)
-        got = arch(pairs)
-        want = arch(pairs.dense())
-        for g, w in zip(got, want, strict=True):
-            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
-    item = table[cand]  # (4, 5, d)
-    u = user[:, None, :].expand_as(item)
-    dense = torch.cat([u, item, u * item][:parts], -1).reshape(20, parts * d)
-    assert torch.equal(pairs.dense(), dense)
-
-
-def test_factored_linear_hand_worked() -> None:
-    # W = [w_u | w_i | w_x] = [1 | 2 | 3], bias 0.5; user 2, items [1, -1]
-    layer = torch.nn.Linear(3, 1)
-    with torch.no_grad():
-        layer.weight.copy_(torch.tensor([[1.0, 2.0, 3.0]]))
-        layer.bias.fill_(0.5)
-    pairs = Pairs(
-        torch.tensor([[2.0]]), torch.tensor([[0, 1]]), ItemSideCache(torch.tensor([[1.0], [-1.0]]))
-    )
-    # 1*2 + 2*1 + 3*2 + 0.5 = 10.5; 1*2 - 2 - 3*2 + 0.5 = -5.5
-    assert pairs.linear(layer).flatten().tolist() == [10.5, -5.5]
-    assert pairs.dots().tolist() == [2.0, -2.0]  # u . i, computed on its own
-    # asked for up front, u . i rides on the first product as one more column
-    with_dots = Pairs(
-        torch.tensor([[2.0]]),
-        torch.tensor([[0, 1]]),
-        ItemSideCache(torch.tensor([[1.0], [-1.0]])),
-        dots=True,
-    )
-    assert with_dots.linear(layer).flatten().tolist() == [10.5, -5.5]
-    assert with_dots._dots is not None and with_dots._dots.tolist() == [2.0, -2.0]
-    assert with_dots.dots().tolist() == [2.0, -2.0]
-    assert with_dots.linear(layer).flatten().tolist() == [10.5, -5.5]  # later products: as usual
-    with pytest.raises(ValueError, match="in_features 3"):
-        pairs.linear(torch.nn.Linear(4, 1))
-
-
-@pytest.mark.parametrize(
-    ("outputs", "dots", "row"), [(1, False, 16), (16, False, 16), (16, True, 32)]
-)
-def test_factored_product_rows_are_padded(outputs: int, dots: bool, row: int) -> None:
-    # the product is written PAD-aligned; what the caller gets is the layers' columns alone, as
-    # a view of it (no copy), equal to the layer over the dense input
-    layer = torch.nn.Linear(6, outputs)
-    gen = torch.Generator().manual_seed(0)
-    cache = ItemSideCache(torch.randn(5, 2, generator=gen))
-    user, cand = torch.randn(3, 2, generator=gen), torch.tensor([[0, 1], [2, 3], [4, 0]])
-    pairs = Pairs(user, cand, cache, dots=dots)
-    out = pairs.linear(layer)
-    assert PAD == 16 and out.shape == (6, outputs) and out.stride() == (row, 1)
-    torch.testing.assert_close(out, layer(pairs.dense()))
-    item = cache.item_vectors[cand]  # (3, 2, 2)
-    torch.testing.assert_close(pairs.dots(), (user[:, None, :] * item).sum(-1).flatten())
-
-
-def test_mix_tasks_hand_worked() -> None:
-    # two pairs, two tasks, two experts. Pair 0: task 0 logits [0, ln 3] -> [1/4, 3/4], task 1
-    # [0, 0] -> [1/2, 1/2]; experts [[4, 0], [0, 8]] -> [1, 6] and [2, 4]. Pair 1: task 0
-    # [ln 3, 0] -> [3/4, 1/4], task 1 [0, -inf] -> [1, 0]; experts [[0, 4], [8, 0]] -> [2, 3]
-    # and [0, 4]
-    ln3, inf = float(torch.log(torch.tensor(3.0))), float("inf")
-    logits = torch.tensor([[[0.0, ln3], [0.0, 0.0]], [[ln3, 0.0], [0.0, -inf]]])  # (2, T, E)
-    experts = torch.tensor([[[4.0, 0.0], [0.0, 8.0]], [[0.0, 4.0], [8.0, 0.0]]])  # (2, E, H)
-    want = torch.tensor([[[1.0, 6.0], [2.0, 4.0]], [[2.0, 3.0], [0.0, 4.0]]])
-    torch.testing.assert_close(mix_tasks(logits, experts), want)
-    # a strided view of a wider block (as stage two passes it) gives the same
-    block = torch.zeros(2, 9)
-    block[:, 4:8] = logits.reshape(2, 4)
-    torch.testing.assert_close(mix_tasks(block[:, 4:8].unflatten(1, (2, 2)), experts), want)
-
-
 def test_mlp_layers() -> None:
     net = mlp(4, [8, 2], dropout=0.5, activate_last=False)
     kinds = [type(m).__name__ for m in net]
@@ -251,9 +162,9 @@ def test_mmoe_gates_are_per_task() -> None:
     torch.testing.assert_close(out[0], out[1])
 
 
-def test_mmoe_one_product_equals_the_paper_formula() -> None:
-    # Training runs every expert's layer and every gate as one product and every task's mix as
-    # one bmm; the outputs and the gradients must be those of eq. 5-6 written expert by expert.
+def test_mmoe_equals_the_paper_formula() -> None:
+    # The forward mixes every task at once (one bmm over stacked experts and gate logits); the
+    # outputs and the gradients must be those of eq. 5-6 written expert by expert.
     arch = make_arch("mmoe", 2, hidden=[16], dropout=0.0).train()
     assert isinstance(arch, MMoE)
     x = inputs()

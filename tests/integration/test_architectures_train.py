@@ -52,7 +52,7 @@ def test_pair_input_without_the_product_trains_and_reranks_factored(tmp_path: Pa
     factored pairs give what the plain input gives, and the run loads back as trained."""
     import torch
 
-    from hydrarec.architectures.pairs import ItemSideCache
+    from hydrarec.recommend.rerank import ItemSideCache, predict_candidates
     from hydrarec.rundir import load_run
 
     raw = tiny_raw(epochs=2, patience=5)
@@ -66,7 +66,7 @@ def test_pair_input_without_the_product_trains_and_reranks_factored(tmp_path: Pa
     gen = torch.Generator().manual_seed(0)
     table, user = torch.randn(9, d, generator=gen), torch.randn(3, d, generator=gen)
     cand = torch.randint(0, 9, (3, 4), generator=gen)
-    got = model.predict_candidates(user, cand, ItemSideCache(table))
+    got = predict_candidates(model, user, cand, ItemSideCache(table))
     flat_user = user[:, None, :].expand(3, 4, d).reshape(12, d)
     want = model.predict_pairs(flat_user, table[cand].reshape(12, d))
     assert set(got) == set(want)

@@ -13,7 +13,6 @@ import torch
 from fastapi.testclient import TestClient
 from tests.integration.tiny import tiny_raw
 
-from hydrarec.architectures.pairs import ItemSideCache
 from hydrarec.build import build_model
 from hydrarec.config import Config, config_from_dict
 from hydrarec.data.registry import load_dataset
@@ -23,6 +22,7 @@ from hydrarec.experiment import evaluate, train
 from hydrarec.features.batch import Batch
 from hydrarec.io import read_tensors
 from hydrarec.model import MultiTaskRecommender
+from hydrarec.recommend.rerank import ItemSideCache, predict_candidates
 from hydrarec.recommender import Recommender
 from hydrarec.retrieval.queries import UserQuery
 from hydrarec.rundir import load_run
@@ -101,7 +101,7 @@ def test_candidates_are_scored_as_the_plain_pairs(data: TrainData) -> None:
     torch.manual_seed(2)
     user = torch.randn(4, 3 * DIM)
     candidates = torch.randint(0, len(items), (4, 7))
-    got = model.predict_candidates(user, candidates, ItemSideCache(items))
+    got = predict_candidates(model, user, candidates, ItemSideCache(items))
     flat_user = user.repeat_interleave(7, dim=0)
     want = model.predict_pairs(flat_user, items[candidates.reshape(-1)])
     assert set(got) == set(want) == {"retrieval", "rating", "like"}
@@ -183,7 +183,7 @@ def test_one_member_is_the_plain_model_and_the_count_is_checked(data: TrainData)
         with pytest.raises(ConfigError, match="ensemble"):
             config_from_dict(raw)
     with pytest.raises(ValueError, match="at least 2"):
-        Ensemble([model], width=DIM)
+        Ensemble([model], member_dim=DIM)
 
 
 def test_an_ensemble_run_is_served(ensemble_run: Path) -> None:

@@ -1,6 +1,6 @@
-"""``MultiTaskRecommender.predict_candidates`` (stage two) against ``predict_pairs`` on the
-materialised pairs, for each architecture that reads factored pairs and with a rating task that
-reads the pair vectors (``mf_paths``) or not."""
+"""Stage two's fast path (``recommend.rerank.predict_candidates``) against the model's plain
+``predict_pairs`` on the materialised pairs, every task's prediction, for every architecture in
+the registry and with a rating task that reads the pair vectors (``mf_paths``) or not."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ import pytest
 import torch
 from tests.integration.tiny import tiny_raw
 
-from hydrarec.architectures.pairs import ItemSideCache
+from hydrarec.architectures import ARCHITECTURES
 from hydrarec.build import build_model
 from hydrarec.config import config_from_dict
 from hydrarec.data.registry import load_dataset
 from hydrarec.model import MultiTaskRecommender
+from hydrarec.recommend.rerank import ItemSideCache, predict_candidates
 from hydrarec.training.data import make_train_data
 
 
 @pytest.mark.parametrize("mf_paths", [False, True])
-@pytest.mark.parametrize("arch", ["mmoe", "shared_bottom", "ple"])
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_candidates_are_scored_as_the_plain_pairs(arch: str, mf_paths: bool) -> None:
     raw = tiny_raw()
     raw["model"]["architecture"]["name"] = arch
@@ -37,7 +38,7 @@ def test_candidates_are_scored_as_the_plain_pairs(arch: str, mf_paths: bool) -> 
     candidates = torch.randint(0, len(items), (3, 5), generator=gen)
     cache = ItemSideCache(items)
     for _ in range(2):  # the second call reuses the cache's stacked weights
-        got = model.predict_candidates(user, candidates, cache)
+        got = predict_candidates(model, user, candidates, cache)
         want = model.predict_pairs(user.repeat_interleave(5, dim=0), items[candidates.flatten()])
         assert set(got) == set(want) == {"retrieval", "rating", "like"}
         for name in want:

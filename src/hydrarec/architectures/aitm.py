@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from hydrarec.architectures.layers import Architecture, Pairs, first, mlp, width
+from hydrarec.architectures.layers import Architecture, mlp, output_width
 from hydrarec.config import ArchitectureConfig
 
 
@@ -48,19 +48,20 @@ class AITM(Architecture):
         super().__init__(in_dim, n_tasks, cfg)
         widths = [*cfg.hidden, *cfg.tower]
         self.towers = nn.ModuleList(mlp(in_dim, widths, cfg.dropout) for _ in range(n_tasks))
-        d = self.out_dim = width(in_dim, widths)
+        d = self.out_dim = output_width(in_dim, widths)
         n_links = max(n_tasks - 1, 0)  # task k > 1 reads task k-1
         self.transfers = nn.ModuleList(
             nn.Sequential(nn.Linear(d, d), nn.ReLU()) for _ in range(n_links)
         )
         self.attention = nn.ModuleList(TransferAttention(d) for _ in range(n_links))
 
-    def forward(self, x: Tensor | Pairs) -> list[Tensor]:
-        out: list[Tensor] = []
-        for k, tower in enumerate(self.towers):
-            z = first(tower, x)  # (B, d): q_k
-            if k > 0:
-                p = self.transfers[k - 1](out[-1])  # (B, d): p_{k-1}
-                z = self.attention[k - 1](p, z)  # (B, d): z_k
-            out.append(z)
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return self.funnel([tower(x) for tower in self.towers])  # q_k: n_tasks x (B, d)
+
+    def funnel(self, q: list[Tensor]) -> list[Tensor]:
+        """The towers' outputs q_k (B, d) -> z_k: z_1 = q_1, z_k = AIT(p_{k-1}, q_k)."""
+        out = q[:1]
+        for k in range(1, len(q)):
+            p = self.transfers[k - 1](out[-1])  # (B, d): p_{k-1}
+            out.append(self.attention[k - 1](p, q[k]))  # (B, d): z_k
         return out

@@ -9,21 +9,18 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from hydrarec.architectures.layers import Architecture, Pairs, first, mlp, task_towers, width
+from hydrarec.architectures.layers import Architecture, mlp, output_width, task_towers
 from hydrarec.config import ArchitectureConfig
-from hydrarec.nn import infer
 
 
 class SharedBottom(Architecture):
     def __init__(self, in_dim: int, n_tasks: int, cfg: ArchitectureConfig) -> None:
         super().__init__(in_dim, n_tasks, cfg)
         self.bottom = mlp(in_dim, cfg.hidden, cfg.dropout)
-        shared_dim = width(in_dim, cfg.hidden)
+        shared_dim = output_width(in_dim, cfg.hidden)
         self.towers = task_towers(shared_dim, n_tasks, cfg)
-        self.out_dim = width(shared_dim, cfg.tower)
+        self.out_dim = output_width(shared_dim, cfg.tower)
 
-    def forward(self, x: Tensor | Pairs) -> list[Tensor]:
-        if not self.towers:
-            return []
-        shared = first(self.bottom, x)  # (B, H)
-        return [infer(tower, shared) for tower in self.towers]  # n_tasks x (B, out_dim)
+    def forward(self, x: Tensor) -> list[Tensor]:
+        shared = self.bottom(x)  # (B, H)
+        return [tower(shared) for tower in self.towers]  # n_tasks x (B, out_dim)

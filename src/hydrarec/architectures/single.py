@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from hydrarec.architectures.layers import Architecture, Pairs, first, mlp, width
+from hydrarec.architectures.layers import Architecture, mlp, output_width
 from hydrarec.config import ArchitectureConfig
 
 
@@ -17,7 +17,7 @@ class SingleTask(Architecture):
         super().__init__(in_dim, n_tasks, cfg)
         widths = [*cfg.hidden, *cfg.tower]
         self.towers = nn.ModuleList(mlp(in_dim, widths, cfg.dropout) for _ in range(n_tasks))
-        self.out_dim = width(in_dim, widths)
+        self.out_dim = output_width(in_dim, widths)
 
-    def forward(self, x: Tensor | Pairs) -> list[Tensor]:
-        return [first(tower, x) for tower in self.towers]  # n_tasks x (B, out_dim)
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return [tower(x) for tower in self.towers]  # n_tasks x (B, out_dim)

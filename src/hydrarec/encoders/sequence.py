@@ -25,16 +25,15 @@ its place back from the segment's end, as if its window were alone.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from hydrarec.config import SequenceConfig
+from hydrarec.config import SequenceConfig, SequenceKind
 from hydrarec.errors import ConfigError
-from hydrarec.nn import Dropout
 
 
 class SequenceEncoder(nn.Module):
@@ -98,7 +97,7 @@ class CausalSelfAttention(nn.Module):
         self.dropout = dropout
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
-        self.resid_drop = Dropout(dropout)
+        self.resid_drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, allowed: Tensor, tail: int | None = None) -> Tensor:
         """``allowed`` (B, 1 or H, N, N): bool, query i may read key j, or an additive float bias
@@ -121,7 +120,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.fc = nn.Linear(dim, 4 * dim)
         self.proj = nn.Linear(4 * dim, dim)
-        self.drop = Dropout(dropout)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.drop(self.proj(F.gelu(self.fc(x))))  # (B, N, 4D) -> (B, N, D)
@@ -152,7 +151,7 @@ class TransformerSequenceEncoder(SequenceEncoder):
         # per distance back from the query (zero at start: content alone decides)
         self.position = None if relative else nn.Embedding(cfg.max_len, dim)
         self.distance = nn.Parameter(torch.zeros(cfg.heads, cfg.max_len)) if relative else None
-        self.drop = Dropout(cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(dim, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(dim)
 
@@ -233,15 +232,13 @@ class RecurrentSequenceEncoder(SequenceEncoder):
 
 
 def sequence_encoders() -> dict[str, type[SequenceEncoder]]:
-    """The registry: ``model.sequence.kind`` -> encoder class."""
+    """The registry: ``model.sequence.kind`` -> encoder class, for the kinds of
+    ``config.SequenceKind``, each with its class."""
     from hydrarec.encoders.hstu import HSTUSequenceEncoder  # hstu.py imports this module
 
-    return {
-        "transformer": TransformerSequenceEncoder,
-        "gru": RecurrentSequenceEncoder,
-        "lstm": RecurrentSequenceEncoder,
-        "hstu": HSTUSequenceEncoder,
-    }
+    recurrent = RecurrentSequenceEncoder  # gru and lstm
+    classes = (TransformerSequenceEncoder, recurrent, recurrent, HSTUSequenceEncoder)
+    return dict(zip(get_args(SequenceKind), classes, strict=True))
 
 
 def build_sequence_encoder(cfg: SequenceConfig, dim: int) -> SequenceEncoder | None:

@@ -48,7 +48,7 @@ from hydrarec.encoders.sequence import build_sequence_encoder
 from hydrarec.encoders.text_tuning import TunedTextLayers
 from hydrarec.errors import ConfigError
 from hydrarec.features.batch import EntityFeatures, EntitySpec
-from hydrarec.nn import mlp, take
+from hydrarec.nn import gather_rows, mlp
 
 
 class ItemTower(nn.Module):
@@ -172,7 +172,7 @@ class UserTower(nn.Module):
                 history, history_mask, tail, history_segments
             )  # (W, k, D)
             rows = history_pos // n * tail + history_pos % n - (n - tail)  # (R,)
-            h = take(states.flatten(0, 1), rows)  # (R, D)
+            h = gather_rows(states.flatten(0, 1), rows)  # (R, D)
             return self.mlp(torch.cat([x, h], dim=-1))  # (R, F + D) -> (R, D)
         history = history[:, -self.max_len :]  # (B, N', D), most recent items
         history_mask = history_mask[:, -self.max_len :]  # (B, N')

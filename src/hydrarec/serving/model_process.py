@@ -3,11 +3,10 @@
 
 In one process, the event loop (HTTP parsing, validation, JSON) and the model thread take turns
 on one GIL. The model releases it inside each torch kernel and must take it back after each of
-its ~300 kernels per call; while the event loop holds it, a take-back can wait for the
-interpreter's switch interval (5 ms). Measured on the ML-100K MMoE run, 8 users per call, one
-torch thread: 8 ms with an idle main thread, 31-258 ms with a main thread running pure Python.
-In processes of their own the model has a GIL to itself, and with several of them several
-batches are scored at once on as many cores (``benchmarks/RESULTS.md``, *Serving*).
+its hundreds of kernels per call; while the event loop holds it, a take-back can wait for the
+interpreter's switch interval, so a call takes several times longer beside a busy loop. In
+processes of their own the model has a GIL to itself, and with several of them several batches
+are scored at once on as many cores (``benchmarks/RESULTS.md``, *Serving*).
 
 The child loads the run itself (spawned, not forked: torch's threads do not survive a fork) and
 answers ``recommend_for`` calls over a pipe: queries and options in, ``Recommendations`` (a few
@@ -16,11 +15,9 @@ stays an ``UnknownIdError``, so it is still a 404). A child that dies or hangs d
 that call with a ``RuntimeError``; one found dead before a call is replaced first.
 
 The service calls ``recommend_async`` from its event loop: the request goes down the pipe and the
-loop reads the answer as it arrives, with no thread in between. Through a thread pool
+loop reads the answer as it arrives, with no thread in between: through a thread pool
 (``recommend_for`` in an executor) each call cost the server two thread hand-offs, each a wake-up
-and a take-back of the GIL from the loop; without them, in alternating 8-second runs at c = 16 on
-2 cores, the HTTP process spent a median 0.23 ms of CPU per request instead of 0.28, and 7 of 9
-pairs of runs served more requests/s (e.g. 1,762 against 1,552, p99 15.2 against 18.9 ms).
+and a take-back of the GIL from the loop, and served fewer requests/s (``benchmarks/RESULTS.md``).
 
 The loop reads the answer piece by piece off a non-blocking socket (``_recv_message``), never
 with ``Connection.recv``: uvloop leaves a descriptor it has watched non-blocking, and an answer
@@ -57,9 +54,7 @@ from hydrarec.recommender import Recommendations, Recommender, UserQuery
 
 # the children run below the server's priority: the event loop, which takes in the requests and
 # writes the answers of every batch, gets a core as soon as it has work, instead of waiting for
-# the scheduler to preempt a model process. At c = 16 on 2 cores, alternating 8-second runs:
-# 1,221 / 1,028 / 1,044 requests/s and p99 22.9 / 27.5 / 26.3 ms at the same priority, against
-# 1,249 / 1,141 / 1,240 and 22.6 / 25.0 / 22.3 ms at nice 10.
+# the scheduler to preempt a model process (more requests/s, lower p99: benchmarks/RESULTS.md)
 MODEL_NICE = 10
 
 
