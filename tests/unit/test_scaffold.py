@@ -170,7 +170,10 @@ def test_sequence_file_with_attributes(tmp_path: Path) -> None:
     cfg = result.config
     assert cfg.data.dataset == "sequences" and cfg.data.split.kind == "leave_last_out"
     assert cfg.model.sequence.kind == "transformer" and cfg.model.sequence.max_len == 5
-    assert [(t.kind, t.feature) for t in cfg.tasks][1] == ("reconstruction", "attributes")
+    assert [(t.kind, getattr(t, "feature", None)) for t in cfg.tasks][1] == (
+        "reconstruction",
+        "attributes",
+    )
     trains(result)
     with pytest.raises(DataError, match="item attributes as JSON"):
         scaffold(tmp_path / "seq.txt", items=tmp_path / "seq.txt")
