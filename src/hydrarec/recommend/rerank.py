@@ -75,8 +75,12 @@ class ItemSideCache:
         key = tuple(id(layer) for layer in layers)
         if key not in self._stacked:
             d = self.item_vectors.shape[1]
-            weight, bias = stacked_weights(layers)
-            w = weight.T  # (3D, total)
+            w = torch.cat([layer.weight for layer in layers]).T  # (3D, total)
+            biases: list[Tensor] = [  # a layer without a bias adds zeros
+                layer.bias if layer.bias is not None else w.new_zeros(layer.out_features)
+                for layer in layers
+            ]
+            bias = torch.cat(biases)  # (total,)
             user = torch.cat([w[:d], bias[None, :]])  # the bias rides on a constant 1
             self._stacked[key] = (
                 list(layers),
@@ -178,19 +182,6 @@ class Pairs:
             user = torch.cat([self.user, self.user.new_zeros(b, 1)], dim=1)  # (B, D + 1)
             self._dots = torch.bmm(self.items_with_one(), user[:, :, None]).reshape(b * n)
         return self._dots
-
-
-def stacked_weights(layers: Sequence[nn.Linear]) -> tuple[Tensor, Tensor]:
-    """The layers' weights (total, in) and biases (total,) stacked by output in their order (a
-    layer without a bias adds zeros)."""
-    weight = torch.cat([layer.weight for layer in layers])
-    bias = torch.cat(
-        [
-            layer.bias if layer.bias is not None else weight.new_zeros(layer.out_features)
-            for layer in layers
-        ]
-    )
-    return weight, bias
 
 
 # -- the architectures, their input layers factored ---------------------------------------------
