@@ -52,7 +52,7 @@ def build_member(
 ) -> MultiTaskRecommender:
     """One model: towers, architecture, tasks (``build_model``'s arguments)."""
     dim = cfg.model.dim
-    tower_tasks = [t for t in cfg.tasks if t.kind in ("rating", "binary")]
+    tower_tasks = [t for t in cfg.tasks if t.labelled]
     cross = cfg.model.pair_input == "concat_product"
     in_dim = (3 if cross else 2) * dim  # [user, item, user * item] or [user, item]
     architecture = build_architecture(cfg.model.architecture, in_dim, len(tower_tasks))

@@ -209,6 +209,9 @@ class TaskSection(Section):
     # ("{k}": once per cut-off of eval.ks), each True where higher is better
     metrics: ClassVar[dict[str, bool]]
     headline: ClassVar[str]  # what train.monitor defaults to when the task comes first
+    # a pointwise task learned from a label per interaction (its column or rule); the
+    # architecture gives it a tower
+    labelled: ClassVar[bool] = False
     # the fields of which one must be set, and the line to add when none is (issue 22)
     needs: ClassVar[tuple[tuple[str, ...], str]] = ((), "")
 
@@ -272,6 +275,7 @@ class RatingTaskConfig(TaskSection):  # tasks/rating.py
 
     metrics: ClassVar[dict[str, bool]] = {"rmse": False, "mae": False}
     headline: ClassVar[str] = "rmse"
+    labelled: ClassVar[bool] = True
     needs = (
         ("column",),
         'column = "rating" (your regression label, declared in [data.tabular] labels)',
@@ -285,6 +289,7 @@ class BinaryTaskConfig(TaskSection):  # tasks/binary.py
 
     metrics: ClassVar[dict[str, bool]] = {"auc": True, "gauc": True, "logloss": False}
     headline: ClassVar[str] = "auc"
+    labelled: ClassVar[bool] = True
     needs = (("column", "rule"), 'column = "click" (a 0/1 label) or rule = "rating >= 4"')
 
     def validation_metrics(self, ks: list[int], split: str) -> list[str]:

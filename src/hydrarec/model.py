@@ -174,9 +174,8 @@ class MultiTaskRecommender(nn.Module):
         reps = self.rank_representations(user, item) if reps is None else reps
         out: dict[str, Tensor] = {}
         for name, task in self.task_items():
-            if task.kind == "retrieval":
-                out[name] = (user * item).sum(-1) if dots is None else dots  # (B,)
-            elif task.uses_tower:
-                inputs = TaskInputs(user, item, rep=reps[name], side=side)
-                out[name] = task.predict(task(inputs))  # (B,)
+            inputs = TaskInputs(user, item, rep=reps.get(name), side=side)
+            score = task.score_pairs(inputs, dots)  # (B,)
+            if score is not None:
+                out[name] = score
         return out

@@ -123,6 +123,11 @@ class Task(nn.Module, ABC):
         """Inference transform of ``forward``'s output (identity unless a task says otherwise)."""
         return output
 
+    def score_pairs(self, inputs: TaskInputs, dots: Tensor | None) -> Tensor | None:
+        """(B,) ``predict`` of (user, item) pairs, or None for a task that scores no pair (a
+        feature reconstruction). ``dots``: the pairs' ``u . i`` when the caller has them."""
+        return self.predict(self(inputs)) if self.uses_tower else None
+
     def metrics(self, pred: np.ndarray, label: np.ndarray, user: np.ndarray) -> dict[str, float]:
         """Pointwise metrics of ``predict`` outputs, keys without the task prefix ({} if none)."""
         return {}

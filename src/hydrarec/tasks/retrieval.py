@@ -111,6 +111,10 @@ class RetrievalTask(Task):
             full = ctx.n_items <= FULL_SOFTMAX_MAX_ITEMS
         return cls(cfg.name, cfg.temperature, cfg.logq, full, cfg.gather_negatives)
 
+    def score_pairs(self, inputs: TaskInputs, dots: Tensor | None) -> Tensor:
+        """A pair's retrieval score is its dot product ``u . i`` (B,)."""
+        return (inputs.user * inputs.item).sum(-1) if dots is None else dots
+
     def forward(self, inputs: TaskInputs) -> Tensor:
         if inputs.items is None:
             raise ValueError(f"task {self.name!r} (retrieval) needs the batch's item vectors")

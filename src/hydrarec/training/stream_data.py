@@ -59,7 +59,7 @@ class LabelStats:
 
     def result(self) -> dict[str, tuple[float, float, float]]:
         """As ``labels.label_stats``: (0, 1, 0) for a task without labels."""
-        names = [t.name for t in self.tasks if t.kind in ("rating", "binary")]
+        names = [t.name for t in self.tasks if t.labelled]
         return {
             n: (self.low[n], self.high[n], self.sum[n] / self.count[n])
             if self.count.get(n)
