@@ -31,8 +31,8 @@ from torch.nn import functional as F
 from hydrarec.architectures import AITM, PLE, Architecture, MMoE, SharedBottom, SingleTask
 from hydrarec.architectures.layers import Experts
 from hydrarec.architectures.ple import ExtractionLevel
-from hydrarec.ensemble import Ensemble, Model
-from hydrarec.model import MultiTaskRecommender
+from hydrarec.model.ensemble import Ensemble, Model
+from hydrarec.model.multitask import MultiTaskRecommender
 
 # the factored product's output width is rounded up to a multiple of this many float32 columns
 # (one 64-byte line): a width like MMoE's 4 x 128 + 2 x 4 + 1 = 521 would leave every row of the
@@ -198,7 +198,7 @@ def through(module: nn.Module, pairs: Pairs) -> Tensor:
 def one_layer_firsts(experts: Experts) -> list[nn.Linear] | None:
     """Each expert's Linear when every expert is one layer (Linear, ReLU, Dropout), else None."""
     mlps = cast(list[nn.Sequential], list(experts.experts))
-    if all(len(e) == 3 and isinstance(e[0], nn.Linear) for e in mlps):
+    if all(len(e) == 3 and isinstance(e[0], nn.Linear) and isinstance(e[1], nn.ReLU) for e in mlps):
         return [cast(nn.Linear, e[0]) for e in mlps]
     return None
 
