@@ -71,7 +71,7 @@ def rechub_epoch_seconds(data: Any, p: rechub_sasrec.Params) -> float:
 def hydrarec_epoch_seconds(config: str, name: str) -> float:
     """One training epoch of ``config`` through ``hydrarec.train`` (its history's seconds)."""
     from hydrarec.config import load_config
-    from hydrarec.experiment import train
+    from hydrarec.run.train import train
 
     out = RUNS / name
     train(load_config(config, ["train.epochs=1"]), out, overwrite=True)

@@ -51,8 +51,8 @@ from hydrarec.data.dataset import Dataset
 from hydrarec.data.registry import load_dataset
 from hydrarec.data.splits import Split, make_split
 from hydrarec.features.text import TextEncoder
+from hydrarec.io.progress import Progress
 from hydrarec.tasks.metrics import ndcg_at_k, recall_at_k
-from hydrarec.training.progress import Progress
 from provenance import git_commit
 
 HERE = Path(__file__).resolve().parent
@@ -278,9 +278,9 @@ def bespoke_scores(base: Config, ds: Dataset, valid: ColdTask) -> tuple[Scores, 
     """The pre-issue-20 benchmark's own loop: the model and trainer built here, checkpoints kept
     by a Recall@10 callback on the validation items, items ranked by the raw dot product, the
     catalogue's test items present (OOV) during training. Kept to compare, not to report."""
-    from hydrarec.build import build_model
     from hydrarec.evaluation.evaluate import encode_items, encode_users
-    from hydrarec.model import MultiTaskRecommender
+    from hydrarec.model.multitask import MultiTaskRecommender
+    from hydrarec.run.build import build_model
     from hydrarec.tasks.joint import JointLoss
     from hydrarec.training.data import make_train_data
     from hydrarec.training.trainer import Trainer

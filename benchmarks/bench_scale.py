@@ -45,10 +45,10 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
-from hydrarec.build import build_model
 from hydrarec.config import Config, config_from_dict
 from hydrarec.data.registry import load_dataset
 from hydrarec.features.batch import Batch
+from hydrarec.run.build import build_model
 from hydrarec.tasks.joint import JointLoss
 from hydrarec.training.data import make_train_data
 from hydrarec.training.distributed import process_group

@@ -327,7 +327,7 @@ def serve_and_drive(
 
 def batch_users_per_second(run: Path, index: str, k: int = 100) -> tuple[float, float]:
     """(users/s, seconds) of the ``--all-users`` path, model loaded, k = 100."""
-    from hydrarec.recommender import Recommender
+    from hydrarec.recommend.recommender import Recommender
 
     rec = Recommender.load(run, index=index)
     users = list(rec.run.user_ids.raw_ids)

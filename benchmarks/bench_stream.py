@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hydrarec.build import build_model
 from hydrarec.config import Config, config_from_dict
 from hydrarec.data.registry import load_dataset
 from hydrarec.features.batch import Batch
+from hydrarec.run.build import build_model
 from hydrarec.tasks.joint import JointLoss
 from hydrarec.training.data import TrainData, make_train_data
 from hydrarec.training.stream_data import make_stream_train_data

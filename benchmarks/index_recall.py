@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from hydrarec.recommender import Recommender
+from hydrarec.recommend.recommender import Recommender
 
 
 def overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -187,7 +187,7 @@ def _throwaway_postgres() -> Any:
 # -- latency ---------------------------------------------------------------------------------------
 def known_ids(run: Path) -> tuple[list[Any], list[Any]]:
     """The run's raw user and item ids (``Recommender.load``)."""
-    from hydrarec.recommender import Recommender
+    from hydrarec.recommend.recommender import Recommender
 
     rec = Recommender.load(run)
     return rec.run.user_ids.raw_ids.tolist(), rec.run.item_ids.raw_ids.tolist()

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from hydrarec.evaluation.evaluate import full_ranking_ranks, split_vectors
-from hydrarec.experiment import KNOWN_BEFORE
-from hydrarec.rundir import load_run
+from hydrarec.run.evaluate import KNOWN_BEFORE
+from hydrarec.run.rundir import load_run
 from hydrarec.tasks.metrics import ranking_metrics
 
 

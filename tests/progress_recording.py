@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from hydrarec.training.progress import Bar, Progress
+from hydrarec.io.progress import Bar, Progress
 
 
 class Recording(Progress):

@@ -18,8 +18,9 @@ import torch
 
 from hydrarec.config import Config, load_config
 from hydrarec.evaluation.evaluate import encode_items, encode_users
-from hydrarec.experiment import evaluate, train
-from hydrarec.rundir import load_run
+from hydrarec.run.evaluate import evaluate
+from hydrarec.run.rundir import load_run
+from hydrarec.run.train import train
 from peers.common import WITH_KNOWN, Result
 
 RUNS = Path("runs/bench")

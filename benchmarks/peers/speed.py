@@ -75,7 +75,7 @@ def _loader(x: dict[str, torch.Tensor], y: torch.Tensor) -> Any:
 
 def trained_history(cfg: Any, name: str) -> list[dict[str, Any]]:
     """Train ``cfg`` into ``RUNS / name`` (a fresh history) and read its per-epoch records."""
-    from hydrarec.experiment import train
+    from hydrarec.run.train import train
 
     out = RUNS / name
     train(cfg, out, overwrite=True)

@@ -13,10 +13,10 @@ __version__ = "0.1.0"
 # stays light.
 _API = {
     "load_config": "hydrarec.config",
-    "train": "hydrarec.experiment",
-    "evaluate": "hydrarec.experiment",
-    "Recommender": "hydrarec.recommender",
-    "add_items": "hydrarec.catalogue",
+    "train": "hydrarec.run.train",
+    "evaluate": "hydrarec.run.evaluate",
+    "Recommender": "hydrarec.recommend.recommender",
+    "add_items": "hydrarec.run.catalogue",
     "tune": "hydrarec.tuning",  # the `tune` extra (optuna)
     "update": "hydrarec.online.update",
 }

@@ -192,11 +192,11 @@ def train(
     Data-parallel: ``torchrun --nproc-per-node N -m hydrarec train ...`` (docs/distributed.md).
     """
     from hydrarec.config import load_config
-    from hydrarec.experiment import SELECTION
-    from hydrarec.experiment import train as run_train
-    from hydrarec.runlog import log_to
+    from hydrarec.io.log import log_to
+    from hydrarec.io.progress import Progress
+    from hydrarec.run.evaluate import SELECTION
+    from hydrarec.run.train import train as run_train
     from hydrarec.training.distributed import is_main_process
-    from hydrarec.training.progress import Progress
 
     cfg = load_config(config, set_ or [])
     if not is_main_process():  # a torchrun worker other than rank 0: trains, prints nothing
@@ -256,10 +256,10 @@ def update(
     never modified (docs/online.md).
     """
     from hydrarec.errors import ArgumentError
-    from hydrarec.io import read_json
+    from hydrarec.io.atomic import read_json
+    from hydrarec.io.progress import Progress
     from hydrarec.online.update import update as run_update
-    from hydrarec.rundir import RunDir
-    from hydrarec.training.progress import Progress
+    from hydrarec.run.rundir import RunDir
 
     if (interactions is None) == (events is None):
         raise ArgumentError(
@@ -305,11 +305,11 @@ def evaluate(
     By default a user's earlier items are left out of the ranking (as ``recommend`` leaves out
     seen items); ``--with-known`` keeps them in, the protocol of papers that do not exclude them.
     """
-    from hydrarec.experiment import evaluate as run_evaluate
-    from hydrarec.io import read_json, write_json
-    from hydrarec.rundir import RunDir
-    from hydrarec.runlog import log_to
-    from hydrarec.training.progress import Progress
+    from hydrarec.io.atomic import read_json, write_json
+    from hydrarec.io.log import log_to
+    from hydrarec.io.progress import Progress
+    from hydrarec.run.evaluate import evaluate as run_evaluate
+    from hydrarec.run.rundir import RunDir
 
     rd = RunDir(run).require()
     with log_to(rd.log):
@@ -329,9 +329,9 @@ def report(
     format_: Annotated[str, typer.Option("--format", "-f", help="html or md.")] = "html",
 ) -> None:
     """Write RUN/report.html (or RUN/report.md) with the plots in RUN/plots/."""
+    from hydrarec.io.log import log_to
     from hydrarec.report import write_report
-    from hydrarec.rundir import RunDir
-    from hydrarec.runlog import log_to
+    from hydrarec.run.rundir import RunDir
 
     rd = RunDir(run).require()
     with log_to(rd.log):
@@ -366,7 +366,7 @@ def _match_ids(values: pd.Series, known: np.ndarray) -> list[object]:
     """Ids read as text (a CSV, ``--user``) as the run's id type, by the rule of the Python API
     and the HTTP service (issue 21): "42" is user 42 of a run with integer ids, "042" or "abc"
     an unknown id (``int()`` took "042" as 42 and failed on "abc" with a traceback)."""
-    from hydrarec.retrieval.queries import match_id_type
+    from hydrarec.recommend.queries import match_id_type
 
     return [match_id_type(v, known) for v in values]
 
@@ -378,8 +378,8 @@ def predict(
     out: Annotated[Path, typer.Option(help="CSV to write: user_id,item_id + one column a task.")],
 ) -> None:
     """Every task's prediction for each (user, item) pair."""
-    from hydrarec.io import write_with
-    from hydrarec.recommender import Recommender
+    from hydrarec.io.atomic import write_with
+    from hydrarec.recommend.recommender import Recommender
 
     rec = Recommender.load(run)
     users = _match_ids(_read_ids(pairs, "user_id"), rec.run.user_ids.raw_ids)
@@ -419,8 +419,8 @@ def recommend(
     ``--split test --all-users --out recs.parquet`` writes what evaluation ranks, to score with
     your own metric code (docs/data.md, "Scoring offline").
     """
-    from hydrarec.io import write_with
-    from hydrarec.recommender import Recommender
+    from hydrarec.io.atomic import write_with
+    from hydrarec.recommend.recommender import Recommender
 
     if sum([user is not None, users is not None, all_users]) != 1:
         raise typer.BadParameter("give exactly one of --user, --users, --all-users")
@@ -461,7 +461,7 @@ def add_items(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Add new items to a trained run without retraining (vectors from their text + features)."""
-    from hydrarec.catalogue import add_items_file
+    from hydrarec.run.catalogue import add_items_file
 
     added = add_items_file(run, items, progress=False if quiet else None)
     console.print(
@@ -581,7 +581,7 @@ def demo(
     ] = None,
 ) -> None:
     """Train the default multi-task model on MovieLens-100K and show what it learned."""
-    from hydrarec.demo import run_demo
+    from hydrarec.report.demo import run_demo
 
     run_demo(out, quiet=quiet, console=console, overrides=set_ or [], fallback=fallback_data)
 
@@ -612,7 +612,7 @@ def tune(
     --storage URL --study NAME, the command run on several machines works on one study
     (docs/tune.md).
     """
-    from hydrarec.training.progress import Progress
+    from hydrarec.io.progress import Progress
     from hydrarec.tuning import tune as run_tune
 
     result = run_tune(

@@ -193,7 +193,7 @@ class ModelConfig(Section):
     user_autorec: AutoRecConfig = AutoRecConfig()  # U-AutoRec rating path (hidden > 0 turns it on)
     # a deep ensemble of this many copies, trained together, each from its own initial weights:
     # retrieval scores summed (one dot product over the concatenated vectors), predictions
-    # averaged (ensemble.py); K times the training and scoring work
+    # averaged (model/ensemble.py); K times the training and scoring work
     ensemble: int = Field(1, ge=1, le=16)
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from tests.integration.tiny import tiny_config
 
-from hydrarec.experiment import train
-from hydrarec.recommender import Recommender
-from hydrarec.training.progress import Progress
+from hydrarec.io.progress import Progress
+from hydrarec.recommend.recommender import Recommender
+from hydrarec.run.train import train
 
 
 @pytest.fixture(scope="session")

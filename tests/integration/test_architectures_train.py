@@ -10,8 +10,8 @@ import pytest
 from tests.integration.tiny import tiny_raw
 
 from hydrarec.config import config_from_dict
-from hydrarec.experiment import train
-from hydrarec.training.progress import Progress
+from hydrarec.io.progress import Progress
+from hydrarec.run.train import train
 
 
 @pytest.mark.parametrize(
@@ -53,7 +53,7 @@ def test_pair_input_without_the_product_trains_and_reranks_factored(tmp_path: Pa
     import torch
 
     from hydrarec.recommend.rerank import ItemSideCache, predict_candidates
-    from hydrarec.rundir import load_run
+    from hydrarec.run.rundir import load_run
 
     raw = tiny_raw(epochs=2, patience=5)
     raw["model"]["architecture"]["name"] = "mmoe"

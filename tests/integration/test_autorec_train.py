@@ -15,13 +15,14 @@ import pytest
 import torch
 from tests.integration.tiny import tiny_raw
 
-from hydrarec.catalogue import add_items
 from hydrarec.config import config_from_dict
 from hydrarec.encoders.autorec import BagEncoder
-from hydrarec.experiment import evaluate, train
-from hydrarec.recommender import Recommender
-from hydrarec.rundir import load_run
-from hydrarec.training.progress import Progress
+from hydrarec.io.progress import Progress
+from hydrarec.recommend.recommender import Recommender
+from hydrarec.run.catalogue import add_items
+from hydrarec.run.evaluate import evaluate
+from hydrarec.run.rundir import load_run
+from hydrarec.run.train import train
 
 
 @pytest.fixture(scope="module")

@@ -19,18 +19,18 @@ from fastapi.testclient import TestClient
 from filelock import FileLock
 from typer.testing import CliRunner
 
-from hydrarec.catalogue import LOCK, add_items, add_items_file
 from hydrarec.cli import app
 from hydrarec.config import config_from_dict
 from hydrarec.errors import DataError, RunError
-from hydrarec.experiment import train
 from hydrarec.features.text import TextEncoder
-from hydrarec.io import read_json
-from hydrarec.recommender import Recommender
-from hydrarec.retrieval.build import build_index, saved_index
-from hydrarec.rundir import RunDir, load_run
+from hydrarec.io.atomic import read_json
+from hydrarec.io.progress import Progress
+from hydrarec.recommend.recommender import Recommender
+from hydrarec.run.catalogue import LOCK, add_items, add_items_file
+from hydrarec.run.index import build_index, saved_index
+from hydrarec.run.rundir import RunDir, load_run
+from hydrarec.run.train import train
 from hydrarec.serving import create_app
-from hydrarec.training.progress import Progress
 
 TEMPLATE = "{title}. Genres: {genres}"
 
@@ -228,7 +228,7 @@ def test_a_failed_write_leaves_the_run_as_it_was(
     def broken(path: Path, obj: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("hydrarec.catalogue.write_json", broken)
+    monkeypatch.setattr("hydrarec.run.catalogue.write_json", broken)
     with pytest.raises(OSError, match="disk full"):
         add_items(run_copy, clone_of(run_copy, 1, 40_001))
     assert Recommender.load(run_copy).n_items == 60

@@ -41,9 +41,9 @@ if __name__ == "__main__":  # worker mode: make ``tests`` importable as in pytes
 from tests.integration.tiny import tiny_raw  # noqa: E402
 
 from hydrarec.config import config_from_dict, dump_config  # noqa: E402
-from hydrarec.experiment import train  # noqa: E402
-from hydrarec.io import read_tensors  # noqa: E402
-from hydrarec.training.progress import Progress  # noqa: E402
+from hydrarec.io.atomic import read_tensors  # noqa: E402
+from hydrarec.io.progress import Progress  # noqa: E402
+from hydrarec.run.train import train  # noqa: E402
 
 pytestmark = pytest.mark.slow
 # stops early: best at epoch 2, patience runs out at epoch 3 (measured)
@@ -169,7 +169,7 @@ def test_a_retrain_killed_in_the_swap_leaves_no_run_and_resumes(
 
 def _worker() -> None:
     """``hydrarec`` that kills itself (SIGKILL) at the moment KILL_AT names (see above)."""
-    import hydrarec.experiment as experiment
+    import hydrarec.run.train as run_train
     from hydrarec.cli import main
     from hydrarec.training.trainer import Trainer
 
@@ -200,7 +200,7 @@ def _worker() -> None:
     if point == "step":
         Trainer._step = step_or_die  # type: ignore[method-assign]
     elif point == "evaluate":
-        experiment.evaluate = die  # type: ignore[assignment]
+        run_train.evaluate = die  # type: ignore[assignment]
     else:
         Trainer._save_checkpoint = save_noting_epoch  # type: ignore[method-assign]
         os.replace = replace_then_die

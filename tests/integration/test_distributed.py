@@ -41,10 +41,10 @@ if __name__ == "__main__":  # worker mode: make ``tests`` importable as in pytes
 from tests.integration.tiny import tiny_raw  # noqa: E402
 
 from hydrarec.config import config_from_dict, dump_config  # noqa: E402
-from hydrarec.experiment import train  # noqa: E402
-from hydrarec.io import read_tensors  # noqa: E402
+from hydrarec.io.atomic import read_tensors  # noqa: E402
+from hydrarec.io.progress import Progress  # noqa: E402
+from hydrarec.run.train import train  # noqa: E402
 from hydrarec.training import checkpoint  # noqa: E402
-from hydrarec.training.progress import Progress  # noqa: E402
 
 TOLERANCE = 1e-5  # metrics and epoch losses, DDP vs one process (see the module doc)
 KILL_DEADLINE_S = 60  # the killed job must end within this (it ends in a few seconds)

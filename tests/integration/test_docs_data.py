@@ -19,8 +19,8 @@ from hydrarec.config import DataConfig, apply_override, config_from_dict
 from hydrarec.data.registry import load_dataset
 from hydrarec.data.splits import make_split
 from hydrarec.errors import ConfigError, DataError
-from hydrarec.experiment import train
-from hydrarec.training.progress import Progress
+from hydrarec.io.progress import Progress
+from hydrarec.run.train import train
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "data.md"
 FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```\s*$", re.S | re.M)

@@ -1,4 +1,4 @@
-"""``model.ensemble``: K members trained together, scored as one model (``ensemble.py``)."""
+"""``model.ensemble``: K members trained together, scored as one model (``model/ensemble.py``)."""
 
 from __future__ import annotations
 
@@ -13,23 +13,24 @@ import torch
 from fastapi.testclient import TestClient
 from tests.integration.tiny import tiny_raw
 
-from hydrarec.build import build_model
 from hydrarec.config import Config, config_from_dict
 from hydrarec.data.registry import load_dataset
-from hydrarec.ensemble import Ensemble
 from hydrarec.errors import ConfigError
-from hydrarec.experiment import evaluate, train
 from hydrarec.features.batch import Batch
-from hydrarec.io import read_tensors
-from hydrarec.model import MultiTaskRecommender
+from hydrarec.io.atomic import read_tensors
+from hydrarec.io.progress import Progress
+from hydrarec.model.ensemble import Ensemble
+from hydrarec.model.multitask import MultiTaskRecommender
+from hydrarec.recommend.queries import UserQuery
+from hydrarec.recommend.recommender import Recommender
 from hydrarec.recommend.rerank import ItemSideCache, predict_candidates
-from hydrarec.recommender import Recommender
-from hydrarec.retrieval.queries import UserQuery
-from hydrarec.rundir import load_run
+from hydrarec.run.build import build_model
+from hydrarec.run.evaluate import evaluate
+from hydrarec.run.rundir import load_run
+from hydrarec.run.train import train
 from hydrarec.serving import create_app
 from hydrarec.tasks.joint import JointLoss
 from hydrarec.training.data import TrainData, make_train_data
-from hydrarec.training.progress import Progress
 from hydrarec.training.trainer import Trainer
 
 QUIET = Progress(enabled=False)

@@ -15,7 +15,7 @@ from tests.integration.postgres_server import PostgresServer, needs_postgres, po
 from tests.integration.tiny import AUTH, KEY
 
 from hydrarec.online import Event, EventStoreError, export_events, open_store
-from hydrarec.recommender import Recommender
+from hydrarec.recommend.recommender import Recommender
 from hydrarec.serving import create_app
 
 pytestmark = needs_postgres

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from tests.integration.tiny import AUTH, KEY
 
 from hydrarec.online import open_store
-from hydrarec.recommender import Recommender, UserQuery
+from hydrarec.recommend.recommender import Recommender, UserQuery
 from hydrarec.serving import create_app
 from hydrarec.serving.schemas import MAX_EVENTS
 

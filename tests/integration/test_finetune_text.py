@@ -17,17 +17,17 @@ import pytest
 import torch
 from tests.integration.test_cold_start import text_config
 
-from hydrarec.build import build_model
-from hydrarec.catalogue import add_items
 from hydrarec.config import Config
 from hydrarec.features.batch import EntitySpec
 from hydrarec.features.text import TextEncoder
 from hydrarec.features.text_model import DEFAULT_MODEL, load_sentence_model, resolve_model
-from hydrarec.io import read_json, read_tensors
-from hydrarec.recommender import Recommender
-from hydrarec.rundir import load_run
+from hydrarec.io.atomic import read_json, read_tensors
+from hydrarec.io.progress import Progress
+from hydrarec.recommend.recommender import Recommender
+from hydrarec.run.build import build_model
+from hydrarec.run.catalogue import add_items
+from hydrarec.run.rundir import load_run
 from hydrarec.training import checkpoint
-from hydrarec.training.progress import Progress
 
 PREFIX = "item_encoder.text_layers.layers.0."
 
@@ -43,7 +43,7 @@ def tuned_config(cache: Path) -> Config:
 
 @pytest.fixture(scope="module")
 def tuned_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from hydrarec.experiment import train
+    from hydrarec.run.train import train
 
     root = tmp_path_factory.mktemp("tuned")
     train(tuned_config(root / "cache"), root / "run", progress=Progress(enabled=False))

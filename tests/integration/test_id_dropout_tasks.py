@@ -13,10 +13,10 @@ from dataclasses import replace
 import torch
 from tests.integration.tiny import tiny_raw
 
-from hydrarec.build import build_model
 from hydrarec.config import config_from_dict
 from hydrarec.data.registry import load_dataset
 from hydrarec.encoders.embedding import OOV, PAD
+from hydrarec.run.build import build_model
 from hydrarec.training.data import make_train_data
 
 

@@ -11,8 +11,8 @@ import torch
 from tests.progress_recording import Recording
 
 from hydrarec.evaluation.evaluate import encode_items
-from hydrarec.retrieval import build
-from hydrarec.rundir import load_run
+from hydrarec.run import index as build
+from hydrarec.run.rundir import load_run
 
 
 def test_index_building_counts_the_items_it_encodes(

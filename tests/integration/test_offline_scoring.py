@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hydrarec.experiment import KNOWN_BEFORE, evaluate
-from hydrarec.recommender import Recommender
+from hydrarec.recommend.recommender import Recommender
+from hydrarec.run.evaluate import KNOWN_BEFORE, evaluate
 
 
 def hand_metrics(rec: Recommender, split: str, keep_known: bool) -> dict[str, float]:

@@ -9,11 +9,11 @@ import torch
 from tests.integration.tiny import tiny_raw
 
 from hydrarec.architectures import ARCHITECTURES
-from hydrarec.build import build_model
 from hydrarec.config import config_from_dict
 from hydrarec.data.registry import load_dataset
-from hydrarec.model import MultiTaskRecommender
+from hydrarec.model.multitask import MultiTaskRecommender
 from hydrarec.recommend.rerank import ItemSideCache, predict_candidates
+from hydrarec.run.build import build_model
 from hydrarec.training.data import make_train_data
 
 

@@ -15,9 +15,9 @@ import torch
 
 from hydrarec.data.registry import load_dataset
 from hydrarec.errors import DataError, UnknownIdError
-from hydrarec.io import read_tensors, write_tensors
-from hydrarec.recommender import Recommender, UserQuery
-from hydrarec.retrieval.build import build_index, saved_index
+from hydrarec.io.atomic import read_tensors, write_tensors
+from hydrarec.recommend.recommender import Recommender, UserQuery
+from hydrarec.run.index import build_index, saved_index
 
 
 def seen(rec: Recommender, user: int) -> set[int]:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from tests.integration.tiny import AUTH, KEY
 
 from hydrarec.errors import ArgumentError, HydrarecError, UnknownIdError
-from hydrarec.recommender import Recommender, UserQuery
+from hydrarec.recommend.recommender import Recommender, UserQuery
 from hydrarec.serving import create_app
 
 

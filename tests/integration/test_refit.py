@@ -12,11 +12,12 @@ from tests.integration.tiny import tiny_config, train_until
 
 from hydrarec.config import LossConfig, TrainConfig
 from hydrarec.errors import ConfigError
-from hydrarec.experiment import Run, evaluate, train
-from hydrarec.io import read_tensors
-from hydrarec.recommender import Recommender
+from hydrarec.io.atomic import read_tensors
+from hydrarec.io.progress import Progress
+from hydrarec.recommend.recommender import Recommender
+from hydrarec.run.evaluate import evaluate
+from hydrarec.run.train import Run, train
 from hydrarec.tasks.joint import JointLoss
-from hydrarec.training.progress import Progress
 from hydrarec.training.trainer import Trainer
 
 QUIET = Progress(enabled=False)

@@ -21,11 +21,11 @@ from tests.integration.live import served
 from tests.integration.tiny import AUTH, KEY, tiny_config, tiny_raw
 
 from hydrarec.config import config_from_dict
-from hydrarec.experiment import train
-from hydrarec.recommender import Recommender, UserQuery
+from hydrarec.io.progress import Progress
+from hydrarec.recommend.recommender import Recommender, UserQuery
+from hydrarec.run.train import train
 from hydrarec.serving import create_app
 from hydrarec.serving.served import Served, ServedRun
-from hydrarec.training.progress import Progress
 
 QUIET = Progress(enabled=False)
 USER, K = 1, 5

@@ -21,10 +21,10 @@ from typer.testing import CliRunner
 
 from hydrarec.cli import app
 from hydrarec.config import config_from_dict
-from hydrarec.experiment import train
+from hydrarec.io.progress import Progress
 from hydrarec.report import write_report
 from hydrarec.report.html import SECTIONS
-from hydrarec.training.progress import Progress
+from hydrarec.run.train import train
 
 PNG = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
 PLOTS = ("learning_curves.png", "loss_weights.png", "item_map.png")

@@ -17,8 +17,8 @@ from tests.integration.tiny import tiny_config, tiny_raw
 from hydrarec.cli import main
 from hydrarec.config import config_from_dict, dump_config
 from hydrarec.errors import RunError
-from hydrarec.experiment import train
-from hydrarec.training.progress import Progress
+from hydrarec.io.progress import Progress
+from hydrarec.run.train import train
 
 QUIET = Progress(enabled=False)
 

@@ -14,7 +14,7 @@ from tests.integration.live import served
 from tests.integration.tiny import AUTH, KEY
 
 from hydrarec.errors import ConfigError, UnknownIdError
-from hydrarec.recommender import Recommendations, Recommender, UserQuery
+from hydrarec.recommend.recommender import Recommendations, Recommender, UserQuery
 from hydrarec.serving import create_app
 from hydrarec.serving.batcher import MicroBatcher, Options
 from hydrarec.serving.server import ENV_KEY_NAME, ENV_RUN, app_from_env

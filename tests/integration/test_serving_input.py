@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.integration.tiny import AUTH, KEY
 
-from hydrarec.recommender import Recommender
+from hydrarec.recommend.recommender import Recommender
 from hydrarec.serving import create_app
 
 JSON = {"content-type": "application/json"}

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from tests.integration.live import served
 from tests.integration.tiny import AUTH, KEY
 
-from hydrarec.recommender import Recommender, UserQuery
+from hydrarec.recommend.recommender import Recommender, UserQuery
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 2.0

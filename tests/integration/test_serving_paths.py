@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from tests.integration.tiny import AUTH, KEY
 
 from hydrarec.errors import RunError, UnknownIdError
-from hydrarec.recommender import Recommendations, Recommender, UserQuery
+from hydrarec.recommend.recommender import Recommendations, Recommender, UserQuery
 from hydrarec.serving import app as app_module
 from hydrarec.serving import create_app, fast_lane, model_process
 from hydrarec.serving.app import Service

@@ -20,12 +20,12 @@ from tests.integration.tiny import tiny_config, train_until
 from torch import Tensor, nn
 
 from hydrarec.config import LossConfig, TrainConfig
-from hydrarec.experiment import train
-from hydrarec.io import read_tensors
+from hydrarec.io.atomic import read_tensors
+from hydrarec.io.progress import Progress
+from hydrarec.run.train import train
 from hydrarec.tasks.joint import JointLoss
 from hydrarec.training import checkpoint
 from hydrarec.training.distributed import Distributed
-from hydrarec.training.progress import Progress
 from hydrarec.training.sparse import clip_grad_norm
 from hydrarec.training.trainer import Trainer
 

@@ -24,9 +24,9 @@ from hydrarec.config import SyntheticConfig, config_from_dict
 from hydrarec.data.streaming import HashCarve
 from hydrarec.data.synthetic import generate
 from hydrarec.errors import ConfigError
-from hydrarec.experiment import train
-from hydrarec.io import read_tensors
-from hydrarec.training.progress import Progress
+from hydrarec.io.atomic import read_tensors
+from hydrarec.io.progress import Progress
+from hydrarec.run.train import train
 from hydrarec.training.stream_data import make_stream_train_data
 
 QUIET = Progress(enabled=False)

@@ -21,10 +21,10 @@ from safetensors.torch import load_file, save_file
 from tests.integration.tiny import tiny_config
 
 from hydrarec.errors import DataError, RunError
-from hydrarec.experiment import train
-from hydrarec.recommender import Recommender
-from hydrarec.retrieval.queries import UserQuery
-from hydrarec.training.progress import Progress
+from hydrarec.io.progress import Progress
+from hydrarec.recommend.queries import UserQuery
+from hydrarec.recommend.recommender import Recommender
+from hydrarec.run.train import train
 
 Tamper = Callable[[Path], None]
 Edit = Callable[[dict[str, torch.Tensor]], None]

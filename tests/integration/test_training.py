@@ -14,11 +14,12 @@ from tests.integration.tiny import tiny_config, tiny_raw, train_until
 from hydrarec.config import config_from_dict
 from hydrarec.data.registry import load_dataset
 from hydrarec.errors import ConfigError, DataError, RunError
-from hydrarec.experiment import evaluate, train
-from hydrarec.io import read_tensors
-from hydrarec.rundir import load_run
+from hydrarec.io.atomic import read_tensors
+from hydrarec.io.progress import Progress
+from hydrarec.run.evaluate import evaluate
+from hydrarec.run.rundir import load_run
+from hydrarec.run.train import train
 from hydrarec.training import checkpoint
-from hydrarec.training.progress import Progress
 
 QUIET = Progress(enabled=False)
 
@@ -182,9 +183,9 @@ def test_not_a_run(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_mid_epoch_keeps_last_good_checkpoint(tmp_path: Path) -> None:
-    import hydrarec.experiment as experiment
+    import hydrarec.run.train as run_train
 
-    original = experiment.Trainer._step
+    original = run_train.Trainer._step
     calls = {"n": 0}
 
     def step_then_interrupt(self, batch):  # type: ignore[no-untyped-def]
@@ -193,12 +194,12 @@ def test_ctrl_c_mid_epoch_keeps_last_good_checkpoint(tmp_path: Path) -> None:
             raise KeyboardInterrupt
         return original(self, batch)
 
-    experiment.Trainer._step = step_then_interrupt  # type: ignore[method-assign]
+    run_train.Trainer._step = step_then_interrupt  # type: ignore[method-assign]
     try:
         with pytest.raises(KeyboardInterrupt):
             train(tiny_config(epochs=3), tmp_path / "r", progress=QUIET)
     finally:
-        experiment.Trainer._step = original  # type: ignore[method-assign]
+        run_train.Trainer._step = original  # type: ignore[method-assign]
     partial = tmp_path / "r.partial"  # the run being trained (swapped in when complete)
     state = checkpoint.load_state(partial / "checkpoints/last")
     assert state["loop"]["epoch"] == 1

@@ -24,8 +24,8 @@ from typer.testing import CliRunner
 
 from hydrarec.cli import app
 from hydrarec.config import config_from_dict, load_config
-from hydrarec.io import read_json
-from hydrarec.training.progress import Progress
+from hydrarec.io.atomic import read_json
+from hydrarec.io.progress import Progress
 from hydrarec.tuning import tune
 
 QUIET = Progress(enabled=False)

@@ -23,7 +23,7 @@ if __name__ == "__main__":  # worker mode: make ``tests`` importable as in pytes
 from optuna.trial import TrialState  # noqa: E402
 from tests.integration.tune_tiny import SPACE, load, tune_config, write_inputs  # noqa: E402
 
-from hydrarec.training.progress import Progress  # noqa: E402
+from hydrarec.io.progress import Progress  # noqa: E402
 from hydrarec.tuning import tune  # noqa: E402
 
 QUIET = Progress(enabled=False)

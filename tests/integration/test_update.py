@@ -22,16 +22,17 @@ from tests.integration.tiny import tiny_config
 
 from hydrarec import update
 from hydrarec.errors import ConfigError, DataError, Where
-from hydrarec.experiment import evaluate, train
 from hydrarec.features.pipeline import FeaturePipeline
+from hydrarec.io.progress import Progress
 from hydrarec.online import Event, open_store
 from hydrarec.online.new_interactions import check_interactions
 from hydrarec.online.update import _update_config, grown_model
 from hydrarec.online.update_data import feedback_columns, replay_data
-from hydrarec.recommender import Recommender
-from hydrarec.rundir import load_run
+from hydrarec.recommend.recommender import Recommender
+from hydrarec.run.evaluate import evaluate
+from hydrarec.run.rundir import load_run
+from hydrarec.run.train import train
 from hydrarec.serving import create_app
-from hydrarec.training.progress import Progress
 
 NEW_USER, NEW_ITEM = 0, 0  # ids the tiny run lacks, sorted before its own (1, 2, ...)
 QUIET = Progress(enabled=False)

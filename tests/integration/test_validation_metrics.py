@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydrarec.config import load_config, validation_metrics
-from hydrarec.io import read_json
+from hydrarec.io.atomic import read_json
 
 
 def test_validation_metrics_are_the_ones_a_run_records(tiny_run: Path) -> None:

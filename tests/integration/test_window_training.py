@@ -11,18 +11,18 @@ import torch
 from tests.integration.tiny import tiny_config, tiny_raw
 from torch import Tensor, nn
 
-from hydrarec.build import build_model
 from hydrarec.config import ModelConfig, SequenceConfig, config_from_dict
 from hydrarec.data.registry import load_dataset
 from hydrarec.encoders.towers import ItemTower, UserTower
 from hydrarec.errors import ConfigError
-from hydrarec.experiment import train
 from hydrarec.features.batch import Batch, EntityFeatures, EntitySpec
 from hydrarec.features.batching import BatchBuilder, UserHistories
-from hydrarec.model import MultiTaskRecommender
+from hydrarec.io.progress import Progress
+from hydrarec.model.multitask import MultiTaskRecommender
+from hydrarec.run.build import build_model
+from hydrarec.run.train import train
 from hydrarec.tasks.retrieval import RetrievalTask
 from hydrarec.training.data import make_train_data
-from hydrarec.training.progress import Progress
 
 QUIET = Progress(enabled=False)
 

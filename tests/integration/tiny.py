@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from hydrarec.config import Config, config_from_dict
-from hydrarec.experiment import train
-from hydrarec.training.progress import Progress
+from hydrarec.io.progress import Progress
+from hydrarec.run.train import train
 from hydrarec.training.trainer import Trainer
 
 KEY = "test-key-123"  # the API key the service tests set

@@ -1,4 +1,4 @@
-"""Atomic writes (``hydrarec.io``) give the target the mode a plain ``open`` would: 0666 less
+"""Atomic writes (``hydrarec.io.atomic``) give the target the mode a plain ``open`` would: 0666 less
 the umask. mkstemp's 0600 used to survive the rename, so config.toml, metrics.json and the others
 were unreadable to the group, unlike history.jsonl beside them (issue 21)."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hydrarec.io import atomic_paths, write_json, write_tensors, write_text, write_with
+from hydrarec.io.atomic import atomic_paths, write_json, write_tensors, write_text, write_with
 
 WRITERS: dict[str, Callable[[Path], None]] = {
     "write_text": lambda p: write_text(p, "x = 1\n"),

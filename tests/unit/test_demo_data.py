@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from hydrarec.demo import DEMO_EPOCHS, PEERS, _compare, demo_config
+from hydrarec.report.demo import DEMO_EPOCHS, PEERS, _compare, demo_config
 
 SHARED = Path(os.environ.get("HYDRAREC_DATA_DIR", "../shared/data")).resolve()
 

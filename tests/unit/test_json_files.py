@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hydrarec.io import json_text, read_json, write_json
+from hydrarec.io.atomic import json_text, read_json, write_json
 
 
 def strict_load(path: Path) -> object:

@@ -12,8 +12,8 @@ import pytest
 
 from hydrarec.config import TextConfig
 from hydrarec.features.text import TextEncoder
-from hydrarec.runlog import log_to
-from hydrarec.training.progress import Progress, quiet_by_default
+from hydrarec.io.log import log_to
+from hydrarec.io.progress import Progress, quiet_by_default
 
 
 class Terminal(io.StringIO):

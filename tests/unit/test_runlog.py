@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from hydrarec.runlog import log_line, log_to
-from hydrarec.training.progress import Progress
+from hydrarec.io.log import log_line, log_to
+from hydrarec.io.progress import Progress
 
 
 def test_printed_lines_reach_the_log_and_the_terminal(

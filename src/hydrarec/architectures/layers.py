@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from hydrarec.config import ArchitectureConfig
-from hydrarec.nn import mlp
+from hydrarec.encoders.blocks import mlp
 
 __all__ = ["Architecture", "Experts", "mix", "mlp", "output_width", "task_towers"]
 

@@ -25,7 +25,7 @@ import pandas as pd
 from hydrarec.data.coerce import PANDAS_DTYPE, Dtype, Source, coerce, finite_f32
 from hydrarec.data.reading import CountingBytes, megabytes, reading
 from hydrarec.errors import DataError
-from hydrarec.training.progress import Bar, Progress
+from hydrarec.io.progress import Bar, Progress
 
 _UNIT_SEP = "\x1f"  # stands in for a multi-character separator such as MovieLens-1M's '::'
 

@@ -19,7 +19,7 @@ from hydrarec.data.coerce import Dtype, Source, coerce
 from hydrarec.data.delimited import require_columns
 from hydrarec.data.reading import reading
 from hydrarec.errors import DataError
-from hydrarec.training.progress import Bar, Progress
+from hydrarec.io.progress import Bar, Progress
 
 _ERRORS = (pa.ArrowException, OSError, ValueError)  # ArrowInvalid is also a ValueError
 BATCH_ROWS = 1 << 16  # rows a progress step

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hydrarec.training.progress import SHOW_AFTER_S, Bar, Progress, enclosing_progress
+from hydrarec.io.progress import SHOW_AFTER_S, Bar, Progress, enclosing_progress
 
 MB = 1_000_000
 
@@ -24,7 +24,7 @@ MB = 1_000_000
 class CountingBytes(io.BytesIO):
     """A file's bytes, held in memory, whose reads advance ``bar`` to the megabytes read so far.
 
-    >>> from hydrarec.training.progress import Progress
+    >>> from hydrarec.io.progress import Progress
     >>> with Progress(enabled=False).task("reading", total=megabytes(2_500_000)) as bar:
     ...     f = CountingBytes(b"x" * 2_500_000, bar)
     ...     _ = f.read(1_200_000); seen = bar.completed

@@ -30,7 +30,7 @@ from hydrarec.data.dataset import Dataset
 from hydrarec.data.reading import reading
 from hydrarec.data.schema import ITEM_ID, USER_ID, Column, Kind, Schema
 from hydrarec.errors import DataError
-from hydrarec.training.progress import Progress
+from hydrarec.io.progress import Progress
 
 ATTRIBUTES = "attributes"  # the item multi-hot feature read from ``item_attributes``
 _INT = re.compile(r"-?[0-9]{1,18}")

@@ -43,7 +43,7 @@ from hydrarec.data.delimited import read_bytes, read_text
 from hydrarec.data.parquet import read_parquet
 from hydrarec.data.schema import ITEM_ID, LABEL_KINDS, TIMESTAMP, USER_ID, Column, Kind, Schema
 from hydrarec.errors import ConfigError, DataError
-from hydrarec.training.progress import SHOW_AFTER_S, Bar, Progress, enclosing_progress
+from hydrarec.io.progress import SHOW_AFTER_S, Bar, Progress, enclosing_progress
 
 FEATURE_KINDS = (Kind.CATEGORICAL, Kind.NUMERIC, Kind.MULTI_HOT, Kind.TEXT)
 _FEATURE_DTYPE: dict[Kind, Dtype] = {

@@ -51,9 +51,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hydrarec.config import AutoRecConfig
+from hydrarec.encoders.blocks import param_groups_of
 from hydrarec.errors import DataError
 from hydrarec.features.batch import EntityFeatures
-from hydrarec.nn import param_groups_of
 
 
 def block_group(block: nn.Module, lr: float | None) -> list[dict[str, Any]]:

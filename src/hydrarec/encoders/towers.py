@@ -43,12 +43,12 @@ import torch
 from torch import Tensor, nn
 
 from hydrarec.config import ModelConfig
+from hydrarec.encoders.blocks import gather_rows, mlp
 from hydrarec.encoders.embedding import OOV, PAD, FeatureEmbedding
 from hydrarec.encoders.sequence import build_sequence_encoder
 from hydrarec.encoders.text_tuning import TunedTextLayers
 from hydrarec.errors import ConfigError
 from hydrarec.features.batch import EntityFeatures, EntitySpec
-from hydrarec.nn import gather_rows, mlp
 
 
 class ItemTower(nn.Module):

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hydrarec.ensemble import Model
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.features.batching import UserHistories
+from hydrarec.model.ensemble import Model
 from hydrarec.tasks.base import HeldOut
 from hydrarec.tasks.metrics import ndcg_at_k, ranking_metrics, recall_at_k
 

@@ -41,9 +41,9 @@ from hydrarec.features.encoders import (
     Vocabulary,
     encoder_from_dict,
 )
-from hydrarec.io import write_text
-from hydrarec.runfiles import read_json_file
-from hydrarec.training.progress import SHOW_AFTER_S, Bar, Progress, enclosing_progress
+from hydrarec.io.atomic import write_text
+from hydrarec.io.progress import SHOW_AFTER_S, Bar, Progress, enclosing_progress
+from hydrarec.io.read import read_json_file
 
 FILE = "features.json"
 FORMAT = "hydrarec.features/1"

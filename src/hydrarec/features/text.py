@@ -48,8 +48,8 @@ from hydrarec.features.text_model import (
     resolve_model,
 )
 from hydrarec.features.text_template import render_texts
-from hydrarec.io import atomic_path, write_json
-from hydrarec.runlog import log_line
+from hydrarec.io.atomic import atomic_path, write_json
+from hydrarec.io.log import log_line
 
 CACHE_FORMAT = "hydrarec.text-cache/1"
 STATES_FORMAT = "hydrarec.text-states/1"  # token states of the frozen prefix (fine-tuning)
@@ -164,7 +164,7 @@ class TextEncoder:
 
     def _chunks(self, texts: list[str], bar_suffix: str = "") -> Iterator[list[str]]:
         """``texts`` in batches of ``cfg.batch_size`` under a progress bar; counts them."""
-        from hydrarec.training.progress import Progress  # the one bar style (a leaf module)
+        from hydrarec.io.progress import Progress  # the one bar style (a leaf module)
 
         bs = self.cfg.batch_size
         desc = f"encoding item texts{bar_suffix}"
@@ -211,7 +211,7 @@ class TextEncoder:
 def _quiet() -> bool:
     """Inside an open bar (``hydrarec train`` loading data) its setting, so ``-q`` silences the
     encoding too; elsewhere quiet in CI or when stdout is not a terminal."""
-    from hydrarec.training.progress import enclosing_enabled, quiet_by_default
+    from hydrarec.io.progress import enclosing_enabled, quiet_by_default
 
     enabled = enclosing_enabled()
     return quiet_by_default() if enabled is None else not enabled

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from hydrarec.io import atomic_path
+from hydrarec.io.atomic import atomic_path
 from hydrarec.online.store import COLUMNS, EventStoreError, is_postgres, open_store
-from hydrarec.retrieval.queries import DECIMAL
+from hydrarec.recommend.queries import DECIMAL
 
 
 def export_events(target: str | Path, out: str | Path) -> int:

@@ -21,7 +21,7 @@ from hydrarec.data.schema import ITEM_ID, TIMESTAMP, USER_ID
 from hydrarec.errors import DataError, Where
 from hydrarec.online.export import read_events
 from hydrarec.online.store import is_postgres
-from hydrarec.retrieval.queries import DECIMAL
+from hydrarec.recommend.queries import DECIMAL
 
 EXPORT_ONLY = ("event_id", "received")  # columns of an event export that training does not read
 

@@ -27,22 +27,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from hydrarec import staging
-from hydrarec.build import build_model
 from hydrarec.config import Config
 from hydrarec.encoders.embedding import OOV
-from hydrarec.ensemble import Model
 from hydrarec.errors import ArgumentError, RunError, Where
-from hydrarec.experiment import fit_run, monitor_of
-from hydrarec.io import write_json
+from hydrarec.io.atomic import write_json
+from hydrarec.io.log import log_to
+from hydrarec.io.progress import Progress
+from hydrarec.model.ensemble import Model
 from hydrarec.online.new_interactions import check_interactions, read_file, read_log
 from hydrarec.online.store import log_identity
 from hydrarec.online.update_data import feedback_columns, read_new_items, replay_data
-from hydrarec.retrieval.build import build_index
-from hydrarec.rundir import LoadedRun, RunDir, load_run
-from hydrarec.runlog import log_to
+from hydrarec.run import staging
+from hydrarec.run.build import build_model
+from hydrarec.run.index import build_index
+from hydrarec.run.rundir import LoadedRun, RunDir, load_run
+from hydrarec.run.train import fit_run, monitor_of
 from hydrarec.training.distributed import Distributed
-from hydrarec.training.progress import Progress
 from hydrarec.training.replay import ReplayData
 from hydrarec.training.trainer import pick_device
 

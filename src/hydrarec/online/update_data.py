@@ -12,18 +12,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hydrarec.catalogue import add_text, prepare_items, read_items
 from hydrarec.config import Config
 from hydrarec.data.dataset import Dataset, IdMap
+from hydrarec.data.labels import source_column, task_labels
 from hydrarec.data.schema import ITEM_ID, TIMESTAMP, USER_ID, Column, Kind, Schema
 from hydrarec.data.splits import Split
 from hydrarec.errors import Where
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.features.batching import BatchBuilder
 from hydrarec.features.pipeline import EntityEncoder, FeaturePipeline
-from hydrarec.labels import source_column, task_labels
-from hydrarec.rundir import LoadedRun
-from hydrarec.runfiles import spec_from
+from hydrarec.run.catalogue import add_text, prepare_items, read_items
+from hydrarec.run.rundir import LoadedRun, spec_from
 from hydrarec.training.data import train_batches
 from hydrarec.training.replay import ReplayData, new_units
 

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from hydrarec.evaluation.evaluate import full_ranking_ranks
-from hydrarec.rundir import LoadedRun
+from hydrarec.run.rundir import LoadedRun
 from hydrarec.tasks.metrics import auc, mae, ranking_metrics, rmse
 
 POPULARITY = "popularity"

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hydrarec.io import read_json
-from hydrarec.recommender import Recommender
+from hydrarec.io.atomic import read_json
+from hydrarec.recommend.recommender import Recommender
 from hydrarec.report.baselines import baselines, item_counts
 
 HISTORY_SHOWN = 10  # most recent interactions shown per sample user

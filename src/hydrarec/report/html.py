@@ -7,7 +7,7 @@ import base64
 from html import escape
 from pathlib import Path
 
-from hydrarec.io import write_text
+from hydrarec.io.atomic import write_text
 from hydrarec.report.collect import ReportData, SampleUser, collect
 from hydrarec.report.tables import Table, frame_table, metric_table
 

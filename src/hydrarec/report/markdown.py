@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hydrarec.io import write_text
+from hydrarec.io.atomic import write_text
 from hydrarec.report.collect import ReportData, SampleUser, collect
 from hydrarec.report.tables import Table, frame_table, metric_table
 

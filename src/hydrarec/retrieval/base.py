@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 
 from hydrarec.errors import RunError
-from hydrarec.io import write_json
-from hydrarec.runfiles import read_json_file
+from hydrarec.io.atomic import write_json
+from hydrarec.io.read import read_json_file
 
 FORMAT = "hydrarec.index/1"
 META_FILE = "index.json"

@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from hydrarec.errors import RunError
-from hydrarec.io import write_tensors
+from hydrarec.io.atomic import write_tensors
+from hydrarec.io.read import read_tensor_file
 from hydrarec.retrieval.base import (
     META_FILE,
     Exclusion,
@@ -25,7 +26,6 @@ from hydrarec.retrieval.base import (
     read_meta,
     write_meta,
 )
-from hydrarec.runfiles import read_tensor_file
 
 VECTORS_FILE = "vectors.safetensors"
 CHUNK_SCORES = 1 << 24  # scores held at once: 64 MiB of float32

@@ -38,7 +38,7 @@ import numpy as np
 from torch import Tensor
 
 from hydrarec.errors import RunError
-from hydrarec.io import atomic_path
+from hydrarec.io.atomic import atomic_path
 from hydrarec.retrieval.base import (
     Exclusion,
     as_float32,

@@ -310,7 +310,7 @@ def write_scaffold(result: Scaffold, out: Path, *, overwrite: bool = False) -> P
     """Write the config text to ``out``; an existing file is kept unless ``overwrite``."""
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} exists; choose another --out or pass --overwrite")
-    from hydrarec.io import write_text
+    from hydrarec.io.atomic import write_text
 
     write_text(out, result.text)
     return out

@@ -37,7 +37,7 @@ from pydantic_core import to_json
 
 from hydrarec import __version__
 from hydrarec.errors import DataError, UnknownIdError
-from hydrarec.recommender import Recommender
+from hydrarec.recommend.recommender import Recommender
 from hydrarec.serving.admin_routes import admin_router
 from hydrarec.serving.auth import MISSING_KEY, KeyGuard, key_matches
 from hydrarec.serving.event_log import EventLog

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from hydrarec.recommender import Recommendations, Recommender, UserQuery
+from hydrarec.recommend.recommender import Recommendations, Recommender, UserQuery
 from hydrarec.serving.loop_queue import LoopQueue
 from hydrarec.serving.model_process import ModelPool
 

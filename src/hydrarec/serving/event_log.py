@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydrarec.io import read_json
+from hydrarec.io.atomic import read_json
 from hydrarec.online.store import Event, EventStore, EventStoreError, log_identity, open_store
-from hydrarec.recommender import Recommender, UserQuery
-from hydrarec.rundir import RunDir
+from hydrarec.recommend.recommender import Recommender, UserQuery
+from hydrarec.run.rundir import RunDir
 from hydrarec.serving.loop_queue import LoopQueue
 
 log = logging.getLogger("hydrarec.serving")

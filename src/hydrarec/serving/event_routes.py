@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, HTTPException
 
 from hydrarec.config import Config
-from hydrarec.labels import source_column
+from hydrarec.data.labels import source_column
 from hydrarec.online.store import Event, EventStoreError
-from hydrarec.recommender import Recommender
+from hydrarec.recommend.recommender import Recommender
 from hydrarec.serving.event_log import EventLog
 from hydrarec.serving.routes import ErrorAnswer, errors
 from hydrarec.serving.schemas import EventBase, EventsResponse, events_request_model

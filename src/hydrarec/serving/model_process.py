@@ -50,7 +50,7 @@ from typing import Any
 
 import torch
 
-from hydrarec.recommender import Recommendations, Recommender, UserQuery
+from hydrarec.recommend.recommender import Recommendations, Recommender, UserQuery
 
 # the children run below the server's priority: the event loop, which takes in the requests and
 # writes the answers of every batch, gets a core as soon as it has work, instead of waiting for

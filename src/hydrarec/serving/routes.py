@@ -16,8 +16,8 @@ from pydantic import BaseModel
 from pydantic_core import to_json
 
 from hydrarec.errors import DataError, UnknownIdError
-from hydrarec.io import read_json
-from hydrarec.recommender import Recommendations, Recommender, UserQuery
+from hydrarec.io.atomic import read_json
+from hydrarec.recommend.recommender import Recommendations, Recommender, UserQuery
 from hydrarec.serving.batcher import Options
 from hydrarec.serving.event_log import EventHistory, EventLog
 from hydrarec.serving.schemas import (

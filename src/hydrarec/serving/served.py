@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hydrarec.errors import HydrarecError
-from hydrarec.recommender import Recommender, UserQuery
+from hydrarec.recommend.recommender import Recommender, UserQuery
 from hydrarec.serving.batcher import MicroBatcher
 from hydrarec.serving.event_log import EventHistory, EventLog
 from hydrarec.serving.event_routes import feedback_columns

@@ -23,7 +23,7 @@ from fastapi import FastAPI
 
 from hydrarec.errors import ConfigError
 from hydrarec.online.store import check_target
-from hydrarec.rundir import RunDir
+from hydrarec.run.rundir import RunDir
 from hydrarec.serving.app import DEFAULT_MAX_BODY, create_app
 from hydrarec.serving.connections import ConnectionLimits, GuardedHttpTools
 from hydrarec.serving.limits import DEFAULT_BODY_TIMEOUT

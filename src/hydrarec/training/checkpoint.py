@@ -22,7 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from hydrarec.errors import RunError
-from hydrarec.io import json_text, write_tensors
+from hydrarec.io.atomic import json_text, write_tensors
 
 FORMAT = "hydrarec-checkpoint-2"
 HEADER_KEY = "hydrarec.checkpoint"  # the safetensors metadata entry that holds the JSON part

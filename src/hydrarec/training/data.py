@@ -23,6 +23,7 @@ import numpy as np
 
 from hydrarec.config import Config
 from hydrarec.data.dataset import Dataset
+from hydrarec.data.labels import label_stats, task_labels
 from hydrarec.data.sampling import PopularitySampler, UniformSampler
 from hydrarec.data.schema import TIMESTAMP
 from hydrarec.data.splits import Split, make_split
@@ -31,7 +32,6 @@ from hydrarec.features.batch import Batch, EntityFeatures, EntitySpec
 from hydrarec.features.batching import BatchBuilder, UserHistories
 from hydrarec.features.pipeline import FeaturePipeline
 from hydrarec.features.text import item_spec_with_text
-from hydrarec.labels import label_stats, task_labels
 
 FULL_SOFTMAX_MAX_ITEMS = 5000
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from hydrarec.config import TrainConfig
-from hydrarec.nn import param_groups_of
+from hydrarec.encoders.blocks import param_groups_of
 
 
 def model_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -28,13 +28,13 @@ import numpy as np
 import pandas as pd
 
 from hydrarec.config import Config, TaskConfig
+from hydrarec.data.labels import task_labels
 from hydrarec.data.streaming import Columns
 from hydrarec.data.tabular_stream import StreamingSource, load_streaming
 from hydrarec.features.batch import Batch
 from hydrarec.features.batching import BatchBuilder
 from hydrarec.features.pipeline import FeaturePipeline
 from hydrarec.features.text import item_spec_with_text
-from hydrarec.labels import task_labels
 from hydrarec.training.data import TrainData, epoch_seed, retrieval_sampling
 
 

@@ -34,11 +34,11 @@ from torch import Tensor, nn
 from hydrarec.config import TrainConfig
 from hydrarec.errors import RunError
 from hydrarec.features.batch import Batch
+from hydrarec.io.progress import Progress
 from hydrarec.training import checkpoint
 from hydrarec.training.distributed import Distributed, DistributedError, LossModule
 from hydrarec.training.optim import clip_groups, optimizers
 from hydrarec.training.prefetch import prefetch
-from hydrarec.training.progress import Progress
 from hydrarec.training.schedule import warmup_cosine
 from hydrarec.training.sparse import clip_grad_norm, sparse_parameters
 

@@ -1,4 +1,4 @@
-"""One trial: the base config with the trial's values, trained by ``hydrarec.experiment.train``
+"""One trial: the base config with the trial's values, trained by ``hydrarec.run.train.train``
 into its own run directory, scored on VALIDATION (test stays unread, STYLE avoid 7).
 
 Each epoch's validation value of the monitored metric is reported to Optuna as it ends, so the
@@ -21,8 +21,8 @@ import optuna
 from hydrarec.config import Config
 from hydrarec.data.dataset import Dataset
 from hydrarec.data.registry import load_dataset
-from hydrarec.experiment import train
-from hydrarec.training.progress import Progress
+from hydrarec.io.progress import Progress
+from hydrarec.run.train import train
 from hydrarec.tuning.space import Space, config_with, suggest
 
 TRIALS = "trials"  # DIR/trials/NNNN: one run directory per trial

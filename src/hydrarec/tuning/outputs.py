@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hydrarec.config import dump_config
-from hydrarec.io import write_text, write_with
+from hydrarec.io.atomic import write_text, write_with
 from hydrarec.tuning.objective import TRIALS, Plan
 from hydrarec.tuning.space import config_with, decode
 

@@ -13,7 +13,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from hydrarec.io import write_text
+from hydrarec.io.atomic import write_text
 from hydrarec.report.html import CSS, _figure, _table
 from hydrarec.report.tables import number
 from hydrarec.tuning.outputs import best_trial, summary

@@ -18,9 +18,9 @@ import tomllib
 
 from hydrarec.config import Config, config_from_dict, dump_config, load_config
 from hydrarec.errors import ConfigError
-from hydrarec.experiment import monitor_of
-from hydrarec.io import read_json, write_json
-from hydrarec.training.progress import Progress
+from hydrarec.io.atomic import read_json, write_json
+from hydrarec.io.progress import Progress
+from hydrarec.run.train import monitor_of
 from hydrarec.tuning.objective import Plan, trial_dir
 from hydrarec.tuning.outputs import (
     KEEP,

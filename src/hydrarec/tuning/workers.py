@@ -18,7 +18,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from hydrarec.errors import RunError
-from hydrarec.training.progress import Bar
+from hydrarec.io.progress import Bar
 from hydrarec.tuning.objective import Objective, Plan
 from hydrarec.tuning.storage import open_storage
 

@@ -21,8 +21,8 @@ from hydrarec.data.parquet import BATCH_ROWS
 from hydrarec.data.sequences import LINES_A_STEP, load_sequences
 from hydrarec.data.tabular import load_tabular
 from hydrarec.features.pipeline import FeaturePipeline
-from hydrarec.runlog import log_to
-from hydrarec.training.progress import Progress, enclosing_progress
+from hydrarec.io.log import log_to
+from hydrarec.io.progress import Progress, enclosing_progress
 
 ROWS = 150_000  # about 3.3 MB of CSV: several megabytes, several Parquet batches
 

@@ -297,7 +297,7 @@ def test_config_checks_name_the_field() -> None:
 
 def test_batch_and_side_blocks_reach_the_rating_task_through_the_model() -> None:
     # the model splits the trailing S channels off both vectors and hands them to the task
-    from hydrarec.model import MultiTaskRecommender
+    from hydrarec.model.multitask import MultiTaskRecommender
 
     task = RatingTask("rating", 2, (1.0, 5.0), 2.0, autorec_paths=(("item", 3, 0.5),))
     with torch.no_grad():

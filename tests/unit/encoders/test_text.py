@@ -213,7 +213,7 @@ def test_the_packaged_model_passes_the_check() -> None:
 def test_text_bar_follows_the_bar_open_around_it(tmp_path: Path) -> None:
     """``hydrarec train -q``: the loading bar is quiet, so the text encoding inside it is too;
     under a drawing bar it draws (issue 22)."""
-    from hydrarec.training.progress import Progress
+    from hydrarec.io.progress import Progress
 
     cfg = TextConfig(enabled=True, cache_dir=str(tmp_path / "cache"))
     for enabled in (False, True):

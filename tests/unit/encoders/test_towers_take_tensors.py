@@ -23,8 +23,8 @@ import hydrarec.encoders
 ENCODERS = Path(hydrarec.encoders.__file__).parent
 # modules that reach files, models or the environment; hydrarec's own that do
 BANNED_IMPORTS = ("os", "pathlib", "shutil", "tempfile", "io", "safetensors", "transformers",
-                  "sentence_transformers", "huggingface_hub", "hydrarec.io", "hydrarec.rundir",
-                  "hydrarec.runfiles", "hydrarec.features.text", "hydrarec.features.text_model",
+                  "sentence_transformers", "huggingface_hub", "hydrarec.io", "hydrarec.run",
+                  "hydrarec.features.text", "hydrarec.features.text_model",
                   "hydrarec.features.pipeline")  # fmt: skip
 # calls that read or write a file or load a model, by function or method name
 BANNED_CALLS = frozenset({"open", "read_text", "read_bytes", "write_text", "write_bytes", "load",

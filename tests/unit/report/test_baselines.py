@@ -14,7 +14,7 @@ from hydrarec.config import config_from_dict
 from hydrarec.data.dataset import IdMap
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.report.baselines import baselines, item_counts, popularity_metrics
-from hydrarec.rundir import LoadedRun, RunDir
+from hydrarec.run.rundir import LoadedRun, RunDir
 
 
 def tiny_run(path: Path) -> LoadedRun:

@@ -15,12 +15,12 @@ import numpy as np
 from torch import Tensor
 
 from hydrarec.evaluation.evaluate import encode_items
-from hydrarec.io import write_json
+from hydrarec.io.atomic import write_json
+from hydrarec.io.progress import SHOW_AFTER_S, Progress, enclosing_progress
+from hydrarec.io.read import read_json_file
 from hydrarec.retrieval.base import META_FILE, ItemIndex
 from hydrarec.retrieval.registry import load_index, make_index
-from hydrarec.rundir import LoadedRun, RunDir, load_run
-from hydrarec.runfiles import read_json_file
-from hydrarec.training.progress import SHOW_AFTER_S, Progress, enclosing_progress
+from hydrarec.run.rundir import LoadedRun, RunDir, load_run
 
 INDEX_DIR = "index"
 SOURCE_FILE = "source.json"

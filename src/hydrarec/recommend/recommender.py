@@ -43,13 +43,13 @@ from torch import Tensor
 
 from hydrarec.errors import ArgumentError, ConfigError
 from hydrarec.evaluation.evaluate import encode_items, split_user_vectors, top_k_items
+from hydrarec.recommend.queries import QueryEncoder, UserQuery, Users, id_keys, match_id_type
 from hydrarec.recommend.rerank import ItemSideCache, predict_candidates
 from hydrarec.retrieval.base import Exclusion, ItemIndex
-from hydrarec.retrieval.build import INDEX_DIR, index_from_vectors, saved_index, saved_kind
 from hydrarec.retrieval.exact import ExactIndex
 from hydrarec.retrieval.explain import supporting_items
-from hydrarec.retrieval.queries import QueryEncoder, UserQuery, Users, id_keys, match_id_type
-from hydrarec.rundir import LoadedRun, load_run
+from hydrarec.run.index import INDEX_DIR, index_from_vectors, saved_index, saved_kind
+from hydrarec.run.rundir import LoadedRun, load_run
 
 
 @dataclass
@@ -233,11 +233,11 @@ class Recommender:
         self, user_index: np.ndarray, k: int, split: str, keep_known: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` catalogue indices and scores as evaluation ranks ``split``: the history is
-        the interactions before it (``experiment.KNOWN_BEFORE``), those items are excluded
+        the interactions before it (``run.evaluate.KNOWN_BEFORE``), those items are excluded
         (unless ``keep_known``, as ``evaluate --with-known``), and every other item is ranked by
         the retrieval score, exactly (no index, no blend). See ``evaluation.top_k_items`` for
         how a held-out item's rank in evaluation reads off the list."""
-        from hydrarec.experiment import KNOWN_BEFORE
+        from hydrarec.run.evaluate import KNOWN_BEFORE
 
         if split not in KNOWN_BEFORE:
             raise ValueError(f"as_of must be one of {sorted(KNOWN_BEFORE)}, not {split!r}")

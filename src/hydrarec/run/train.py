@@ -1,4 +1,5 @@
-"""``train`` and ``evaluate``: the whole job from a config to a run directory.
+"""``train``: the whole job from a config to a run directory (scored by
+``run/evaluate.py``).
 
 data -> split -> features (fitted on train) -> model -> trainer (early stop on valid)
      -> best weights -> metrics on valid and test (test read once, at the end)
@@ -11,54 +12,36 @@ selected epochs of the same schedule, and that model is the run's, scored once o
 from __future__ import annotations
 
 import json
-import platform
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
-from hydrarec import __version__, staging
-from hydrarec.build import build_model
 from hydrarec.config import Config, dump_config, monitor_of
 from hydrarec.data.dataset import Dataset
 from hydrarec.data.registry import load_dataset
-from hydrarec.data.schema import TIMESTAMP
 from hydrarec.data.splits import Split
-from hydrarec.encoders.autorec import RatingBags
-from hydrarec.ensemble import Ensemble, Model
 from hydrarec.errors import ConfigError
-from hydrarec.evaluation.evaluate import evaluate_model
 from hydrarec.features.text import save_text_state
-from hydrarec.io import write_json, write_tensors, write_text, write_with
-from hydrarec.model import MultiTaskRecommender
-from hydrarec.retrieval.build import build_index
-from hydrarec.rundir import LoadedRun, RunDir, load_run, save_table
-from hydrarec.runlog import log_to
+from hydrarec.io.atomic import write_json, write_tensors, write_text
+from hydrarec.io.log import log_to
+from hydrarec.io.progress import Progress
+from hydrarec.model.ensemble import Model
+from hydrarec.run import staging
+from hydrarec.run.build import build_model, train_bags
+from hydrarec.run.evaluate import SELECTION, evaluate, validator
+from hydrarec.run.index import build_index
+from hydrarec.run.rundir import RunDir, load_run, save_table
+from hydrarec.run.save import run_meta, save_data
 from hydrarec.tasks.joint import JointLoss
 from hydrarec.training.data import TrainData, make_train_data
 from hydrarec.training.distributed import Distributed, process_group
-from hydrarec.training.progress import Progress
 from hydrarec.training.stream_data import make_stream_train_data
 from hydrarec.training.trainer import Trainer, TrainResult, pick_device
-
-SPLIT_NAMES = ("train", "valid", "test")
-# the interactions a split's users are known to have had before it: excluded from its ranking
-# and read as their history
-KNOWN_BEFORE = {"valid": ("train",), "test": ("train", "valid")}
-SELECTION = "selection"  # RUN/selection: the run that chose a refit's epochs (train.refit)
-
-
-def ranks_held_out_items(cfg: Config) -> bool:
-    """Whether retrieval is scored by ranking the held-out items among themselves: on a
-    cold-item split, as the COLD protocol does (issue 20), so that validation chooses the
-    checkpoint that ranks new items best and ``hydrarec evaluate`` reports that figure."""
-    return cfg.data.split.kind == "cold_item"
 
 
 @dataclass
@@ -68,118 +51,6 @@ class Run:
     path: Path
     metrics: dict[str, dict[str, float]]
     result: TrainResult
-
-
-def _order(df: pd.DataFrame) -> np.ndarray:
-    """Time order within a user: the timestamp, else the position in the file."""
-    if TIMESTAMP in df.columns:
-        return df[TIMESTAMP].to_numpy(dtype=np.int64)
-    return np.arange(len(df), dtype=np.int64)
-
-
-def _split_column(n: int, split: Split) -> np.ndarray:
-    col = np.full(n, "", dtype=object)
-    for name in SPLIT_NAMES:
-        col[getattr(split, name)] = name
-    return col
-
-
-def _save_data(run: RunDir, ds: Dataset, split: Split, labels: dict[str, np.ndarray]) -> None:
-    inter = pd.DataFrame(
-        {
-            "user_idx": ds.interactions["user_idx"].to_numpy(),
-            "item_idx": ds.interactions["item_idx"].to_numpy(),
-            "order": _order(ds.interactions),
-            "split": _split_column(len(ds.interactions), split),
-        }
-    )
-    for name, v in labels.items():
-        inter[name] = v
-    inter = inter[inter["split"] != ""]
-    write_with(run.data / "interactions.parquet", lambda p: inter.to_parquet(p, index=False))
-    items = ds.items.copy()
-    for col in items.columns:  # lists (multi-hot) as "a|b" strings: plain parquet columns
-        if items[col].map(lambda v: isinstance(v, list)).any():
-            items[col] = items[col].map(
-                lambda v: "|".join(map(str, v)) if isinstance(v, list) else v
-            )
-    write_with(run.data / "items.parquet", lambda p: items.to_parquet(p, index=False))
-    write_json(
-        run.data / "ids.json",
-        {"users": ds.user_ids.raw_ids.tolist(), "items": ds.item_ids.raw_ids.tolist()},
-    )
-
-
-def train_bags(cfg: Config, data: TrainData) -> dict[str, RatingBags]:
-    """The rating task's train ratings by item ("item") and by user ("user"): the inputs of the
-    AutoRec paths (none without them). Ids are id-vocabulary indices, the ids the towers read;
-    unlabelled rows are left out."""
-    if not (cfg.model.autorec.hidden or cfg.model.user_autorec.hidden):
-        return {}
-    task = next(t.name for t in cfg.tasks if t.kind == "rating")  # exactly one (config check)
-    rows = data.split.train
-    inter = data.dataset.interactions
-    users = data.users.ids.numpy()[inter["user_idx"].to_numpy()[rows]]
-    items = data.items.ids.numpy()[inter["item_idx"].to_numpy()[rows]]
-    label = data.labels[task][rows]
-    ok = ~np.isnan(label)
-    users, items, label = users[ok], items[ok], label[ok]
-    return {
-        "item": RatingBags.from_pairs(items, users, label, data.item_spec.n_ids),
-        "user": RatingBags.from_pairs(users, items, label, data.user_spec.n_ids),
-    }
-
-
-def _meta(cfg: Config, data: TrainData, model: Model) -> dict[str, Any]:
-    return {
-        "hydrarec_version": __version__,
-        "torch_version": torch.__version__,
-        "python": platform.python_version(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "dataset": data.dataset.name,
-        "n_users": data.dataset.n_users,
-        "n_items": data.dataset.n_items,
-        "user_spec": data.user_spec.to_dict(),
-        "item_spec": data.item_spec.to_dict(),
-        "label_stats": data.stats,
-        "tasks": {t.name: t.kind for t in cfg.tasks},
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "split_sizes": {k: len(getattr(data.split, k)) for k in SPLIT_NAMES}
-        | {"train": data.train_rows},
-    }
-
-
-def _validator(
-    cfg: Config, data: TrainData, device: torch.device, progress: Progress | None = None
-) -> Callable[[torch.nn.Module], dict[str, float]]:
-    """Validation metrics of every task (the trainer monitors one of them)."""
-    rows = data.split.valid
-    inter = data.dataset.interactions
-    users, items = inter["user_idx"].to_numpy()[rows], inter["item_idx"].to_numpy()[rows]
-    labels = {k: v[rows] for k, v in data.labels.items()}
-    known = data.histories(KNOWN_BEFORE["valid"])
-
-    def validate(model: torch.nn.Module) -> dict[str, float]:
-        assert isinstance(model, (MultiTaskRecommender, Ensemble))
-        with (progress or Progress(enabled=False)).task("validating", total=1) as bar:
-            metrics = evaluate_model(
-                model,
-                data.users,
-                data.items,
-                users,
-                items,
-                labels,
-                known,
-                cfg.model.sequence.max_len,
-                cfg.eval.ks,
-                device,
-                cfg.eval.batch_size,
-                among_held_out=ranks_held_out_items(cfg),
-            )
-            bar.advance()
-        return metrics
-
-    return validate
 
 
 def train(
@@ -201,7 +72,7 @@ def train(
     scored on valid only; not with ``train.refit``, whose point is the test score).
 
     The run is built in ``out.partial`` and swapped in at ``out`` once complete, so a kill
-    leaves the previous run or none, never a mix (``staging.py``, issue 21). A complete run at
+    leaves the previous run or none, never a mix (``run/staging.py``, issue 21). A complete run at
     ``out`` is a ``RunError`` unless ``overwrite``. ``resume`` continues a killed training (in
     ``out.partial``) or the training of the complete run at ``out`` from its last checkpoint,
     to the result an uninterrupted run would have had; with nothing to continue, it trains anew.
@@ -344,8 +215,8 @@ def fit_run(
         save_table(run.features / "items.safetensors", data.items)
         if cfg.model.text.enabled:  # which model + template made the text vectors (for add-items)
             save_text_state(run.features, cfg.model.text, data.item_spec.text_dim)
-        _save_data(run, ds, data.split, data.labels)
-        write_json(run.meta, _meta(cfg, data, model))
+        save_data(run, ds, data.split, data.labels)
+        write_json(run.meta, run_meta(cfg, data, model))
     monitor, mode = monitor_of(cfg)
 
     def on_best(m: torch.nn.Module, epoch: int) -> None:
@@ -370,7 +241,7 @@ def fit_run(
         progress=progress,
         dist=dist,
     )
-    validate = None if refit_epochs is not None else _validator(cfg, data, device, progress)
+    validate = None if refit_epochs is not None else validator(cfg, data, device, progress)
     result = trainer.fit(
         data.epoch_batches,
         data.steps_per_epoch,
@@ -402,46 +273,3 @@ def fit_run(
             build_index(loaded)
             bar.advance()
     return Run(run.path, metrics, result)
-
-
-def evaluate(
-    run: LoadedRun | str | Path, split: str = "test", exclude_known: bool = True
-) -> dict[str, float]:
-    """Metrics of every task on ``split`` of a trained run (keys ``task/metric``).
-
-    ``exclude_known = False``: the items the user had before the split compete in the retrieval
-    ranking too (by default they are left out, as ``recommend`` leaves out seen items)."""
-    if split not in ("valid", "test"):
-        raise ConfigError(f"split must be 'valid' or 'test', not {split!r}")
-    loaded = run if isinstance(run, LoadedRun) else load_run(run)
-    device = next(loaded.model.parameters()).device
-    rows = loaded.interactions[loaded.interactions["split"] == split]
-    if len(rows) == 0:
-        why = ""
-        if (selection := loaded.run.path / SELECTION).is_dir():
-            why = f" (refit on train + valid, train.refit; {selection} holds the selected model)"
-        elif loaded.run.update.is_file():  # hydrarec update (online/update.py)
-            why = " (an updated run: it is validated on its newest interactions, split 'valid')"
-        raise ConfigError(f"the run has no {split!r} interactions to evaluate{why}")
-    labels = {
-        n: rows[n].to_numpy(dtype=np.float32) for n in loaded.model.tasks if n in rows.columns
-    }
-    cfg = loaded.config
-    return evaluate_model(
-        loaded.model,
-        loaded.users,
-        loaded.items,
-        rows["user_idx"].to_numpy(),
-        rows["item_idx"].to_numpy(),
-        labels,
-        loaded.known(KNOWN_BEFORE[split]),
-        cfg.model.sequence.max_len,
-        cfg.eval.ks,
-        device,
-        cfg.eval.batch_size,
-        exclude_known,
-        among_held_out=ranks_held_out_items(cfg),
-    )
-
-
-__all__ = ["Run", "evaluate", "train"]

@@ -1,12 +1,12 @@
-"""hydrarec.nn: ``mlp`` (Linear, ReLU, torch's Dropout per width) and ``gather_rows`` (row
-gathers through ``index_select``)."""
+"""hydrarec.encoders.blocks: ``mlp`` (Linear, ReLU, torch's Dropout per width) and
+``gather_rows`` (row gathers through ``index_select``)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from hydrarec.nn import gather_rows, mlp
+from hydrarec.encoders.blocks import gather_rows, mlp
 
 
 def test_mlp_layers_and_dropout() -> None:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from hydrarec.features.batch import Batch, EntityFeatures
-from hydrarec.model import MultiTaskRecommender
+from hydrarec.model.multitask import MultiTaskRecommender
 from hydrarec.tasks.base import Task
 
 

@@ -108,7 +108,7 @@ def run_demo(
     fallback: Path | None = None,
 ) -> Path | None:
     """Train, show metrics and recommendations, write the report; returns the report's path."""
-    from hydrarec.runlog import log_to
+    from hydrarec.io.log import log_to
 
     console = console or Console()
     with log_to(Path(out) / "log.txt"):
@@ -141,8 +141,8 @@ def _announce(console: Console, demo: DemoData) -> None:
 
 
 def _train(out: Path, cfg: Config, quiet: bool, console: Console) -> dict[str, float]:
-    from hydrarec.experiment import train
-    from hydrarec.training.progress import Progress
+    from hydrarec.io.progress import Progress
+    from hydrarec.run.train import train
 
     # the demo's run is remade each time (swapped in when complete, as every training)
     run = train(cfg, out, overwrite=True, progress=Progress(enabled=False if quiet else None))
@@ -175,7 +175,7 @@ def _compare(console: Console, test: dict[str, float], epochs: int) -> None:
 def _show_recommendations(out: Path, console: Console) -> None:
     """The top-10 of the most active user who has 10 items left to discover (on the synthetic
     data the most active users have seen every item), beside what that user watched last."""
-    from hydrarec.recommender import Recommender
+    from hydrarec.recommend.recommender import Recommender
 
     rec = Recommender.load(out)
     inter = rec.run.interactions

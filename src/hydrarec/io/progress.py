@@ -1,7 +1,7 @@
 """Progress bars (rich) with a time estimate and running values; silent when quiet or in CI.
 
 Whether shown or not, every finished bar leaves one line in the run's ``log.txt`` (when a
-``hydrarec.runlog.log_to`` block is open): ``epoch 1/3: 12/12 in 5.9s loss=0.4``. The live frames
+``hydrarec.io.log.log_to`` block is open): ``epoch 1/3: 12/12 in 5.9s loss=0.4``. The live frames
 themselves go to the terminal only. A bar with a ``delay`` (reading a file, fitting features) is
 drawn, and logged, only once its work has lasted that long: short work stays silent (issue 22).
 Work that opens no bar of its own gets ``enclosing_progress()``: the one whose bar is open around
@@ -33,7 +33,7 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 from rich.text import Text
 
-from hydrarec.runlog import log_line, terminal_stream
+from hydrarec.io.log import log_line, terminal_stream
 
 BAR_WIDTH = 24
 SHOW_AFTER_S = 2.0  # the delay of bars for work that may be short (a bar would flicker past)
@@ -117,7 +117,7 @@ class Progress:
 
     def __init__(self, enabled: bool | None = None, console: Console | None = None) -> None:
         self.enabled = (not quiet_by_default()) if enabled is None else enabled
-        self.console = console  # None: stderr, bypassing the log tee (see hydrarec.runlog)
+        self.console = console  # None: stderr, bypassing the log tee (see hydrarec.io.log)
 
     @contextmanager
     def task(

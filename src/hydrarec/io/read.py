@@ -23,7 +23,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from hydrarec.errors import RunError
-from hydrarec.features.batch import EntityFeatures, EntitySpec
 
 _PICKLE_STARTS = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 # torch.save's zip archive, or a bare pickle of protocol 2 to 5
@@ -88,48 +87,6 @@ def read_parquet_file(path: str | Path, columns: Sequence[str] = ()) -> pd.DataF
     if missing:
         raise RunError(f"{path}: no column {missing[0]!r} (expected {', '.join(columns)})")
     return df
-
-
-def spec_from(meta: Mapping[str, Any], key: str, path: str | Path) -> EntitySpec:
-    """``meta[key]`` (model.json's ``user_spec`` / ``item_spec``) as an `EntitySpec`."""
-    try:
-        spec = EntitySpec.from_dict(meta[key])
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise RunError(f"{path}: {key!r} is not a feature spec ({type(e).__name__}: {e})") from None
-    sizes = [spec.n_ids, spec.n_numeric, spec.text_dim, *spec.categorical.values()]
-    if min([*sizes, *spec.multi_hot.values()]) < 0 or spec.n_ids < 2:
-        raise RunError(f"{path}: {key!r} has a negative or too small size: {meta[key]}")
-    return spec
-
-
-def check_table(table: EntityFeatures, spec: EntitySpec, path: str | Path) -> None:
-    """An encoded table (features/users or items.safetensors) fits ``spec`` (model.json): the
-    same features, every index inside its vocabulary, every row the same length."""
-    n = len(table)
-    found = {**{f"categorical.{k}": v for k, v in table.categorical.items()},
-             **{f"multi_hot.{k}": v for k, v in table.multi_hot.items()}}  # fmt: skip
-    wanted = {**{f"categorical.{k}": s for k, s in spec.categorical.items()},
-              **{f"multi_hot.{k}": s for k, s in spec.multi_hot.items()}}  # fmt: skip
-    if set(found) != set(wanted):
-        raise RunError(
-            f"{path}: features {sorted(found)} do not match model.json's {sorted(wanted)} "
-            "(a table of the other entity, or of another run?)"
-        )
-    for name, t in {"ids": table.ids, **found}.items():
-        size = spec.n_ids if name == "ids" else wanted[name]
-        if t.dtype != torch.int64 or t.shape[0] != n or (t.numel() and not 0 <= t.min() < size):
-            raise RunError(
-                f"{path}: tensor {name!r} ({t.dtype}, shape {tuple(t.shape)}) is not {n} rows "
-                f"of int64 indices below {size}"
-            )
-    width = 0 if table.numeric is None else table.numeric.shape[-1]
-    if width != spec.n_numeric or (table.numeric is not None and table.numeric.shape[0] != n):
-        raise RunError(
-            f"{path}: numeric features of width {width}, model.json says {spec.n_numeric}"
-        )
-    text = 0 if table.text is None else table.text.shape[-1]
-    if table.text_states is None and text != spec.text_dim:
-        raise RunError(f"{path}: text vectors of width {text}, model.json says {spec.text_dim}")
 
 
 def _head(path: Path, what: str) -> bytes:

@@ -26,7 +26,7 @@ from hydrarec.errors import DataError, UnknownIdError
 from hydrarec.features.batch import EntityFeatures
 from hydrarec.features.batching import UserHistories
 from hydrarec.features.pipeline import FeaturePipeline
-from hydrarec.rundir import LoadedRun
+from hydrarec.run.rundir import LoadedRun
 
 
 @dataclass

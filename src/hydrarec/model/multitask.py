@@ -23,8 +23,8 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
+from hydrarec.encoders.blocks import gather_rows, param_groups_of
 from hydrarec.features.batch import Batch, EntityFeatures
-from hydrarec.nn import gather_rows, param_groups_of
 from hydrarec.tasks.base import Task, TaskInputs
 
 

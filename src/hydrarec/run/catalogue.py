@@ -40,10 +40,10 @@ from hydrarec.features.encoders import MultiHotEncoder
 from hydrarec.features.pipeline import FeaturePipeline
 from hydrarec.features.text import STATE_FILE, TextEncoder
 from hydrarec.features.text_template import template_columns
-from hydrarec.io import atomic_paths, read_json, write_json
-from hydrarec.rundir import RunDir, load_run, load_table, save_table
+from hydrarec.io.atomic import atomic_paths, read_json, write_json
+from hydrarec.run.rundir import RunDir, load_run, load_table, save_table
 
-STORED_LIST_SEP = "|"  # how RUN/data/items.parquet stores list cells (experiment._save_data)
+STORED_LIST_SEP = "|"  # how RUN/data/items.parquet stores list cells (run/save.py: save_data)
 LOCK = ".add-items.lock"
 
 
@@ -252,7 +252,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _refresh_index(rd: RunDir, first_new: int) -> None:
-    """Bring the run's saved item index (``RUN/index/``, ``hydrarec.retrieval.build``) up to date.
+    """Bring the run's saved item index (``RUN/index/``, ``hydrarec.run.index``) up to date.
 
     A current index (built from these weights) gets the new items' vectors added; a stale one is
     rebuilt in full, same kind. A crash before this leaves the index behind the catalogue, which
@@ -260,7 +260,7 @@ def _refresh_index(rd: RunDir, first_new: int) -> None:
     """
     from hydrarec.evaluation.evaluate import encode_items
     from hydrarec.retrieval.base import read_meta
-    from hydrarec.retrieval.build import INDEX_DIR, SOURCE_FILE, build_index, saved_index
+    from hydrarec.run.index import INDEX_DIR, SOURCE_FILE, build_index, saved_index
 
     directory = rd.path / INDEX_DIR
     if not (directory / SOURCE_FILE).is_file():

@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 
 from hydrarec.errors import RunError
-from hydrarec.rundir import RunDir
+from hydrarec.run.rundir import RunDir
 from hydrarec.training import checkpoint
 from hydrarec.training.distributed import Distributed
 

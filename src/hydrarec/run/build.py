@@ -6,6 +6,7 @@ The only place that knows which parts go where; the model itself receives ready-
 
 from __future__ import annotations
 
+import numpy as np
 from torch import nn
 
 from hydrarec.architectures import build_architecture
@@ -13,11 +14,12 @@ from hydrarec.config import Config
 from hydrarec.encoders.autorec import BagEncoder, Decoder, RatingBags, WithBlocks
 from hydrarec.encoders.text_tuning import TunedTextLayers
 from hydrarec.encoders.towers import ItemTower, UserTower
-from hydrarec.ensemble import Ensemble, Model
 from hydrarec.features.batch import EntitySpec
 from hydrarec.features.text_model import top_layers
-from hydrarec.model import MultiTaskRecommender
+from hydrarec.model.ensemble import Ensemble, Model
+from hydrarec.model.multitask import MultiTaskRecommender
 from hydrarec.tasks import build_task
+from hydrarec.training.data import TrainData
 
 
 def build_model(
@@ -122,3 +124,23 @@ def autorec_blocks(
         user_blocks.append(BagEncoder(users, items, ae, bags.get("user")))
         paths.append(("user", ae.hidden + 1))
     return item_blocks, user_blocks, tuple(paths)
+
+
+def train_bags(cfg: Config, data: TrainData) -> dict[str, RatingBags]:
+    """The rating task's train ratings by item ("item") and by user ("user"): the inputs of the
+    AutoRec paths (none without them). Ids are id-vocabulary indices, the ids the towers read;
+    unlabelled rows are left out."""
+    if not (cfg.model.autorec.hidden or cfg.model.user_autorec.hidden):
+        return {}
+    task = next(t.name for t in cfg.tasks if t.kind == "rating")  # exactly one (config check)
+    rows = data.split.train
+    inter = data.dataset.interactions
+    users = data.users.ids.numpy()[inter["user_idx"].to_numpy()[rows]]
+    items = data.items.ids.numpy()[inter["item_idx"].to_numpy()[rows]]
+    label = data.labels[task][rows]
+    ok = ~np.isnan(label)
+    users, items, label = users[ok], items[ok], label[ok]
+    return {
+        "item": RatingBags.from_pairs(items, users, label, data.item_spec.n_ids),
+        "user": RatingBags.from_pairs(users, items, label, data.user_spec.n_ids),
+    }

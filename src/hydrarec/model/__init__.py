@@ -1,0 +1,1 @@
+"""The trained object: ``MultiTaskRecommender`` and the ``Ensemble`` of them."""
