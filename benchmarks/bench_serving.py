@@ -5,7 +5,7 @@ random known user per request) by a raw HTTP/1.1 keep-alive client (asyncio stre
 connection per worker) at each concurrency for ``--duration`` seconds, once with each index.
 Reported: throughput, p50 / p95 / p99 latency, errors (any non-200 or transport error). Then the
 batch path: users per second of ``recommend --all-users`` (the library call behind it,
-``Recommender.recommend_table``, k = 100, model already loaded).
+``Recommender.recommend(...).table``, k = 100, model already loaded).
 
 The client shares the machine with the server, so these are lower bounds of what the server alone
 could do; the client's own CPU per request is reported beside the server's. The server's CPU time
@@ -331,9 +331,9 @@ def batch_users_per_second(run: Path, index: str, k: int = 100) -> tuple[float, 
 
     rec = Recommender.load(run, index=index)
     users = list(rec.run.user_ids.raw_ids)
-    rec.recommend_table(users[:64], k)  # warm up
+    rec.recommend(users[:64], k).table(users[:64])  # warm up
     t0 = time.perf_counter()
-    rec.recommend_table(users, k)
+    rec.recommend(users, k, batch_size=1024).table(users)
     took = time.perf_counter() - t0
     return len(users) / took, took
 

@@ -53,7 +53,8 @@ def main() -> None:
                 want, _ = exact._retrieve(u.vectors, k, ex, None)
                 got, _ = approx._retrieve(u.vectors, k, ex, None)
                 acc.append(overlap(got.numpy(), want.numpy()))
-            served.append(overlap(approx.rank(u, 10).items, exact.rank(u, 10).items))
+            raw = exact.run.user_ids.raw(users[s : s + args.batch])
+            served.append(overlap(approx.recommend(raw, 10).items, exact.recommend(raw, 10).items))
         a10, an, sv = (np.concatenate(x) for x in (r10, rn, served))
         print(
             f"| {kind} | {built:.1f} | {a10.mean():.3f} | {an.mean():.3f} ({an.min():.3f}) "

@@ -434,7 +434,8 @@ def recommend(
         ids = _match_ids(_read_ids(users, "user_id"), known)
     else:
         ids = list(known if split is None else rec.split_users(split))
-    df = rec.recommend_table(ids, k, exclude_seen=exclude_seen, batch_size=batch_size, as_of=split)
+    recs = rec.recommend(ids, k, exclude_seen=exclude_seen, as_of=split, batch_size=batch_size)
+    df = recs.table(ids)
     if out is None:
         titles = rec.title(rec.item_index(list(df["item_id"])))
         table = Table("user", "rank", "item", "title", "score")

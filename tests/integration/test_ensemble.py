@@ -166,7 +166,7 @@ def test_an_ensemble_run_loads_evaluates_and_recommends(ensemble_run: Path) -> N
     rec = Recommender(loaded)
     assert rec.item_vectors.shape == (len(loaded.item_ids), 2 * DIM)
     users = [loaded.user_ids.raw(np.array([u]))[0] for u in range(3)]
-    out = rec.recommend_for([UserQuery(user_id=u) for u in users], k=5, predictions=True)
+    out = rec.recommend([UserQuery(user_id=u) for u in users], k=5, predictions=True)
     assert (out.items >= 0).all()
     # stage two (each member's factored re-ranking) agrees with plain pair predictions
     again = rec.predict([users[0]] * 5, list(out.ids[0]))

@@ -72,11 +72,11 @@ def test_events_change_the_next_recommendation(
         seen_now = recommend(client, user_id=user, k=10)
     assert after["events"] == {"used": 4, "not_in_catalogue": 0, "available": True}
     # the oracle: the library with the events as the user's latest history, in time order
-    want = rec.recommend_for([UserQuery(user, history=items)], k=40, exclude_seen=False)
+    want = rec.recommend([UserQuery(user, history=items)], k=40, exclude_seen=False)
     got = {it["item_id"]: it["score"] for it in after["items"]}
     oracle = dict(zip(want.ids[0].tolist(), want.scores[0].tolist(), strict=True))
     assert got == pytest.approx(oracle, rel=1e-5)
-    unordered = rec.recommend_for([UserQuery(user, history=items[::-1])], 40, exclude_seen=False)
+    unordered = rec.recommend([UserQuery(user, history=items[::-1])], 40, exclude_seen=False)
     assert not np.allclose(np.sort(unordered.scores[0]), np.sort(want.scores[0]))  # order counts
     assert [it["score"] for it in before["items"]] != [it["score"] for it in after["items"]]
     # exclude_seen (the run's default) excludes the logged items too
@@ -92,7 +92,7 @@ def test_a_user_the_run_never_saw_is_served_from_events(
     post_events(client, [{"user_id": "newcomer", "item_id": i} for i in items])
     answer = recommend(client, user_id="newcomer", k=5)
     assert answer["events"]["used"] == 3
-    want = rec.recommend_for([UserQuery(history=items)], k=5)
+    want = rec.recommend([UserQuery(history=items)], k=5)
     assert [it["item_id"] for it in answer["items"]] == want.ids[0].tolist()
 
 

@@ -94,12 +94,12 @@ def test_allow_smaller_than_k_leaves_empty_slots(rec: Recommender) -> None:
         [user], k=5, allow=list(rec.run.item_ids.raw_ids[:3]), exclude_seen=False
     )
     assert ids[0][3:].tolist() == [None, None] and np.isneginf(scores[0][3:]).all()
-    assert rec.recommend_table([user], 5, exclude_seen=False).shape[0] == 5  # no blend cut
+    assert rec.recommend([user], 5, exclude_seen=False).table([user]).shape[0] == 5  # no blend cut
 
 
 def test_explanations_are_the_nearest_history_items(rec: Recommender) -> None:
     user = light_users(rec, 1)[0]
-    out = rec.recommend_for([UserQuery(user_id=user)], k=4, explain=True)
+    out = rec.recommend([UserQuery(user_id=user)], k=4, explain=True)
     assert out.support is not None and out.support_scores is not None
     unit = torch.nn.functional.normalize(rec.item_vectors, dim=1)
     history = sorted(seen(rec, user))
@@ -128,22 +128,22 @@ def test_history_and_features_describe_a_cold_user(rec: Recommender) -> None:
     expected = rec.model.encode_users(
         feats, rec.item_vectors[torch.as_tensor(hist)], torch.as_tensor(mask)
     )
-    torch.testing.assert_close(rec.resolve([query]).vectors, expected)
-    ids = rec.recommend_for([query], k=5).ids
+    torch.testing.assert_close(rec.queries.resolve([query]).vectors, expected)
+    ids = rec.recommend([query], k=5).ids
     assert not set(ids[0].tolist()) & set(rec.run.item_ids.raw(items).tolist())
 
 
 def test_unknown_users_and_features_are_named(rec: Recommender) -> None:
     with pytest.raises(UnknownIdError, match=r"unknown user id.*987654"):
-        rec.recommend_for([UserQuery(user_id=987654)])
+        rec.recommend([UserQuery(user_id=987654)])
     with pytest.raises(UnknownIdError, match="987654"):
         rec.recommend([987654])
-    out = rec.recommend_for([UserQuery(user_id=987654, history=[1, 2])], k=3)  # cold: fine
+    out = rec.recommend([UserQuery(user_id=987654, history=[1, 2])], k=3)  # cold: fine
     assert out.ids.shape == (1, 3)
     with pytest.raises(DataError, match="'height'"):
-        rec.recommend_for([UserQuery(features={"height": 180})])
+        rec.recommend([UserQuery(features={"height": 180})])
     with pytest.raises(UnknownIdError, match=r"unknown item id.*4242"):
-        rec.recommend_for([UserQuery(history=[4242])])
+        rec.recommend([UserQuery(history=[4242])])
 
 
 def test_many_users_at_once_equal_one_by_one(rec: Recommender) -> None:
@@ -159,9 +159,9 @@ def test_many_users_at_once_equal_one_by_one(rec: Recommender) -> None:
         UserQuery(user_id=users[1], history=[2]),
         UserQuery(features={"age": 30}),
     ]
-    many = rec.recommend_for(queries, k=4, explain=True, predictions=True)
+    many = rec.recommend(queries, k=4, explain=True, predictions=True)
     for r, q in enumerate(queries):
-        one = rec.recommend_for([q], k=4, explain=True, predictions=True)
+        one = rec.recommend([q], k=4, explain=True, predictions=True)
         assert one.ids[0].tolist() == many.ids[r].tolist()
         np.testing.assert_allclose(one.scores[0], many.scores[r], rtol=1e-5)
         np.testing.assert_allclose(
@@ -169,6 +169,25 @@ def test_many_users_at_once_equal_one_by_one(rec: Recommender) -> None:
         )
         assert one.support is not None and many.support is not None
         assert one.support[0].tolist() == many.support[r].tolist()
+
+
+def test_ids_queries_and_batches_give_one_answer(rec: Recommender) -> None:
+    """Raw ids and ``UserQuery``s of the same known users, and any ``batch_size``, rank alike
+    (scores to float rounding: a batch's matrix product sums in its own order)."""
+    users = list(rec.run.user_ids.raw_ids)
+    whole = rec.recommend(users, k=500, explain=True, predictions=True)  # k > items: empty slots
+    by_query = rec.recommend([UserQuery(user_id=u) for u in users], k=500, explain=True)
+    batched = rec.recommend(users, k=500, explain=True, predictions=True, batch_size=7)
+    for got in (by_query, batched):
+        assert got.ids.tolist() == whole.ids.tolist()
+        np.testing.assert_allclose(got.scores, whole.scores, rtol=1e-5)
+        assert got.support_ids is not None and whole.support_ids is not None
+        assert got.support_ids.tolist() == whole.support_ids.tolist()
+    for task, p in whole.predictions.items():
+        np.testing.assert_allclose(batched.predictions[task], p, rtol=1e-5)
+    table = batched.table(users)
+    assert table["item_id"].dtype == rec.run.item_ids.raw_ids.dtype  # not object: None is gone
+    assert len(table) == int((whole.items >= 0).sum())
 
 
 def test_known_user_vectors_are_cached_and_equal_a_fresh_encoding(tiny_run: Path) -> None:
@@ -232,7 +251,7 @@ def test_a_stale_index_is_rebuilt_in_memory(tiny_run: Path, tmp_path: Path) -> N
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         again = Recommender.load(run)
-    assert again.recommend([user], k=5)[0].tolist() == ids.tolist()
+    assert again.recommend([user], k=5).ids.tolist() == ids.tolist()
 
 
 def test_cli_all_users_writes_the_library_ranking(tiny_run: Path, tmp_path: Path) -> None:
@@ -246,7 +265,8 @@ def test_cli_all_users_writes_the_library_ranking(tiny_run: Path, tmp_path: Path
     assert result.exit_code == 0, result.output
     df = pd.read_parquet(out)
     rec = Recommender.load(tiny_run, index="faiss_hnsw")
-    expected = rec.recommend_table(list(rec.run.user_ids.raw_ids), 4)
+    users = list(rec.run.user_ids.raw_ids)
+    expected = rec.recommend(users, 4).table(users)
     assert df["user_id"].dtype.kind == "i" and len(df) == len(expected)
     assert df["item_id"].tolist() == expected["item_id"].tolist()
     assert df.groupby("user_id")["rank"].max().max() == 4

@@ -41,7 +41,7 @@ def test_the_result_is_users_by_k_with_empty_slots_last(rec: Recommender, k: int
 
 def test_padded_slots_carry_nan_predictions_and_no_support(rec: Recommender) -> None:
     _, light, n_seen = by_seen(rec)
-    out = rec.recommend_for([UserQuery(user_id=light)], k=50, explain=True, predictions=True)
+    out = rec.recommend([UserQuery(user_id=light)], k=50, explain=True, predictions=True)
     filled = rec.n_items - n_seen
     assert out.items.shape == out.scores.shape == (1, 50)
     assert (out.items[0, filled:] == -1).all() and (out.items[0, :filled] >= 0).all()
@@ -66,8 +66,8 @@ BAD_K = [2.5, True, False, 0, -3, "3", np.float64(3.0), None]
 def test_k_that_is_not_a_positive_integer_is_an_argument_error(rec: Recommender, k: Any) -> None:
     calls = [
         lambda: rec.recommend([1], k=k),
-        lambda: rec.recommend_for([UserQuery(user_id=1)], k=k),
-        lambda: rec.recommend_table([1, 2], k=k),
+        lambda: rec.recommend([UserQuery(user_id=1)], k=k),
+        lambda: rec.recommend([1, 2], k=k).table([1, 2]),
         lambda: rec.similar_items([1], k=k),
     ]
     for call in calls:
@@ -100,8 +100,8 @@ def test_an_id_spelled_as_text_is_the_same_user_in_python(rec: Recommender) -> N
     """The text "42" names user 42 of this integer-id run, as over HTTP (was unknown in
     Python)."""
     as_int, as_text = rec.recommend([42], k=5), rec.recommend(["42"], k=5)
-    assert as_int[0].tolist() == as_text[0].tolist()
-    np.testing.assert_array_equal(as_int[1], as_text[1])
+    assert as_int.ids.tolist() == as_text.ids.tolist()
+    np.testing.assert_array_equal(as_int.scores, as_text.scores)
     assert rec.predict(["42"], ["3"])["rating"] == rec.predict([42], [3])["rating"]
 
 
@@ -110,7 +110,7 @@ def test_other_spellings_are_unknown_in_python(rec: Recommender, raw: Any) -> No
     with pytest.raises(UnknownIdError):
         rec.recommend([raw], k=5)
     with pytest.raises(UnknownIdError):
-        rec.recommend_for([UserQuery(user_id=raw)], k=5)
+        rec.recommend([UserQuery(user_id=raw)], k=5)
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +131,6 @@ def test_and_unknown_over_http(client: TestClient, raw: str) -> None:
 def test_the_canonical_spelling_works_over_http(client: TestClient, rec: Recommender) -> None:
     r = client.post("/recommend", json={"user_id": "42", "k": 5}, headers=AUTH)
     assert r.status_code == 200
-    assert [i["item_id"] for i in r.json()["items"]] == rec.recommend([42], k=5)[0][0].tolist()
+    assert [i["item_id"] for i in r.json()["items"]] == rec.recommend([42], k=5).ids[0].tolist()
     assert client.get("/items/3/similar", headers=AUTH).status_code == 200
     assert client.get("/items/03/similar", headers=AUTH).status_code == 404

@@ -41,7 +41,7 @@ def other_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def answer(run: Path) -> list[float]:
     """The scores of USER's top K from the library: what the service must answer on ``run``."""
-    out = Recommender.load(run).recommend_for([UserQuery(user_id=USER)], K, predictions=True)
+    out = Recommender.load(run).recommend([UserQuery(user_id=USER)], K, predictions=True)
     return [float(s) for s in out.scores[0]]
 
 
@@ -160,14 +160,14 @@ def test_a_request_under_way_finishes_on_the_old_run(
 ) -> None:
     rec = Recommender.load(tiny_run)
     inside, release = threading.Event(), threading.Event()
-    scored = rec.recommend_for
+    scored = rec.recommend
 
     def slow(*args: Any, **kwargs: Any) -> Any:  # the first request waits inside the old model
         inside.set()
         assert release.wait(30)
         return scored(*args, **kwargs)
 
-    rec.recommend_for = slow  # type: ignore[method-assign]
+    rec.recommend = slow  # type: ignore[method-assign]
     app = create_app(rec, api_key=KEY)
     served: ServedRun = app.state.served
     old: Served = served.current

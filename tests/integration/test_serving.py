@@ -71,7 +71,7 @@ def test_recommend_for_a_cold_user(client: TestClient, rec: Recommender) -> None
     r = client.post("/recommend", json={"history": history, "k": 4}, headers=AUTH)
     assert r.status_code == 200, r.text
     got = [it["item_id"] for it in r.json()["items"]]
-    assert got == rec.recommend_for([UserQuery(history=history)], k=4).ids[0].tolist()
+    assert got == rec.recommend([UserQuery(history=history)], k=4).ids[0].tolist()
     assert not set(got) & set(history)
     r = client.post("/recommend", json={"features": {"age": 40, "segment": "s2"}}, headers=AUTH)
     assert r.status_code == 200 and len(r.json()["items"]) == 10
@@ -140,7 +140,7 @@ def test_concurrent_requests_share_a_batch_and_keep_their_own_errors(rec: Recomm
     batcher.close()
     assert sizes[0] == 13 and sizes[1:] == [1] * 13  # one batch; it failed, so one by one
     assert isinstance(results[-1], UnknownIdError) and "987654" in str(results[-1])
-    alone = rec.recommend_for([UserQuery(user_id=u) for u in users], 5, explain=True)
+    alone = rec.recommend([UserQuery(user_id=u) for u in users], 5, explain=True)
     for r, out in enumerate(results[:-1]):
         assert out.ids.tolist() == alone.ids[r : r + 1].tolist()
         assert out.support.tolist() == alone.support[r : r + 1].tolist()

@@ -51,7 +51,7 @@ def address(url: str) -> tuple[str, int]:
 
 def filled(rec: Recommender, user: int, k: int) -> int:
     """How many of ``k`` slots the library fills for ``user`` (the run has only 40 items)."""
-    return int((rec.recommend_for([UserQuery(user_id=user)], k).items[0] >= 0).sum())
+    return int((rec.recommend([UserQuery(user_id=user)], k).items[0] >= 0).sum())
 
 
 # -- defect 1: every k the schema allows, under load -----------------------------------------------

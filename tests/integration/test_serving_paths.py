@@ -101,7 +101,7 @@ def test_an_error_of_the_model_runs_it_once(
     clients: tuple[TestClient, TestClient], rec: Recommender, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fast, _ = clients
-    calls = spy(monkeypatch, rec, "recommend_for")
+    calls = spy(monkeypatch, rec, "recommend")
     r = fast.post("/recommend", json={"user_id": 987654}, headers=AUTH)
     assert r.status_code == 404 and "987654" in r.json()["detail"]
     assert len(calls) == 1  # answered by the fast lane, not run again through the route
@@ -126,7 +126,8 @@ def test_the_service_with_a_model_process(tiny_run: Path, rec: Recommender) -> N
     with TestClient(app) as c:
         r = c.post("/recommend", json={"user_id": 1, "k": 4}, headers=AUTH)
         assert r.status_code == 200, r.text
-        assert [it["item_id"] for it in r.json()["items"]] == rec.recommend([1], k=4)[0][0].tolist()
+        got = [it["item_id"] for it in r.json()["items"]]
+        assert got == rec.recommend([1], k=4).ids[0].tolist()
         r = c.post("/recommend", json={"user_id": 987654}, headers=AUTH)
         assert r.status_code == 404 and "987654" in r.json()["detail"]
     assert pool.pids == [None]  # the service closed its model process when it stopped
@@ -141,8 +142,8 @@ def test_model_processes_answer_as_the_library(tiny_run: Path, rec: Recommender)
         assert pinned == [cpu_share(0, 2), cpu_share(1, 2)]
         queries = [UserQuery(user_id=u) for u in (1, 2, 3)] + [UserQuery(history=[5, 7])]
         for _ in range(3):  # every process answers at least once
-            got = pool.recommend_for(queries, 5, explain=True, predictions=True)
-            want = rec.recommend_for(queries, 5, explain=True, predictions=True)
+            got = pool.recommend(queries, 5, explain=True, predictions=True)
+            want = rec.recommend(queries, 5, explain=True, predictions=True)
             assert got.ids.tolist() == want.ids.tolist()
             np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5)
             assert got.support is not None and want.support is not None
@@ -151,10 +152,10 @@ def test_model_processes_answer_as_the_library(tiny_run: Path, rec: Recommender)
                 np.testing.assert_allclose(got.predictions[task], p, rtol=1e-5)
         # errors come back as themselves
         with pytest.raises(UnknownIdError, match="987654") as err:
-            pool.recommend_for([UserQuery(user_id=987654)], 5)
+            pool.recommend([UserQuery(user_id=987654)], 5)
         assert err.value.ids == [987654]
         with pytest.raises(ValueError, match="k must be a positive integer"):
-            pool.recommend_for(queries, 0)
+            pool.recommend(queries, 0)
     finally:
         pool.close()
     assert pool.pids == [None, None]
@@ -181,11 +182,11 @@ def test_cores_are_shared_out_among_model_processes(monkeypatch: pytest.MonkeyPa
     assert cpu_share(0, 1) == {4, 5, 6, 7}
 
 
-# a pool called as a thread calls it (``recommend_for``) and as the service does (event loop),
+# a pool called as a thread calls it (``recommend``) and as the service does (event loop),
 # under asyncio's loop and under uvloop, which uvicorn runs (and which leaves the descriptors it
 # watched non-blocking: issue 21)
 CALLS: dict[str, Any] = {
-    "thread": lambda pool, *a, **kw: pool.recommend_for(*a, **kw),
+    "thread": lambda pool, *a, **kw: pool.recommend(*a, **kw),
     "event loop": lambda pool, *a, **kw: asyncio.run(pool.recommend_async(*a, **kw)),
     "uvloop": lambda pool, *a, **kw: uvloop.run(pool.recommend_async(*a, **kw)),
 }
@@ -203,7 +204,7 @@ def test_answers_longer_than_one_read_come_back_whole(
         (pid,) = pool.pids
         for users in ([1], [1, 2, 3, 4, 5, 6, 7, 8]):
             queries = [UserQuery(user_id=u) for u in users]
-            want = rec.recommend_for(queries, 1000, explain=True, predictions=True)
+            want = rec.recommend(queries, 1000, explain=True, predictions=True)
             for _ in range(5):
                 got = CALLS[call](pool, queries, 1000, explain=True, predictions=True)
                 assert got.ids.tolist() == want.ids.tolist()
@@ -296,7 +297,7 @@ def test_from_the_event_loop_a_hung_or_abandoned_call_kills_its_process(
         assert pool.pids == [None]  # killed: the answer it owed can never be read by mistake
         # the next call reads its own answer, not a stale one
         got = asyncio.run(pool.recommend_async(queries, 3))
-        assert got.ids.tolist() == rec.recommend_for(queries, 3).ids.tolist()
+        assert got.ids.tolist() == rec.recommend(queries, 3).ids.tolist()
     finally:
         pool.close()
 
@@ -315,7 +316,7 @@ class SlowRanker:
         self.sizes: list[int] = []
         self.fail_for = fail_for or set()
 
-    def recommend_for(self, queries: list[UserQuery], k: int, **_: Any) -> Recommendations:
+    def recommend(self, queries: list[UserQuery], k: int, **_: Any) -> Recommendations:
         with self.lock:
             self.running += 1
             self.most = max(self.most, self.running)

@@ -44,7 +44,7 @@ def use(run: Path) -> None:
     user = rec.run.user_ids.raw_ids[0]
     ids, scores = rec.recommend([user], k=5)
     assert torch.isfinite(torch.as_tensor(scores)).all() and (ids >= 0).all()  # never None/-inf
-    rec.recommend_for([UserQuery(features={"segment": "s1", "age": 30.0})], k=5)
+    rec.recommend([UserQuery(features={"segment": "s1", "age": 30.0})], k=5)
 
 
 # -- tampering ------------------------------------------------------------------------------

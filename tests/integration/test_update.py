@@ -210,7 +210,7 @@ def test_update_from_an_event_log_and_of_a_windows_run(tmp_path: Path) -> None:
     assert facts["new_interactions"] == 40 and facts["new_users"] == 1
     assert facts["events_received_through"] > 1.7e9  # the arrival time of the last event
     assert 0 < facts["new_per_epoch"] < 40  # windows: several new interactions share one
-    assert Recommender.load(out).recommend([NEW_USER], k=2)[0].shape == (1, 2)
+    assert Recommender.load(out).recommend([NEW_USER], k=2).ids.shape == (1, 2)
 
     # served on the log it was updated from, the new run reads only the events that came after:
     # the others are in its history already, and would otherwise reach the encoder twice

@@ -1,9 +1,10 @@
 """``Recommender``: a trained run, loaded read-only, behind the CLI, the HTTP service and
-offline use. One small API, the same shape for one user or many (after benfred/implicit):
+offline use. One ``recommend``, the same shape for one user or many (after benfred/implicit):
 
     ids, scores = rec.recommend([42, 7], k=10)      # (2, 10) raw item ids, (2, 10) scores
+    out = rec.recommend([UserQuery(history=[50, 172])], k=10, explain=True)  # a cold user
+    rec.recommend(users, k=10, as_of="test").table(users)  # as evaluation ranks the test split
     preds = rec.predict(users=[42], items=[50])      # {"rating": array([...]), "like": ...}
-    out = rec.recommend_for([UserQuery(history=[50, 172])], k=10, explain=True)  # a cold user
 
 Recommendation has two stages (Covington et al., "Deep Neural Networks for YouTube
 Recommendations", RecSys 2016): retrieve the top ``recommend.candidates`` items by the dot product
@@ -14,27 +15,24 @@ ranking tasks' predictions, e.g. ``{like = 1, rating = 0.5}`` -> ``exp(u.i / T) 
 user's history) are excluded unless asked; ``allow`` restricts the candidates to a list (scored
 exactly), ``deny`` removes items.
 
-The contract of every recommend path (issue 21): ``users`` is a list of ids (one user is ``[42]``;
-a bare ``42`` is an ``ArgumentError``, as the result has one shape for one user or many), ``k`` a
-positive integer (``2.5``, ``True`` or ``0``: an ``ArgumentError``), and the result is always
-``(len(users), k)``: a user with fewer than ``k`` eligible items (unseen, allowed, not denied;
-``k`` may exceed the catalogue) gets them first and empty slots after, index -1, raw id ``None``,
-score ``-inf``, predictions NaN (see ``Recommendations``). Raw ids match the run's id type by the
-rule of ``retrieval.queries.match_id_type`` in the Python API, the CLI and the HTTP service alike:
-``"42"`` is user 42 of a run with integer ids, ``"042"`` and ``42.0`` are unknown.
-
-Users are known ids, or ``UserQuery``s: a history of raw item ids and / or raw user features, for
-users the run does not know (``retrieval/queries.py``). Every path ends in ``rank``, vectorised
-over users: the CLI (``--all-users``), the HTTP service and offline use share it.
+The contract (issue 21): ``users`` is a list (one user is ``[42]``; a bare ``42`` is an
+``ArgumentError``), ``k`` a positive integer (``2.5``, ``True`` or ``0``: an ``ArgumentError``),
+and the result is always ``(len(users), k)``: a user with fewer than ``k`` eligible items
+(unseen, allowed, not denied; ``k`` may exceed the catalogue) gets them first and empty slots
+after (see ``Recommendations``). Raw ids match the run's id type by the rule of
+``recommend.queries.match_id_type`` in the Python API, the CLI and the HTTP service alike:
+``"42"`` is user 42 of a run with integer ids, ``"042"`` and ``42.0`` are unknown. Users are known
+ids, or ``UserQuery``s: a history of raw item ids and / or raw user features, for users the run
+does not know (``recommend/queries.py``).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -64,6 +62,43 @@ class Recommendations:
     support: np.ndarray | None = None  # (B, k, n) catalogue indices of supporting history items
     support_ids: np.ndarray | None = None  # (B, k, n) their raw ids (None where absent)
     support_scores: np.ndarray | None = None  # (B, k, n) cosine similarity, NaN where absent
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """``ids, scores = rec.recommend(...)``, after implicit's ``recommend``."""
+        return iter((self.ids, self.scores))
+
+    def table(self, users: Sequence[Any]) -> pd.DataFrame:
+        """``user_id, rank, item_id, score`` rows of the filled slots (what ``hydrarec recommend``
+        writes); ``users``: whom the rows are for."""
+        filled = self.items >= 0
+        rows, ranks = np.nonzero(filled)
+        ids = self.ids[filled]
+        if ids.dtype == object:  # the run's id type again, the empty slots' None gone
+            ids = pd.Series(ids).infer_objects().to_numpy()
+        return pd.DataFrame(
+            {
+                "user_id": np.asarray(users, dtype=object)[rows],
+                "rank": ranks + 1,
+                "item_id": pd.Series(ids).infer_objects().to_numpy()
+                if ids.dtype == object
+                else ids,
+                "score": self.scores[filled],
+            }
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[Recommendations]) -> Recommendations:
+        """The rows of ``parts``, one after another."""
+
+        def cat(name: str) -> Any:
+            arrays = [getattr(p, name) for p in parts]
+            return None if arrays[0] is None else np.concatenate(arrays)
+
+        preds = {t: np.concatenate([p.predictions[t] for p in parts]) for t in parts[0].predictions}
+        return Recommendations(
+            cat("items"), cat("ids"), cat("scores"), preds,
+            cat("support"), cat("support_ids"), cat("support_scores"),
+        )  # fmt: skip
 
     def row(self, r: int) -> Recommendations:
         """User ``r`` alone, as a one-row ``Recommendations``."""
@@ -182,10 +217,6 @@ class Recommender:
         how many."""
         return self.queries.warm()
 
-    def resolve(self, queries: Sequence[UserQuery]) -> Users:
-        """Vectors and histories of users given by id, history and / or features (vectorised)."""
-        return self.queries.resolve(queries)
-
     # -- the API ------------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, users: Sequence[Any], items: Sequence[Any]) -> dict[str, np.ndarray]:
@@ -201,42 +232,55 @@ class Recommender:
         preds = self.model.predict_pairs(uv, self.item_vectors[torch.as_tensor(i)])
         return {k: v.float().cpu().numpy() for k, v in preds.items()}
 
+    @torch.no_grad()
     def recommend(
         self,
-        users: Sequence[Any],
+        users: Sequence[Any] | Sequence[UserQuery],
         k: int = 10,
         *,
         exclude_seen: bool | None = None,
         allow: Sequence[Any] | None = None,
         deny: Sequence[Any] | None = None,
         as_of: str | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` raw item ids and scores per known user, shapes (len(users), k) always: a
-        user with fewer eligible items has ``None`` ids and ``-inf`` scores in the slots after
-        them (the module docstring's contract). ``users`` is a list: ``[42]`` for one user.
+        explain: bool = False,
+        predictions: bool = False,
+        batch_size: int | None = None,
+    ) -> Recommendations:
+        """Top-``k`` per user (``batch_size`` at a time if given); it unpacks as ``ids, scores``.
 
-        ``as_of = "valid"`` or ``"test"``: each user as ``hydrarec evaluate`` sees them on that
-        split (``recommend_as_of``), to score offline with one's own metrics (issue 22)."""
+        ``users``: raw ids of known users, or ``UserQuery``s (cold users, extra history).
+        ``exclude_seen`` defaults to ``recommend.exclude_seen``. ``explain``: each item's
+        supporting history items; ``predictions``: every task's prediction of each item.
+        ``as_of = "valid"`` or ``"test"``: known users as ``hydrarec evaluate`` ranks that split,
+        to score offline with one's own metrics (issue 22; ``_as_of``)."""
         k = positive_k(k)
-        if as_of is not None:
-            if allow is not None or deny is not None:
-                raise ValueError("as_of ranks every item, as evaluation does: no allow / deny")
-            keep_known = exclude_seen is False
-            idx, scores = self.recommend_as_of(self.user_index(users), k, as_of, keep_known)
-            return self.raw_items(idx), scores
-        idx, scores = self.recommend_index(
-            self.user_index(users), k, exclude_seen=exclude_seen, allow=allow, deny=deny
-        )
-        return self.raw_items(idx), scores
+        user_list = id_list(users, "users")
+        if as_of is not None and (allow is not None or deny is not None or explain or predictions):
+            raise ValueError("as_of ranks every item, as evaluation does: no allow / deny")
+        step = batch_size or max(len(user_list), 1)
+        parts = []
+        for s in range(0, max(len(user_list), 1), step):
+            chunk = user_list if len(user_list) <= step else user_list[s : s + step]
+            if as_of is not None:
+                parts.append(self._as_of(self.user_index(chunk), k, as_of, exclude_seen is False))
+                continue
+            queried = len(chunk) > 0 and isinstance(chunk[0], UserQuery)
+            resolved = (
+                self.queries.resolve(cast("Sequence[UserQuery]", chunk))
+                if queried
+                else self.queries.known_users(self.user_index(chunk))
+            )
+            parts.append(self._rank(resolved, k, exclude_seen, allow, deny, explain, predictions))
+        return parts[0] if len(parts) == 1 else Recommendations.concat(parts)
 
-    def recommend_as_of(
-        self, user_index: np.ndarray, k: int, split: str, keep_known: bool = False
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` catalogue indices and scores as evaluation ranks ``split``: the history is
-        the interactions before it (``run.evaluate.KNOWN_BEFORE``), those items are excluded
-        (unless ``keep_known``, as ``evaluate --with-known``), and every other item is ranked by
-        the retrieval score, exactly (no index, no blend). See ``evaluation.top_k_items`` for
-        how a held-out item's rank in evaluation reads off the list."""
+    def _as_of(
+        self, user_index: np.ndarray, k: int, split: str, keep_known: bool
+    ) -> Recommendations:
+        """Top-``k`` as evaluation ranks ``split``: the history is the interactions before it
+        (``run.evaluate.KNOWN_BEFORE``), those items are excluded (unless ``keep_known``, as
+        ``evaluate --with-known``), and every other item is ranked by the retrieval score,
+        exactly (no index, no blend). See ``evaluation.top_k_items`` for how a held-out item's
+        rank in evaluation reads off the list."""
         from hydrarec.run.evaluate import KNOWN_BEFORE
 
         if split not in KNOWN_BEFORE:
@@ -248,9 +292,10 @@ class Recommender:
             self.model, self.run.users, users, known, cfg.model.sequence.max_len,
             self.item_vectors, self.device, cfg.eval.batch_size,
         )  # fmt: skip
-        return top_k_items(
+        idx, scores = top_k_items(
             user_vecs, self.item_vectors, users, known, k, cfg.eval.batch_size, not keep_known
         )
+        return Recommendations(idx, self.raw_items(idx), scores)
 
     def split_users(self, split: str) -> np.ndarray:
         """Raw ids of the users with interactions in ``split`` (those evaluation scores)."""
@@ -258,99 +303,18 @@ class Recommender:
         users = np.unique(inter.loc[inter["split"] == split, "user_idx"].to_numpy())
         return self.run.user_ids.raw(users)
 
-    def recommend_table(
-        self,
-        users: Sequence[Any],
-        k: int = 10,
-        *,
-        exclude_seen: bool | None = None,
-        batch_size: int = 1024,
-        as_of: str | None = None,
-    ) -> pd.DataFrame:
-        """``user_id, rank, item_id, score`` rows for many known users, ``batch_size`` at a time
-        (what ``hydrarec recommend --all-users`` writes); empty slots are left out. ``as_of``:
-        as evaluation ranks that split (see ``recommend``)."""
-        k = positive_k(k)
-        user_list = id_list(users, "users")
-        frames = []
-        for s in range(0, len(user_list), batch_size):
-            chunk = list(user_list[s : s + batch_size])
-            if as_of is not None:
-                keep_known = exclude_seen is False
-                idx, scores = self.recommend_as_of(self.user_index(chunk), k, as_of, keep_known)
-            else:
-                idx, scores = self.recommend_index(
-                    self.user_index(chunk), k, exclude_seen=exclude_seen
-                )
-            filled = idx >= 0
-            rows, ranks = np.nonzero(filled)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "user_id": np.asarray(chunk, dtype=object)[rows],
-                        "rank": ranks + 1,
-                        "item_id": self.run.item_ids.raw(idx[filled]),
-                        "score": scores[filled],
-                    }
-                )
-            )
-        if not frames:
-            return pd.DataFrame(columns=["user_id", "rank", "item_id", "score"])
-        return pd.concat(frames, ignore_index=True)
-
-    def recommend_index(
-        self,
-        user_index: np.ndarray,
-        k: int,
-        *,
-        exclude_seen: bool | None = None,
-        allow: Sequence[Any] | None = None,
-        deny: Sequence[Any] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` catalogue indices and scores of known users given by catalogue index."""
-        users = self.queries.known_users(np.asarray(user_index, dtype=np.int64))
-        out = self.rank(users, k, exclude_seen=exclude_seen, allow=allow, deny=deny)
-        return out.items, out.scores
-
-    def recommend_for(
-        self,
-        queries: Sequence[UserQuery],
-        k: int = 10,
-        *,
-        exclude_seen: bool | None = None,
-        allow: Sequence[Any] | None = None,
-        deny: Sequence[Any] | None = None,
-        explain: bool = False,
-        predictions: bool = False,
-    ) -> Recommendations:
-        """Top-``k`` for users given by id, history and / or features; with ``explain``, each item's
-        supporting history items; with ``predictions``, every task's prediction of each item."""
-        users = self.resolve(queries)
-        return self.rank(
-            users,
-            k,
-            exclude_seen=exclude_seen,
-            allow=allow,
-            deny=deny,
-            explain=explain,
-            predictions=predictions,
-        )
-
-    @torch.no_grad()
-    def rank(
+    def _rank(
         self,
         users: Users,
         k: int,
-        *,
-        exclude_seen: bool | None = None,
-        allow: Sequence[Any] | None = None,
-        deny: Sequence[Any] | None = None,
-        explain: bool = False,
-        predictions: bool = False,
+        exclude_seen: bool | None,
+        allow: Sequence[Any] | None,
+        deny: Sequence[Any] | None,
+        explain: bool,
+        predictions: bool,
         explain_items: int = 3,
     ) -> Recommendations:
-        """The two stages for resolved users (every public recommend path ends here)."""
-        k = positive_k(k)
+        """The two stages for resolved users."""
         exclude = self._exclusion(users, exclude_seen, deny)
         n = min(self.n_items, max(k, self.config.recommend.candidates)) if self.blend else k
         cand, scores = self._retrieve(users.vectors, n, exclude, allow)  # stage one: (B, n)

@@ -235,7 +235,8 @@ def _without_id_titles(rec: Recommender, table: pd.DataFrame) -> pd.DataFrame:
 
 
 def user_recommendations(rec: Recommender, user: Any, k: int = TOP_K) -> pd.DataFrame:
-    index, scores = rec.recommend_index(rec.user_index([user]), k)
+    recs = rec.recommend([user], k)
+    index, scores = recs.items, recs.scores
     filled = index[0] >= 0  # slots no item could fill are left out
     items, score = index[0][filled], scores[0][filled]
     raw = rec.run.item_ids.raw(items)

@@ -191,7 +191,8 @@ def _show_recommendations(out: Path, console: Console) -> None:
     recent = inter[inter["user_idx"] == u].nlargest(5, "order")
     seen = rec.title(recent["item_idx"].to_numpy())
     console.print(f"\nuser {user} recently: " + "; ".join(seen))
-    index, scores = rec.recommend_index(rec.user_index([user]), 10)
+    recs = rec.recommend([user], 10)
+    index, scores = recs.items, recs.scores
     items, score = index[0][index[0] >= 0], scores[0][index[0] >= 0]  # -1: no item left
     top = Table("rank", "item", "title", "score", title=f"top-10 for user {user}")
     rows = zip(rec.run.item_ids.raw(items), rec.title(items), score, strict=True)

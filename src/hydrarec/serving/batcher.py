@@ -156,7 +156,7 @@ class MicroBatcher:
             return await self.rec.recommend_async(queries, options.k, **kwargs)
         assert self._pool is not None
         return await asyncio.get_running_loop().run_in_executor(
-            self._pool, partial(self.rec.recommend_for, queries, options.k, **kwargs)
+            self._pool, partial(self.rec.recommend, queries, options.k, **kwargs)
         )
 
     def close(self) -> None:

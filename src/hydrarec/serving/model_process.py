@@ -9,14 +9,14 @@ processes of their own the model has a GIL to itself, and with several of them s
 are scored at once on as many cores (``benchmarks/RESULTS.md``, *Serving*).
 
 The child loads the run itself (spawned, not forked: torch's threads do not survive a fork) and
-answers ``recommend_for`` calls over a pipe: queries and options in, ``Recommendations`` (a few
+answers ``recommend`` calls over a pipe: queries and options in, ``Recommendations`` (a few
 small arrays) out, errors sent back and raised again in the server as themselves (an unknown id
 stays an ``UnknownIdError``, so it is still a 404). A child that dies or hangs during a call fails
 that call with a ``RuntimeError``; one found dead before a call is replaced first.
 
 The service calls ``recommend_async`` from its event loop: the request goes down the pipe and the
 loop reads the answer as it arrives, with no thread in between: through a thread pool
-(``recommend_for`` in an executor) each call cost the server two thread hand-offs, each a wake-up
+(``recommend`` in an executor) each call cost the server two thread hand-offs, each a wake-up
 and a take-back of the GIL from the loop, and served fewer requests/s (``benchmarks/RESULTS.md``).
 
 The loop reads the answer piece by piece off a non-blocking socket (``_recv_message``), never
@@ -59,7 +59,7 @@ MODEL_NICE = 10
 
 
 class ModelProcess:
-    """``recommend_for`` of the run at ``run``, computed in a child process (one call at a time).
+    """``recommend`` of the run at ``run``, computed in a child process (one call at a time).
 
     The child loads the run from its directory, on CPU, with ``threads`` torch threads (default:
     torch's own choice, e.g. ``OMP_NUM_THREADS``), on the CPUs ``cpus`` when given (Linux). It
@@ -145,10 +145,10 @@ class ModelProcess:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
-    def recommend_for(
+    def recommend(
         self, queries: Sequence[UserQuery], k: int = 10, **options: Any
     ) -> Recommendations:
-        """``Recommender.recommend_for(queries, k, **options)``, in the child. A child that died
+        """``Recommender.recommend(queries, k, **options)``, in the child. A child that died
         since the last call is replaced first; one that dies or hangs during this call fails it
         with a ``RuntimeError`` (and is replaced at the next)."""
         with self._lock:
@@ -173,7 +173,7 @@ class ModelProcess:
     async def recommend_async(
         self, queries: Sequence[UserQuery], k: int = 10, **options: Any
     ) -> Recommendations:
-        """``recommend_for`` from an event loop, which goes on while the child works: the request
+        """``recommend`` from an event loop, which goes on while the child works: the request
         is written to the pipe and the answer read as it arrives. One call at a time per process
         (the pool sees to it). A call that times out or is cancelled leaves the child in the
         middle of an answer nobody reads: it is killed, and replaced at the next call."""
@@ -237,7 +237,7 @@ class ModelProcess:
 
 
 class ModelPool:
-    """``n`` ``ModelProcess``es of one run, loaded at once; each ``recommend_for`` call takes an
+    """``n`` ``ModelProcess``es of one run, loaded at once; each ``recommend`` call takes an
     idle one (calls from ``n`` threads run at once, on as many cores as the machine gives them).
     Each process holds a copy of the model: memory is ``n`` + 1 times one model with the server's.
     ``threads``: torch threads per process (default: the cores shared out, at least 1). With
@@ -280,19 +280,19 @@ class ModelPool:
     def pids(self) -> list[int | None]:
         return [proc.pid for proc in self._all]
 
-    def recommend_for(
+    def recommend(
         self, queries: Sequence[UserQuery], k: int = 10, **options: Any
     ) -> Recommendations:
         proc = self._idle.get()
         try:
-            return proc.recommend_for(queries, k, **options)
+            return proc.recommend(queries, k, **options)
         finally:
             self._idle.put(proc)
 
     async def recommend_async(
         self, queries: Sequence[UserQuery], k: int = 10, **options: Any
     ) -> Recommendations:
-        """``recommend_for`` from an event loop, on an idle process (``ModelProcess``)."""
+        """``recommend`` from an event loop, on an idle process (``ModelProcess``)."""
         try:
             proc = self._idle.get_nowait()
         except queue.Empty:  # more callers than processes: wait for one off the loop
@@ -414,7 +414,7 @@ def _child(
             return
         queries, k, options = message
         try:
-            out = rec.recommend_for(queries, k, **options)
+            out = rec.recommend(queries, k, **options)
         except Exception as e:
             conn.send(("error", _portable(e)))
         else:

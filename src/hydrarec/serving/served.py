@@ -154,7 +154,7 @@ class ServedRun:
         try:
             rec = Recommender.load(path, index=self.options.index)
             # what a damaged run may only show in use: one known user's recommendation
-            rec.recommend_for([UserQuery(user_id=rec.run.user_ids.raw_ids[0])], k=1)
+            rec.recommend([UserQuery(user_id=rec.run.user_ids.raw_ids[0])], k=1)
         except Exception as e:  # whatever the cause, this run is not served
             what = str(e) if isinstance(e, HydrarecError) else f"{type(e).__name__}: {e}"
             raise RunRefused(f"cannot serve {path}: {what}", 422) from e
