@@ -85,8 +85,7 @@ class FeatureEmbedding(nn.Module):
 
     def _pool(self, table: nn.Embedding, tokens: Tensor) -> Tensor:
         """(B, L) tokens -> (B, E): one bag per row, padding left out (of the mean's count too);
-        an all-padding row pools to zeros. ``embedding_bag`` took 1.2 ms forward + backward for
-        ML-100K's (1682, 6) genres against 1.9 ms for gather, mask and sum."""
+        an all-padding row pools to zeros (one fused kernel: cheaper than gather, mask, sum)."""
         return F.embedding_bag(
             tokens, table.weight, mode=self.pooling, padding_idx=PAD, sparse=table.sparse
         )

@@ -235,8 +235,7 @@ class BatchBuilder:
         """Sorted distinct catalogue indices, and positions into them of ``items`` and ``hist``.
 
         Equal to ``np.unique(..., return_inverse=True)`` but O(B * N + n_items) with a dense
-        table instead of a sort (measured ~15x faster at B = 1024, N = 50, 20k items).
-        """
+        table instead of a sort."""
         mark, remap = self._mark, self._remap
         mark[items] = True
         mark[hist] = True  # padding (-1) hits the spare last slot

@@ -82,11 +82,6 @@ def log_line(text: str) -> None:
     _log.info(strip_ansi(text).rstrip("\n") + "\n")
 
 
-def is_logging() -> bool:
-    """Whether a ``log_to`` block is active."""
-    return bool(_open_logs)
-
-
 @contextmanager
 def log_to(path: str | Path, header: str | None = None) -> Iterator[Path]:
     """Tee stdout and stderr into ``path`` (appended) while the block runs.

@@ -122,7 +122,7 @@ class QueryEncoder:
     def warm(self, batch_size: int = 1024) -> int:
         """Encode known users before anyone asks for them, the most active first, as many as
         the cache holds; how many. A service calls it at start-up: otherwise each user's first
-        request pays a tower call of its own (on ML-100K, ~1 ms more for a batch with a miss)."""
+        request pays a tower call of its own."""
         active = np.diff(self.known.indptr)  # (U,) interactions per user
         order = np.argsort(-active, kind="stable")[: self.cache_size]
         for s in range(0, len(order), batch_size):

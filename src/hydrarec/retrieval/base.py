@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from hydrarec.errors import RunError
@@ -150,7 +149,3 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     ):
         raise RunError(f"{path}: dim and count must be sizes, params an object")
     return meta
-
-
-def to_tensor(x: np.ndarray | Tensor) -> Tensor:
-    return torch.as_tensor(as_float32(x))

@@ -242,9 +242,8 @@ class ModelPool:
     Each process holds a copy of the model: memory is ``n`` + 1 times one model with the server's.
     ``threads``: torch threads per process (default: the cores shared out, at least 1). With
     ``pin`` (Linux), process i runs on its own share of the CPUs this process may use, cycling
-    when there are more processes than CPUs; the HTTP process stays free to run anywhere.
-    Measured at c = 16 on 2 cores, 2 processes: 935-960 requests/s and p99 31-32 ms unpinned,
-    1,031-1,078 and 27-28 ms pinned (alternating runs)."""
+    when there are more processes than CPUs (more requests/s, lower p99: RESULTS.md); the HTTP
+    process stays free to run anywhere."""
 
     def __init__(
         self,
@@ -423,8 +422,8 @@ def _child(
 
 def settle_heap() -> None:
     """Move everything allocated so far (torch, pandas, the model: ~240,000 objects) out of the
-    garbage collector's reach: a full collection walks them all (94 ms on the ML-100K run), a
-    stall in the latency of every request in flight. Per-request garbage is collected as usual.
+    garbage collector's reach: a full collection walks them all, a stall in the latency of
+    every request in flight. Per-request garbage is collected as usual.
     """
     gc.collect()
     gc.freeze()

@@ -5,10 +5,9 @@ alternate in the training loop. A thread that builds the next batches while the 
 assembly off the critical path on a machine with a core to spare, as a ``DataLoader`` worker
 would, without a process and without pickling.
 
-Measured on the 2-core machine, one torch thread: +10-15 % examples per second on 1M synthetic
-interactions with 100K items (batch 1,024, sparse tables: 2,951 without, 3,240-3,425 with), but
--12 % on ML-100K (batch 512, steps of ~16 ms: 27.8K against 24.6K), where the thread's many short
-numpy calls contend with the step's for the GIL. Hence off by default (``train.prefetch = 0``).
+It pays where assembly is heavy (large catalogues) and costs where steps are short (ML-100K),
+as the thread's many short numpy calls contend with the step's for the GIL
+(``benchmarks/RESULTS.md``). Hence off by default (``train.prefetch = 0``).
 
 The batches, and their order, are those of the plain loop: assembly draws only from numpy
 generators seeded per (epoch, batch), never from torch's global generator, so a run is the same

@@ -2,8 +2,7 @@
 
 With dense tables, every step AdamW reads and writes every row of every id table (parameter, two
 moments, weight decay) and gradient clipping takes the norm of the whole table's gradient, most
-of it zeros: measured 0.03 s per step for 50K x 32 rows and 0.73 s for 1M x 32 on one core, so
-the step time grew with the catalogue, not the batch (benchmarks/RESULTS.md, issue 7). Here the
+of it zeros, so the step time grows with the catalogue, not the batch (issue 7). Here the
 selected ``nn.Embedding`` modules are switched to ``sparse=True``: their backward yields a sparse
 gradient holding only the looked-up rows, and ``torch.optim.SparseAdam`` updates those rows
 ("lazy Adam", as TensorFlow Addons' ``LazyAdam``: the moments of untouched rows are not decayed).
