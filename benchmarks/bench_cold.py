@@ -281,8 +281,8 @@ def bespoke_scores(base: Config, ds: Dataset, valid: ColdTask) -> tuple[Scores, 
     from hydrarec.evaluation.evaluate import encode_items, encode_users
     from hydrarec.model.multitask import MultiTaskRecommender
     from hydrarec.run.build import build_model
+    from hydrarec.run.data import make_train_data
     from hydrarec.tasks.joint import JointLoss
-    from hydrarec.training.data import make_train_data
     from hydrarec.training.trainer import Trainer
 
     cfg = copy.deepcopy(base)

@@ -49,8 +49,8 @@ from hydrarec.config import Config, config_from_dict
 from hydrarec.data.registry import load_dataset
 from hydrarec.features.batch import Batch
 from hydrarec.run.build import build_model
+from hydrarec.run.data import make_train_data
 from hydrarec.tasks.joint import JointLoss
-from hydrarec.training.data import make_train_data
 from hydrarec.training.distributed import process_group
 from hydrarec.training.trainer import Trainer
 

@@ -33,9 +33,9 @@ from hydrarec.config import Config, config_from_dict
 from hydrarec.data.registry import load_dataset
 from hydrarec.features.batch import Batch
 from hydrarec.run.build import build_model
+from hydrarec.run.data import TrainData, make_train_data
+from hydrarec.run.stream_data import make_stream_train_data
 from hydrarec.tasks.joint import JointLoss
-from hydrarec.training.data import TrainData, make_train_data
-from hydrarec.training.stream_data import make_stream_train_data
 from hydrarec.training.trainer import Trainer
 
 BATCH, USERS, ITEMS, GROUP = 1024, 100_000, 100_000, 100_000

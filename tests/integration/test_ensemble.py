@@ -25,12 +25,12 @@ from hydrarec.recommend.queries import UserQuery
 from hydrarec.recommend.recommender import Recommender
 from hydrarec.recommend.rerank import ItemSideCache, predict_candidates
 from hydrarec.run.build import build_model
+from hydrarec.run.data import TrainData, make_train_data
 from hydrarec.run.evaluate import evaluate
 from hydrarec.run.rundir import load_run
 from hydrarec.run.train import train
 from hydrarec.serving import create_app
 from hydrarec.tasks.joint import JointLoss
-from hydrarec.training.data import TrainData, make_train_data
 from hydrarec.training.trainer import Trainer
 
 QUIET = Progress(enabled=False)

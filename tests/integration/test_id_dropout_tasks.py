@@ -17,7 +17,7 @@ from hydrarec.config import config_from_dict
 from hydrarec.data.registry import load_dataset
 from hydrarec.encoders.embedding import OOV, PAD
 from hydrarec.run.build import build_model
-from hydrarec.training.data import make_train_data
+from hydrarec.run.data import make_train_data
 
 
 def test_every_task_sees_dropped_ids_as_out_of_vocabulary() -> None:

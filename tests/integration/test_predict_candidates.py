@@ -14,7 +14,7 @@ from hydrarec.data.registry import load_dataset
 from hydrarec.model.multitask import MultiTaskRecommender
 from hydrarec.recommend.rerank import ItemSideCache, predict_candidates
 from hydrarec.run.build import build_model
-from hydrarec.training.data import make_train_data
+from hydrarec.run.data import make_train_data
 
 
 @pytest.mark.parametrize("mf_paths", [False, True])

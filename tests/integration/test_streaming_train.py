@@ -26,8 +26,8 @@ from hydrarec.data.synthetic import generate
 from hydrarec.errors import ConfigError
 from hydrarec.io.atomic import read_tensors
 from hydrarec.io.progress import Progress
+from hydrarec.run.stream_data import make_stream_train_data
 from hydrarec.run.train import train
-from hydrarec.training.stream_data import make_stream_train_data
 
 QUIET = Progress(enabled=False)
 ROWS, GROUP, BUFFER = 9000, 500, 1000

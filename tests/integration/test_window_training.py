@@ -20,9 +20,9 @@ from hydrarec.features.batching import BatchBuilder, UserHistories
 from hydrarec.io.progress import Progress
 from hydrarec.model.multitask import MultiTaskRecommender
 from hydrarec.run.build import build_model
+from hydrarec.run.data import make_train_data
 from hydrarec.run.train import train
 from hydrarec.tasks.retrieval import RetrievalTask
-from hydrarec.training.data import make_train_data
 
 QUIET = Progress(enabled=False)
 

@@ -8,7 +8,7 @@
     model.safetensors           -------> the warm start: id tables grown, new rows = the OOV row
 
 Training then runs a few epochs over the new interactions and a fresh replay sample of old ones
-(``training/replay.py``), with the run's own config (learning rate, schedule, batch size,
+(``run/replay.py``), with the run's own config (learning rate, schedule, batch size,
 patience), keeps the epoch best on the newest interactions and writes RUN2 as ``train`` writes a
 run (its item index included). A user's history in RUN2 is RUN's plus the new interactions, in
 time order (``order``: the timestamp, else after RUN's interactions in file order).
@@ -40,10 +40,10 @@ from hydrarec.online.update_data import feedback_columns, read_new_items, replay
 from hydrarec.run import staging
 from hydrarec.run.build import build_model
 from hydrarec.run.index import build_index
+from hydrarec.run.replay import ReplayData
 from hydrarec.run.rundir import LoadedRun, RunDir, load_run
 from hydrarec.run.train import fit_run, monitor_of
 from hydrarec.training.distributed import Distributed
-from hydrarec.training.replay import ReplayData
 from hydrarec.training.trainer import pick_device
 
 DEFAULT_EPOCHS = 5  # a few passes: the warm start already knows the old data

@@ -1,6 +1,6 @@
 """The training data of ``hydrarec update`` (``updating.py``): RUN's interactions and the new
 ones as one dataset and split, the run's feature pipeline with its id vocabularies extended, the
-grown feature tables, and the replay epochs (``training/replay.py``)."""
+grown feature tables, and the replay epochs (``run/replay.py``)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from hydrarec.features.batch import EntityFeatures
 from hydrarec.features.batching import BatchBuilder
 from hydrarec.features.pipeline import EntityEncoder, FeaturePipeline
 from hydrarec.run.catalogue import add_text, prepare_items, read_items
+from hydrarec.run.data import train_batches
+from hydrarec.run.replay import ReplayData, new_units
 from hydrarec.run.rundir import LoadedRun, spec_from
-from hydrarec.training.data import train_batches
-from hydrarec.training.replay import ReplayData, new_units
 
 VALID_SHARE = 0.1  # the newest share of the new interactions validates the update
 

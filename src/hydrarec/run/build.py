@@ -18,8 +18,8 @@ from hydrarec.features.batch import EntitySpec
 from hydrarec.features.text_model import top_layers
 from hydrarec.model.ensemble import Ensemble, Model
 from hydrarec.model.multitask import MultiTaskRecommender
+from hydrarec.run.data import TrainData
 from hydrarec.tasks import build_task
-from hydrarec.training.data import TrainData
 
 
 def build_model(

@@ -15,8 +15,8 @@ from hydrarec.evaluation.evaluate import evaluate_model
 from hydrarec.io.progress import Progress
 from hydrarec.model.ensemble import Ensemble
 from hydrarec.model.multitask import MultiTaskRecommender
+from hydrarec.run.data import TrainData
 from hydrarec.run.rundir import LoadedRun, load_run
-from hydrarec.training.data import TrainData
 
 # the interactions a split's users are known to have had before it: excluded from its ranking
 # and read as their history

@@ -18,8 +18,8 @@ from hydrarec.data.schema import TIMESTAMP
 from hydrarec.data.splits import Split
 from hydrarec.io.atomic import write_json, write_with
 from hydrarec.model.ensemble import Model
+from hydrarec.run.data import TrainData
 from hydrarec.run.rundir import RunDir
-from hydrarec.training.data import TrainData
 
 SPLIT_NAMES = ("train", "valid", "test")
 

@@ -33,14 +33,14 @@ from hydrarec.io.progress import Progress
 from hydrarec.model.ensemble import Model
 from hydrarec.run import staging
 from hydrarec.run.build import build_model, train_bags
+from hydrarec.run.data import TrainData, make_train_data
 from hydrarec.run.evaluate import SELECTION, evaluate, validator
 from hydrarec.run.index import build_index
 from hydrarec.run.rundir import RunDir, load_run, save_table
 from hydrarec.run.save import run_meta, save_data
+from hydrarec.run.stream_data import make_stream_train_data
 from hydrarec.tasks.joint import JointLoss
-from hydrarec.training.data import TrainData, make_train_data
 from hydrarec.training.distributed import Distributed, process_group
-from hydrarec.training.stream_data import make_stream_train_data
 from hydrarec.training.trainer import Trainer, TrainResult, pick_device
 
 

@@ -17,7 +17,7 @@ from hydrarec.features.encoders import Vocabulary
 from hydrarec.features.histories import UserHistories
 from hydrarec.online.new_interactions import check_interactions
 from hydrarec.online.update import grow_state
-from hydrarec.training.replay import new_units
+from hydrarec.run.replay import new_units
 
 INT_IDS = np.array([1, 2, 3])
 

@@ -35,7 +35,7 @@ from hydrarec.features.batch import Batch
 from hydrarec.features.batching import BatchBuilder
 from hydrarec.features.pipeline import FeaturePipeline
 from hydrarec.features.text import item_spec_with_text
-from hydrarec.training.data import TrainData, epoch_seed, retrieval_sampling
+from hydrarec.run.data import TrainData, epoch_seed, retrieval_sampling
 
 
 class LabelStats:

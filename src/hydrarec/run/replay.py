@@ -16,7 +16,7 @@ import numpy as np
 
 from hydrarec.features.batch import Batch
 from hydrarec.features.batching import BatchBuilder
-from hydrarec.training.data import TrainData, epoch_seed
+from hydrarec.run.data import TrainData, epoch_seed
 
 
 def new_units(builder: BatchBuilder, units: np.ndarray, is_new: np.ndarray) -> np.ndarray:
