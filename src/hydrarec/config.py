@@ -247,9 +247,26 @@ class RetrievalTaskConfig(TaskSection):  # tasks/retrieval.py
     sampler: Literal["uniform", "popularity"] = "popularity"  # negative sampler
     alpha: float = Field(0.75, ge=0.0)  # popularity sampler exponent
     logq: bool = True  # logQ correction of sampled softmax
-    full_softmax: bool | None = None  # None: full softmax when the catalogue <= 5000 items
+    # None: full softmax when the catalogue <= 5000 items and no negatives are sampled
+    full_softmax: bool | None = None
     temperature: float = Field(0.1, gt=0.0)  # softmax temperature on dot products
     gather_negatives: bool = False  # DDP: negatives from every rank's batch (all-gather)
+
+    @model_validator(mode="after")
+    def _one_softmax(self) -> RetrievalTaskConfig:
+        if self.full_softmax and self.negatives:
+            raise ValueError(
+                f"task {self.name!r}: full_softmax = true ranks every item, so negatives must"
+                f" be 0 (got {self.negatives}); set negatives = 0 or full_softmax = false"
+            )
+        return self
+
+    def softmax_over_catalogue(self, n_items: int, auto_max_items: int) -> bool:
+        """Whether the softmax runs over every item: ``full_softmax``, or when it is None, a
+        catalogue of at most ``auto_max_items`` with no sampled negatives."""
+        if self.full_softmax is not None:
+            return self.full_softmax
+        return n_items <= auto_max_items and self.negatives == 0
 
     # ranking metrics (``tasks/metrics.py``); recall@k on a cold-item split only
     metrics: ClassVar[dict[str, bool]] = dict.fromkeys(

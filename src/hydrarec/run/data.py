@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from hydrarec.config import Config
+from hydrarec.config import Config, RetrievalTaskConfig
 from hydrarec.data.dataset import Dataset
 from hydrarec.data.labels import label_stats, task_labels
 from hydrarec.data.sampling import PopularitySampler, UniformSampler
@@ -168,11 +168,10 @@ def retrieval_sampling(cfg: Config, n_items: int, counts: np.ndarray) -> dict[st
     """``BatchBuilder``'s candidate arguments from the retrieval task's config and the items'
     train counts: sampled negatives and their sampler, each item's log sampling probability (for
     logQ) and whether the softmax runs over the whole catalogue."""
-    task = next((t for t in cfg.tasks if t.kind == "retrieval"), None)
+    task = next((t for t in cfg.tasks if isinstance(t, RetrievalTaskConfig)), None)
     full, negatives, sampler = False, 0, None
     if task is not None:
-        default = n_items <= FULL_SOFTMAX_MAX_ITEMS
-        full = task.full_softmax if task.full_softmax is not None else default
+        full = task.softmax_over_catalogue(n_items, FULL_SOFTMAX_MAX_ITEMS)
         negatives = task.negatives
         if negatives > 0:
             sampler = (

@@ -106,9 +106,7 @@ class RetrievalTask(Task):
     @classmethod
     def from_config(cls, cfg: TaskConfig, ctx: TaskContext) -> RetrievalTask:
         assert isinstance(cfg, RetrievalTaskConfig)  # build_task picks the class by cfg.kind
-        full = cfg.full_softmax
-        if full is None:
-            full = ctx.n_items <= FULL_SOFTMAX_MAX_ITEMS
+        full = cfg.softmax_over_catalogue(ctx.n_items, FULL_SOFTMAX_MAX_ITEMS)
         return cls(cfg.name, cfg.temperature, cfg.logq, full, cfg.gather_negatives)
 
     def score_pairs(self, inputs: TaskInputs, dots: Tensor | None) -> Tensor:

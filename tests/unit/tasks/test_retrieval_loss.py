@@ -114,6 +114,19 @@ def test_build_task_full_softmax_default_by_catalogue_size() -> None:
     assert _build(10, False).full_softmax is False
 
 
+def test_sampled_negatives_keep_the_automatic_softmax_sampled() -> None:
+    # a small catalogue with negatives asked for samples them (the batches would refuse
+    # negatives beside a softmax over every item)
+    cfg = RetrievalTaskConfig(name="retrieval", kind="retrieval", negatives=64)
+    assert cfg.softmax_over_catalogue(100, auto_max_items=5000) is False
+    assert cfg.model_copy(update={"negatives": 0}).softmax_over_catalogue(100, 5000) is True
+
+
+def test_full_softmax_with_negatives_is_an_error_naming_both_fields() -> None:
+    with pytest.raises(ValueError, match="full_softmax = true.*negatives must be 0"):
+        RetrievalTaskConfig(name="retrieval", kind="retrieval", full_softmax=True, negatives=8)
+
+
 def test_build_task_unknown_kind_names_allowed_kinds() -> None:
     spec = EntitySpec(n_ids=5)
     cfg = RetrievalTaskConfig.model_construct(
