@@ -21,6 +21,9 @@ the app would only wait for the body again. An error of the model (an unknown id
 is answered here with the route's own answer (``routes.error_answer``: 404, 422), without
 running the model again; any other error propagates to the server, which answers 500 as
 Starlette's error middleware would.
+
+Kept instead of a plain FastAPI route because it wins clearly in an alternating A/B against one
+(``benchmarks/RESULTS.md``, "Redesign (issue 23): the fast lane against the plain route").
 """
 
 from __future__ import annotations

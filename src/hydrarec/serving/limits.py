@@ -7,6 +7,7 @@ cannot make the service buffer more than ``max_bytes``. The whole body must arri
 ``timeout`` seconds of the request's headers: a client sending a few bytes at a time would
 otherwise hold its connection, and a request in flight, for as long as it likes (issue 21: a
 100-byte body at 1 byte/s had no answer after 35 s). Accepted bodies are replayed to the app.
+Hand-made because uvicorn, the server, has no limit on a request body's size or arrival time.
 """
 
 from __future__ import annotations
