@@ -517,7 +517,7 @@ class Config(Section):
     @model_validator(mode="after")
     def _blend(self) -> Config:
         """Stage two multiplies predictions: only rating and binary tasks have one."""
-        allowed = [t.name for t in self.tasks if t.kind in ("rating", "binary")]
+        allowed = [t.name for t in self.tasks if t.labelled]
         for name in self.recommend.blend:
             if name not in allowed:
                 raise ValueError(

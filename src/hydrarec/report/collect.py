@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hydrarec.config import TASK_KINDS
 from hydrarec.io.atomic import read_json
 from hydrarec.recommend.recommender import Recommender
 from hydrarec.report.baselines import baselines, item_counts
@@ -224,7 +225,7 @@ def user_history(rec: Recommender, user: Any, n: int = HISTORY_SHOWN) -> pd.Data
         }
     )
     for name, kind in rec.run.meta["tasks"].items():
-        if kind in ("rating", "binary") and name in mine.columns:
+        if TASK_KINDS[kind].labelled and name in mine.columns:
             out[name] = mine[name].to_numpy()
     return _without_id_titles(rec, out)
 
