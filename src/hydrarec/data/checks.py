@@ -1,8 +1,5 @@
 """Checks of loaded tables: labels, duplicate rows, ids and column kinds, each failure a
 `DataError` naming file, line and field (``Origins``: of rows concatenated from several files).
-
-Ids are at most ``MAX_ID_CHARS`` characters (a 20 MB id once made a 96.6 GiB allocation
-downstream).
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ from hydrarec.data.schema import Kind
 from hydrarec.errors import DataError
 
 Duplicates = Literal["keep_last", "mean", "error"]
-MAX_ID_CHARS = 256
+MAX_ID_CHARS = 256  # longest id: a 20 MB id once made a 96.6 GiB allocation downstream
 
 
 class Origins:

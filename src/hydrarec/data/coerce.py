@@ -2,8 +2,8 @@
 `DataError` naming its file, line and field (``Source``).
 
 Numbers must be finite and within float32's range (every model computes in float32: an ``inf`` or
-``1e300`` rating would end as ``Infinity`` in metrics.json or a FloatingPointError, issue 21);
-integers must fit int64. Timestamps become unix seconds, from integers or ISO 8601 strings.
+``1e300`` rating would end as ``Infinity`` in metrics.json or a FloatingPointError); integers
+must fit int64. Timestamps become unix seconds, from integers or ISO 8601 strings.
 """
 
 from __future__ import annotations
@@ -63,14 +63,8 @@ def coerce(
     for name, dtype in fields.items():
         col = df[name]
         if name not in nullable and col.isna().any():
-            bad.append(
-                (
-                    int(np.flatnonzero(col.isna().to_numpy())[0]),
-                    name,
-                    "empty value",
-                    _EXPECTED.get(dtype, "a value"),
-                )
-            )
+            row = int(np.flatnonzero(col.isna().to_numpy())[0])
+            bad.append((row, name, "empty value", _EXPECTED.get(dtype, "a value")))
         if dtype in ("int", "float"):
             fast = _cast(col, dtype)
             if fast is not None and (dtype == "int" or finite_f32(fast).all()):
@@ -133,8 +127,7 @@ def unix_seconds(values: pd.Series, src: Source, field: str = "timestamp") -> np
     """Timestamps as int64 unix seconds, from integers or ISO 8601 date-time strings.
 
     A column holds one form, the form of its first value; the first value not of that form is
-    the error. (Parsing every value as a date once reported 'yesterday' at line 101 of an integer
-    column as line 2, the first integer, issue 21.)
+    the error (a stray 'yesterday' in an integer column is reported at its own line).
     """
     if pd.api.types.is_datetime64_any_dtype(values):
         return _seconds(pd.to_datetime(values, utc=True), values, src, field, "a date-time")

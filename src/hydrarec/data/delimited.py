@@ -16,6 +16,7 @@ import gzip
 import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 from typing import Literal
 
@@ -296,10 +297,7 @@ def diagnose(
     if quote is not None:
         return quote
     cols = src.columns()
-    records = iter(src.records())
-    if src.header:
-        next(records, None)
-    for number, record in records:
+    for number, record in islice(src.records(), int(src.header), None):  # past the header
         if len(record) != len(cols):
             missing = cols[len(record)] if len(record) < len(cols) else None
             return DataError(

@@ -23,14 +23,7 @@ from pathlib import Path, PurePosixPath
 
 import pooch
 import requests
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+import rich.progress as rp
 
 from hydrarec.data.registry import cache_dir, info, is_complete
 from hydrarec.errors import ConfigError, DataError
@@ -143,10 +136,10 @@ class _Bar:
     ``close``), drawn by rich like hydrarec's other bars."""
 
     def __init__(self, name: str) -> None:
-        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                   TransferSpeedColumn(), TimeRemainingColumn())  # fmt: skip
+        columns = (rp.TextColumn("{task.description}"), rp.BarColumn(), rp.DownloadColumn(),
+                   rp.TransferSpeedColumn(), rp.TimeRemainingColumn())  # fmt: skip
         self.total = 0  # set by pooch from Content-Length (0: unknown)
-        self.rich = Progress(*columns, transient=True)
+        self.rich = rp.Progress(*columns, transient=True)
         self.task = self.rich.add_task(f"fetching {name}", total=None)
         self.rich.start()
 

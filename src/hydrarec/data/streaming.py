@@ -3,15 +3,13 @@
 Two passes over the files (the tf.data / WebDataset recipe):
 
 1. ``fit``: one read of every row group for the vocabularies of the user and item id columns
-   (distinct raw values of the TRAIN rows, sorted, and how often each occurs), the train rows of
-   each group, and the held-out rows (``carve``): memory O(distinct ids + held-out rows), not
-   O(rows). ``observe`` sees each group's train labels (e.g. for label statistics).
-2. ``epoch(e)``: the row groups in a random order drawn from (seed, e) fill a shuffle buffer of
-   ``buffer_rows`` rows; whenever a row group arrives, the buffer and the group are shuffled
-   together and all but ``buffer_rows`` rows leave as the next block. Batches are cut from the
-   blocks. Every train row is yielded exactly once per epoch, the order depends only on
-   (seed, epoch), and at most ``buffer_rows`` rows are kept between two reads (plus the group
-   being read).
+   (distinct raw values of the TRAIN rows, sorted, with their counts), the train rows of each
+   group and the held-out rows (``carve``): memory O(distinct ids + held-out rows), not O(rows).
+2. ``epoch(e)``: the row groups, in a random order drawn from (seed, e), fill a shuffle buffer
+   of ``buffer_rows`` rows; whenever a group arrives, buffer and group are shuffled together and
+   all but ``buffer_rows`` rows leave as the next block, which batches are cut from. Every train
+   row comes once per epoch, in an order that depends only on (seed, epoch), and at most
+   ``buffer_rows`` rows are kept between two reads (plus the group being read).
 
 The shuffle is local: a row can only move within its buffer window, so a buffer of a few row
 groups (or files written in random order) is needed for batches that look i.i.d.
@@ -20,15 +18,11 @@ Held-out rows (``HashCarve``): a row is valid or test by a hash of its (user, it
 the choice is the same in every pass, on every rank and whatever the file order, and all rows of
 a pair land in the same part. Those rows never enter the stream.
 
-Ranks: with ``world_size`` W > 1 each epoch's row groups are dealt to the ranks (each group to
-the rank with the fewest rows so far), so every rank reads only its own groups and keeps its own
-buffer. All ranks take the same number of steps, ``ceil(train rows / batch_size)``, each cutting
-its rows into that many near-equal batches (about batch_size / W rows). When the groups are too
-few or too uneven for that (e.g. a file of one row group), every rank reads every group and
-keeps its contiguous part of each global batch instead, with a warning.
-
-Ids are encoded to 0-based vocabulary positions (``user_idx`` / ``item_idx``); labels are
-float32, NaN where missing.
+Ranks: with ``world_size`` W > 1 each epoch's row groups are dealt to the ranks (``deal_groups``),
+so every rank reads only its own groups and keeps its own buffer. All ranks take the same number
+of steps, ``ceil(train rows / batch_size)``, each cutting its rows into that many near-equal
+batches (about batch_size / W rows); with too few or too uneven groups (e.g. one row group) every
+rank reads every group and keeps its contiguous part of each global batch, with a warning.
 
 >>> import tempfile, pandas as pd
 >>> path = Path(tempfile.mkdtemp()) / "part-0.parquet"
@@ -163,18 +157,15 @@ def value_counts(column: pa.ChunkedArray) -> pd.Series:
 
 def merge_counts(parts: list[pd.Series]) -> pd.Series:
     """Sum of value counts, sorted by value."""
-    if not parts:
-        return pd.Series(dtype=np.int64)
     return pd.concat(parts).groupby(level=0, sort=True).sum()
 
 
 class ParquetInteractions:
     """Interactions in Parquet files, streamed in shuffled batches (see the module doc).
 
-    ``fit`` sets ``vocabularies_`` (user and item columns, train rows), ``n_rows_`` (train rows),
-    ``groups_``, ``group_rows_`` (train rows of each group) and ``heldout_`` (the carved-out rows
-    with a ``part`` column, 1 valid / 2 test, or None). Each ``epoch`` leaves what its shuffle
-    buffer held in ``buffer_stats_``.
+    ``fit`` sets ``vocabularies_``, ``n_rows_`` (train rows), ``groups_``, ``group_rows_`` (train
+    rows of each group) and ``heldout_`` (the carved-out rows with a ``part`` column, 1 valid /
+    2 test, or None); each ``epoch`` sets ``buffer_stats_`` (what its shuffle buffer held).
     """
 
     def __init__(

@@ -100,16 +100,14 @@ def iter_interaction_chunks(
     chunk may be shorter); memory stays O(chunk_size + users + items)."""
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
-    pending, offset = pd.DataFrame(), 0
+    pending = pd.DataFrame()
     for frame in _blocks(cfg, _world(cfg)):
-        rest = pending.iloc[offset:]
-        pending = pd.concat([rest, frame], ignore_index=True) if len(rest) else frame
-        offset = 0
-        while len(pending) - offset >= chunk_size:
-            yield pending.iloc[offset : offset + chunk_size].reset_index(drop=True)
-            offset += chunk_size
-    if len(pending) > offset:
-        yield pending.iloc[offset:].reset_index(drop=True)
+        pending = pd.concat([pending, frame], ignore_index=True) if len(pending) else frame
+        while len(pending) >= chunk_size:
+            yield pending.iloc[:chunk_size].reset_index(drop=True)
+            pending = pending.iloc[chunk_size:]
+    if len(pending):
+        yield pending.reset_index(drop=True)
 
 
 def planted_factors(cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -239,10 +237,7 @@ def _items(cfg: SyntheticConfig, world: _World) -> pd.DataFrame:
     vocab = [f"w{t}_{j}" for t in range(k) for j in range(TOPIC_WORDS)]
     vocab += [f"x{j}" for j in range(FILLER_WORDS)]
     words = np.array(vocab, dtype=object)[word]
-    ends = np.cumsum(length)
-    titles = [
-        " ".join(words[e - m : e]) for e, m in zip(ends.tolist(), length.tolist(), strict=True)
-    ]
+    titles = [" ".join(title) for title in np.split(words, np.cumsum(length)[:-1])]
     genre = rng.random((n, k)) < 0.1  # (I, T)
     genre[np.arange(n), world.item_topic] = rng.random(n) < 0.9
     genre[np.arange(n), world.item_topic] |= ~genre.any(axis=1)  # at least one genre

@@ -1,16 +1,12 @@
 """The fine-tuned last k transformer layers of the sentence encoder and its pooling (issue 4).
 
-The feature stage (``features/text_model.py``) runs the frozen first L - k layers once per item
-and hands the item tower their token states (B, S, H) with a mask (B, S), and a trainable copy of
-the last k layers (``TopLayers``); this module runs that copy and the pooling on each batch:
-
-    states -> layers L-k+1 .. L -> pooling             (B, S, H) -> (B, T)
+The feature stage (``features/text_model.py``, whose doc draws the cut) runs the frozen first
+L - k layers once per item; this module runs the trainable copy of the last k layers
+(``TopLayers``) and the pooling on each batch's token states (B, S, H) and mask (B, S).
 
 The pooling is the sentence-transformers pipeline's own (mean over the attention mask, or the
 [CLS] token; then L2 normalisation when the model has a ``Normalize`` module), so with the copied
-weights untouched the layers give the frozen sentence vector (tested to 1e-5). Padding is cut to
-the longest item of each group of similar length: with masked attention the states of real tokens
-do not depend on it.
+weights untouched the layers give the frozen sentence vector (tested to 1e-5).
 """
 
 from __future__ import annotations
@@ -32,8 +28,9 @@ class TunedTextLayers(nn.Module):
 
     def forward(self, states: Tensor, mask: Tensor) -> Tensor:
         """Items sorted by length and run in groups of ``GROUP``, each cut to its own longest
-        text: padding is idle work, and item texts vary much in length. Items do not interact:
-        the grouping changes nothing."""
+        text: padding is idle work, and item texts vary much in length. Items do not interact and,
+        with masked attention, real tokens' states do not depend on the padding: the grouping
+        changes nothing."""
         lengths = mask.sum(1)  # (B,)
         order = torch.argsort(lengths)  # shortest first
         sorted_lengths = lengths[order].tolist()

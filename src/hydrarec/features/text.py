@@ -10,21 +10,17 @@ ever downloaded.
 
 The language model is frozen: its vectors are computed once, in batches, and cached under
 ``cache_dir/<key>.npy`` where ``key = sha256(model identity, template, texts)``; a second run over
-the same items memory-maps the file and never loads the model. This is the feature stage: the
-item tower receives the vectors as tensors; its trainable part (a projection of the text vector
-and a gate that fuses it with the id and side features) lives in ``ItemTower``.
+the same items memory-maps the file and never loads the model. The item tower's trainable part
+(a projection of the text vector, gated with the id and side features) lives in ``ItemTower``.
 
-With ``finetune_layers = k > 0`` the last k transformer layers train with the model
-(``text_model.py``): the cache then holds the token states after the frozen first L - k layers,
-``cache_dir/<key>.npy`` (N, S, H) and ``<key>.mask.npy`` (N, S), with k in the key, and the item
-tower runs its own copy of the last k layers and the pooling on them.
+With ``finetune_layers = k > 0`` (``text_model.py``) the cache holds instead the token states
+after the frozen first L - k layers, ``<key>.npy`` (N, S, H) and ``<key>.mask.npy`` (N, S).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -37,6 +33,7 @@ import pandas as pd
 import torch
 
 from hydrarec.config import TextConfig
+from hydrarec.data.registry import cache_dir
 from hydrarec.errors import RunError
 from hydrarec.features.batch import EntityFeatures, EntitySpec
 from hydrarec.features.text_model import (
@@ -58,8 +55,7 @@ STATE_FILE = "text.json"  # RUN/features/text.json: which model and template mad
 
 def default_cache_dir() -> Path:
     """``$HYDRAREC_CACHE_DIR/text``, else ``~/.cache/hydrarec/text``."""
-    root = os.environ.get("HYDRAREC_CACHE_DIR") or Path.home() / ".cache" / "hydrarec"
-    return Path(root) / "text"
+    return cache_dir() / "text"
 
 
 class TextEncoder:
@@ -84,8 +80,7 @@ class TextEncoder:
         self.texts_encoded = 0
 
     def cache_path(self, texts: Sequence[str], *, states: bool = False) -> Path:
-        """Where the vectors of ``texts`` are cached: keyed by model, template and texts (and
-        by ``finetune_layers`` for the prefix ``states``; their mask goes beside, ``.mask.npy``)."""
+        """Where the vectors (or prefix ``states``, keyed by k too) of ``texts`` are cached."""
         h = hashlib.sha256()
         for t in texts:
             h.update(t.encode("utf-8") + b"\0")
@@ -111,15 +106,14 @@ class TextEncoder:
         return vectors
 
     def _say(self, message: str) -> None:
-        """A plain line on stderr (and in an open run log), unless quiet (issue 22)."""
+        """A plain line on stderr (and in an open run log), unless quiet."""
         if self.progress:
             print(message, file=sys.stderr)
         else:
             log_line(message)
 
     def encode_states(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Token states after the frozen first L - k layers, (N, S, H) float32, and their mask
-        (N, S) bool, S the longest text in tokens: memory-mapped from the cache, or computed."""
+        """``prefix_states`` of ``texts``: memory-mapped from the cache, or computed."""
         path = self.cache_path(texts, states=True)
         mask_path = path.with_suffix(".mask.npy")
         states = _read_cache(path, len(texts), ndim=3)
@@ -198,13 +192,12 @@ class TextEncoder:
     def check_state(self, state: dict[str, Any], where: str | Path) -> None:
         """Raise ``RunError`` unless this encoder makes the same vectors as the run's."""
         state = {"finetune_layers": 0, **state}  # runs from before fine-tuning: frozen
-        mine_all = (("identity", self.identity), ("template", self.cfg.template),
-                    ("finetune_layers", self.cfg.finetune_layers))  # fmt: skip
-        for key, mine in mine_all:
-            if state.get(key) != mine:
+        mine = self.state(dim=0)
+        for key in ("identity", "template", "finetune_layers"):
+            if state.get(key) != mine[key]:
                 raise RunError(
                     f"{where}: the run's item text vectors were made with a different {key} "
-                    f"({state.get(key)!r}, now {mine!r}); new items would not be comparable"
+                    f"({state.get(key)!r}, now {mine[key]!r}); new items would not be comparable"
                 )
 
 
@@ -244,9 +237,8 @@ def item_spec_with_text(
     cfg: TextConfig, spec: EntitySpec, feats: EntityFeatures, items: pd.DataFrame
 ) -> EntitySpec:
     """``spec`` with the text width of a whole item table (training: the full catalogue, cold
-    items too: text is content, not labels) whose text is encoded into ``feats``
-    (``TextEncoder.add_to``): (N, T) vectors, or (N, S, H) token states when the last layers are
-    fine-tuned. Unchanged without ``model.text``."""
+    items too: text is content, not labels) whose text ``TextEncoder.add_to`` puts in ``feats``.
+    Unchanged without ``model.text``."""
     if not cfg.enabled:
         return spec
     return replace(spec, text_dim=TextEncoder(cfg).add_to(feats, items))

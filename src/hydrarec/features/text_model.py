@@ -90,15 +90,12 @@ def check_model_dir(path: Path) -> None:
     if not any(path.rglob("*.safetensors")):
         raise ConfigError(f"model.text.model: {path} has no .safetensors weights")
     for rel in ("config.json", "tokenizer_config.json"):
-        conf = _json_object(path / rel)
-        if "auto_map" in conf:
+        conf = _read_json(path / rel, {})
+        if isinstance(conf, dict) and "auto_map" in conf:
             raise ConfigError(f"model.text.model: {path / rel} names custom code (auto_map); "
                               "refused (models never run their own code)")  # fmt: skip
     modules = path / "modules.json"
-    try:
-        entries = json.loads(modules.read_text("utf-8")) if modules.is_file() else []
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"model.text.model: {modules} is not valid JSON ({e})") from None
+    entries = _read_json(modules, [])
     entries = entries if isinstance(entries, list) else [entries]
     types = [e.get("type") if isinstance(e, dict) else e for e in entries]
     custom = [t for t in types if t not in _MODULES]
@@ -109,14 +106,14 @@ def check_model_dir(path: Path) -> None:
         )
 
 
-def _json_object(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, missing: Any) -> Any:
+    """The JSON value in ``path``, or ``missing`` when there is no such file."""
     if not path.is_file():
-        return {}
+        return missing
     try:
-        obj = json.loads(path.read_text("utf-8"))
+        return json.loads(path.read_text("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"model.text.model: {path} is not valid JSON ({e})") from None
-    return obj if isinstance(obj, dict) else {}
 
 
 def model_identity(path: Path) -> str:
@@ -201,9 +198,7 @@ def prefix_states(model: Any, texts: list[str], k: int) -> tuple[np.ndarray, np.
     return states.float().cpu().numpy(), mask.cpu().numpy()
 
 
-def pad_states(
-    batches: list[tuple[np.ndarray, np.ndarray]],
-) -> tuple[np.ndarray, np.ndarray]:
+def pad_states(batches: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Batches of ``prefix_states``, each padded to its own longest text, as one table padded
     to the longest of all (the states of real tokens do not depend on the padding)."""
     if not batches:
@@ -232,8 +227,7 @@ def top_layers(cfg: TextConfig) -> TopLayers:
     lm = _transformer(model)
     layers = nn.ModuleList(copy.deepcopy(list(lm.encoder.layer[len(lm.encoder.layer) - k :])))
     layers.to("cpu").train()
-    for p in layers.parameters():
-        p.requires_grad_(True)
+    layers.requires_grad_(True)
     modules = list(model)[1:]
     names = [type(m).__name__ for m in modules]
     if not names or names[0] != "Pooling" or names[1:] not in ([], ["Normalize"]):
