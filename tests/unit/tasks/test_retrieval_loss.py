@@ -123,7 +123,7 @@ def test_sampled_negatives_keep_the_automatic_softmax_sampled() -> None:
 
 
 def test_full_softmax_with_negatives_is_an_error_naming_both_fields() -> None:
-    with pytest.raises(ValueError, match="full_softmax = true.*negatives must be 0"):
+    with pytest.raises(ValueError, match=r"full_softmax = true.*negatives must be 0"):
         RetrievalTaskConfig(name="retrieval", kind="retrieval", full_softmax=True, negatives=8)
 
 
