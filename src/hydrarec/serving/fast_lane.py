@@ -1,26 +1,18 @@
 """``FastLane``: a valid ``POST /recommend`` answered without FastAPI's per-request machinery.
 
-FastAPI spends about 0.5 ms of event-loop CPU on a request before any endpoint code runs (the
-``GET /healthz`` row of ``benchmarks/bench_serving.py``): middleware layers, routing, dependency
-solving, reading the body into Python objects, then validating them. The event loop is one core
-on which every request of the service is parsed and written, so that cost caps the requests per
-second. The fast lane sits in front of the whole app (``app.Service``), before even Starlette's
-error middleware, and does only what a valid request needs: it checks the API key and the body
-size, validates the raw body with the same pydantic model (``RecommendRequest``, parsed and
-validated in one pass by pydantic's Rust core), adds the user's logged events when the service
-has an event log (as the route does), hands the query to the served run's batcher and writes
-the JSON. Like the route, it holds the run it started with until it has the answer
+Middleware layers, routing, dependency solving and the body's round trip through Python objects
+run on the event loop, the one core that parses and writes every request of the service. The
+lane sits in front of the whole app (``app.Service``) and does only what a valid request needs:
+the API key, the body size, one pass of pydantic's validation over the raw body
+(``RecommendRequest``), the user's logged events (as the route adds them), the served run's
+batcher, the JSON. Like the route, it holds the run it started with until it has the answer
 (``served.py``), so a reload never changes the model under a request.
 
-Anything else goes to the FastAPI app unchanged, body replayed: another route or method, a
-missing or wrong key, a body over the size limit, one that is not JSON or does not validate. So
-those refusals keep the status and message of the documented API (401, 413, 422), which the
-FastAPI app, whose route is still the one in ``/docs``, produces. A body that does not arrive in
-time is the exception: the lane answers it with ``BodyLimit``'s own 408 (``limits.refuse``), as
-the app would only wait for the body again. An error of the model (an unknown id, bad features)
-is answered here with the route's own answer (``routes.error_answer``: 404, 422), without
-running the model again; any other error propagates to the server, which answers 500 as
-Starlette's error middleware would.
+Anything else goes to the FastAPI app, body replayed (another route, a missing or wrong key, a
+body over the limit, one that does not validate), so refusals keep the documented API's status
+and message (401, 413, 422). A body that does not arrive in time gets ``BodyLimit``'s 408 here;
+a model error gets the route's own answer (``routes.error_answer``: 404, 422); any other error
+propagates to the server, which answers 500 as Starlette's error middleware would.
 
 Kept instead of a plain FastAPI route because it wins clearly in an alternating A/B against one
 (``benchmarks/RESULTS.md``, "Redesign (issue 23): the fast lane against the plain route").

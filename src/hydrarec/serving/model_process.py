@@ -20,12 +20,9 @@ loop reads the answer as it arrives, with no thread in between: through a thread
 and a take-back of the GIL from the loop, and served fewer requests/s (``benchmarks/RESULTS.md``).
 
 The loop reads the answer piece by piece off a non-blocking socket (``_recv_message``), never
-with ``Connection.recv``: uvloop leaves a descriptor it has watched non-blocking, and an answer
-that arrives in pieces (``Connection`` writes the length, then a pickle over 16 KiB, such as one
-user's at k = 1000 on ML-100K, 33 KB, in a second write; and a socket holds only so much) broke
-off mid-read with a ``BlockingIOError`` whenever the read ran ahead of the child's writes. That
-was taken for a dead child: the child was killed (exit code -9), the request answered 500 and
-the next ones waited for a new process (issue 21).
+with ``Connection.recv``: uvloop leaves a descriptor it has watched non-blocking, so a blocking
+read of an answer that arrives in several writes (a pickle over 16 KiB) breaks off with a
+``BlockingIOError`` as soon as it runs ahead of the child's writes.
 """
 
 from __future__ import annotations
