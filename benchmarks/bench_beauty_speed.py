@@ -74,23 +74,28 @@ def hydrarec_epoch_seconds(config: str, name: str) -> float:
     from hydrarec.run.train import train
 
     out = RUNS / name
-    train(load_config(config, ["train.epochs=1"]), out, overwrite=True)
+    train(load_config(config, ["train.epochs=1", "train.refit=false"]), out, overwrite=True)
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     return float(history[0]["seconds"])
 
 
 def time_to_quality(run: Path, monitor: str = "retrieval/ndcg@10") -> tuple[float, int, int]:
     """Seconds of training and validation up to the best validation epoch, that epoch, and the
-    epochs trained."""
-    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    epochs trained. A ``train.refit`` run adds its refit (``RUN/history.jsonl``) to the
+    selection's seconds up to the best epoch (``RUN/selection/history.jsonl``)."""
+
+    def read(folder: Path) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+
+    refit = (run / "selection" / "history.jsonl").is_file()
+    history = read(run / "selection") if refit else read(run)
     scored = [h for h in history if monitor in h.get("valid", {})]
     best = max(scored, key=lambda h: h["valid"][monitor])
     upto = [h for h in history if h["epoch"] <= best["epoch"]]
-    return (
-        sum(h["seconds"] + h.get("valid_seconds", 0.0) for h in upto),
-        best["epoch"],
-        len(history),
-    )
+    secs = sum(h["seconds"] + h.get("valid_seconds", 0.0) for h in upto)
+    if refit:
+        secs += sum(h["seconds"] for h in read(run))
+    return secs, best["epoch"], len(history)
 
 
 def main(argv: list[str] | None = None) -> None:
