@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hydrarec import __version__
-from hydrarec.errors import ConfigError, DataError, HydrarecError
+from hydrarec.errors import ArgumentError, ConfigError, DataError, HydrarecError
 
 app = typer.Typer(
     help="hydrarec: multi-task representation learning for recommender systems.",
@@ -90,8 +90,7 @@ def datasets_info(
         data = DataConfig(dataset="sequences", sequences=seq, path=path and str(path))
     else:
         data = DataConfig(dataset=name, path=path and str(path))  # type: ignore[arg-type]
-    ds = load_dataset(data)
-    s = ds.summary()
+    s = load_dataset(data).summary()
     table = Table("", name, show_header=False)
     for key in ("users", "items", "interactions"):
         table.add_row(key, f"{s[key]:,}")
@@ -191,6 +190,8 @@ def train(
 
     Data-parallel: ``torchrun --nproc-per-node N -m hydrarec train ...`` (docs/distributed.md).
     """
+    from contextlib import nullcontext
+
     from hydrarec.config import load_config
     from hydrarec.io.log import log_to
     from hydrarec.io.progress import Progress
@@ -199,19 +200,12 @@ def train(
     from hydrarec.training.distributed import is_main_process
 
     cfg = load_config(config, set_ or [])
-    if not is_main_process():  # a torchrun worker other than rank 0: trains, prints nothing
-        run_train(
-            cfg,
-            out,
-            resume=resume,
-            overwrite=overwrite,
-            progress=Progress(enabled=False),
-            test=test,
-        )
-        return
-    with log_to(out / "log.txt"):  # everything printed also goes to RUN/log.txt
-        progress = Progress(enabled=False if quiet else None)
+    main = is_main_process()  # a torchrun worker other than rank 0 trains and prints nothing
+    with log_to(out / "log.txt") if main else nullcontext():  # all printed also in RUN/log.txt
+        progress = Progress(enabled=False if quiet or not main else None)
         run = run_train(cfg, out, resume=resume, overwrite=overwrite, progress=progress, test=test)
+        if not main:
+            return
         print_metrics({k: v for k, v in run.metrics.items() if k in ("valid", "test")})
         if run.metrics.get("train", {}).get("refit"):
             epochs = run.metrics["train"]["best_epoch"]
@@ -255,7 +249,6 @@ def update(
     OUT is a complete run (serve it, or swap it into a service with POST /admin/reload); RUN is
     never modified (docs/online.md).
     """
-    from hydrarec.errors import ArgumentError
     from hydrarec.io.atomic import read_json
     from hydrarec.io.progress import Progress
     from hydrarec.online.update import update as run_update
@@ -317,9 +310,8 @@ def evaluate(
             metrics = run_evaluate(run, split, exclude_known=not known)
             bar.advance()
         key = f"{split}_with_known" if known else split
-        all_metrics = read_json(rd.metrics) if rd.metrics.exists() else {}
-        all_metrics[key] = metrics
-        write_json(rd.metrics, all_metrics)
+        stored = read_json(rd.metrics) if rd.metrics.exists() else {}
+        write_json(rd.metrics, stored | {key: metrics})
         print_metrics({key: metrics})
 
 
@@ -363,9 +355,7 @@ def _read_ids(path: Path, column: str) -> pd.Series:
 
 
 def _match_ids(values: pd.Series, known: np.ndarray) -> list[object]:
-    """Ids read as text (a CSV, ``--user``) as the run's id type, by the rule of the Python API
-    and the HTTP service (issue 21): "42" is user 42 of a run with integer ids, "042" or "abc"
-    an unknown id (``int()`` took "042" as 42 and failed on "abc" with a traceback)."""
+    """Ids read as text (a CSV, ``--user``) as the run's id type (``match_id_type``'s rule)."""
     from hydrarec.recommend.queries import match_id_type
 
     return [match_id_type(v, known) for v in values]
@@ -446,12 +436,8 @@ def recommend(
         console.print(table)
         return
     df["user_id"] = df["user_id"].astype(type(ids[0]) if ids else str)
-    writer = (
-        (lambda p: df.to_parquet(p, index=False))
-        if out.suffix == ".parquet"
-        else (lambda p: df.to_csv(p, index=False))
-    )
-    write_with(out, writer)
+    to_file = df.to_parquet if out.suffix == ".parquet" else df.to_csv
+    write_with(out, lambda p: to_file(p, index=False))
     console.print(f"{len(df):,} recommendations for {len(ids):,} users written to {out}")
 
 

@@ -9,10 +9,9 @@ the user's other held-out items.
 Users are scored in batches, so memory stays bounded by ``batch_size x n_items``.
 
 On a cold-item split (``among_held_out``) retrieval follows the COLD protocol of DESIGN.md
-instead: the held-out items are the candidates, each user's top k among them is read, and
-Recall@k / NDCG@k (also HR@k, MRR@k) count the user's held-out items in it (issue 20): the
-catalogue's warm items would otherwise win every ranking, and select models on how they rank
-those, not the new items.
+instead, ranking the held-out items among themselves (``held_out_ranking``): the catalogue's warm
+items would otherwise win every ranking, and select models on how they rank those, not the new
+items.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import torch
 from torch import Tensor
 
 from hydrarec.features.batch import EntityFeatures
-from hydrarec.features.batching import UserHistories
+from hydrarec.features.histories import UserHistories, ragged_arange
 from hydrarec.model.ensemble import Model
 from hydrarec.tasks.base import HeldOut
 from hydrarec.tasks.metrics import ndcg_at_k, ranking_metrics, recall_at_k
@@ -34,8 +33,7 @@ def known_pairs(known: UserHistories, users: np.ndarray) -> tuple[np.ndarray, np
     """(position in ``users``, item) for every known item of every user in ``users``."""
     counts = known.indptr[users + 1] - known.indptr[users]
     rows = np.repeat(np.arange(len(users)), counts)
-    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    return rows, known.items[np.repeat(known.indptr[users], counts) + offsets]
+    return rows, known.items[np.repeat(known.indptr[users], counts) + ragged_arange(counts)]
 
 
 @torch.no_grad()
@@ -164,14 +162,13 @@ def evaluate_model(
     for member, u_part, i_part in model.member_channels(user_vecs, item_vecs):
         main_users, main_items, _ = member.split(u_part, i_part)
         members.append((dict(member.task_items()), main_users, main_items))
+    predictions = _pairwise_predictions(model, user_vecs, item_vecs, inverse, rows_item, batch_size)
     held_out = HeldOut(
         users=rows_user,
         items=rows_item,
         distinct_users=uniq,
         labels=labels,
-        predictions=_pairwise_predictions(
-            model, user_vecs, item_vecs, inverse, rows_item, batch_size
-        ),
+        predictions=predictions,
         ranking=ranking,
         members=members,
         user_table=users_table,
@@ -301,8 +298,7 @@ def top_k_items(
     ``exclude_known`` is False). (U, k) catalogue indices and scores; a slot no item can fill
     holds index -1 and score ``-inf``. A held-out item's 0-based rank in ``full_ranking_ranks``
     is its position here less the user's other held-out items listed above it (ties aside)."""
-    n_items = item_vecs.shape[0]
-    width = min(k, n_items)
+    width = min(k, item_vecs.shape[0])
     items = np.full((len(users), k), -1, dtype=np.int64)
     scores = np.full((len(users), k), -np.inf, dtype=np.float32)
     for s in range(0, len(users), batch_size):

@@ -1,30 +1,24 @@
-"""Batch assembly: user histories and ``Batch`` objects, vectorised (no per-row Python loop).
+"""Batch assembly: ``Batch`` objects from row positions of the interactions, vectorised.
 
-``UserHistories`` stores each user's items in time order as a CSR array. ``BatchBuilder`` turns
-row positions of the interactions into ``Batch`` objects: it gathers user features, looks up each
-row's history, samples negatives, de-duplicates all items of the batch and gathers their features
-once, and replaces missing labels by 0 with a mask.
+``BatchBuilder`` gathers user features, looks up each row's history (``features/histories.py``),
+samples negatives, de-duplicates all items of the batch and gathers their features once, and
+replaces missing labels by 0 with a mask, with no per-row Python loop.
 
-History alignment: a history is (B, N) and **right-aligned**, the most recent item last; rows with
-fewer than N earlier items are padded on the left (mask False). For a user with items a, b, c at
-times 1, 2, 3 and N = 2 the three training rows see ``[pad, pad]``, ``[pad, a]`` and ``[a, b]``.
+Histories are right-aligned (``features/histories.py``): for a user with items a, b, c at times
+1, 2, 3 and N = 2 the three training rows see ``[pad, pad]``, ``[pad, a]`` and ``[a, b]``.
 
 Window examples (``examples='windows'``, SASRec-style training): the units are training windows
 (``UserHistories.window_ends``) instead of rows. ``history`` is then (W, N), one left-padded window
 each, and the batch's B rows are the windows' targets: row b reads the state at flat position
 ``history_pos[b]``. With N = 3 the user above gives one window ``[pad, a, b]`` whose three
 positions predict a, b and c: three rows from one pass of the sequence encoder.
-
-Packed windows (``pack_windows``): short windows share a row of N places, one after another,
-and ``Batch.history_segments`` says which window each place belongs to; an attention encoder
-lets a place read only its own window's earlier places and counts positions back from its
-window's end, so every state is the one the window alone computes (``pack_windows``' doc).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import fields
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -32,7 +26,7 @@ import torch
 
 from hydrarec.errors import DataError
 from hydrarec.features.batch import Batch, EntityFeatures
-from hydrarec.features.histories import UserHistories
+from hydrarec.features.histories import UserHistories, ragged_arange
 
 __all__ = ["BatchBuilder", "Sampler", "UserHistories"]
 
@@ -47,11 +41,9 @@ class Sampler(Protocol):
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[Any, Any]:
         """``n`` item indices and the log probability of each being drawn."""
-        ...
 
     def log_prob(self, items: np.ndarray) -> Any:
         """Log probability that one draw is each of ``items``."""
-        ...
 
 
 class BatchBuilder:
@@ -179,11 +171,9 @@ class BatchBuilder:
             hist, hmask = self._history(rows, users)  # (B, N), padded with -1
         if self.full_catalogue:
             batch_items, logq = self.item_features, self._zero_logq
-            index, pos = self._all_items, items
-            history = hist
+            index, pos, history = self._all_items, items, hist
         else:
-            neg = self._negatives(rng)
-            uniq, pos, history = self._distinct(items, hist, neg)
+            uniq, pos, history = self._distinct(items, hist, self._negatives(rng))
             index = torch.from_numpy(uniq)
             batch_items = _gather(self.item_features, index)
             logq = torch.from_numpy(self._logq(uniq, len(rows)))
@@ -404,8 +394,7 @@ def pack_windows(
             free.append(n)
         row[k], offset[k] = r, n - free[r]
         free[r] -= span
-    total = int(length.sum())
-    within = np.arange(total) - np.repeat(np.cumsum(length) - length, length)  # (T,)
+    within = ragged_arange(length)  # (T,) place within its window's span
     src = np.repeat(np.arange(w) * n + first, length) + within  # (T,) flat place in the windows
     dest = np.repeat(row * n + offset, length) + within  # (T,) flat place in the packed rows
     p = len(free)
@@ -435,15 +424,9 @@ def _gather(table: EntityFeatures, index: torch.Tensor) -> EntityFeatures:
     """``table.gather(index)`` for a 1-D index, with ``index_select`` (3x faster than ``t[index]``
     on CPU for (U, L) tables)."""
 
-    def take(t: torch.Tensor) -> torch.Tensor:
-        return t.index_select(0, index)
+    def take(v: Any) -> Any:  # a tensor, a name -> tensor dict, or None
+        if isinstance(v, dict):
+            return {k: t.index_select(0, index) for k, t in v.items()}
+        return None if v is None else v.index_select(0, index)
 
-    return EntityFeatures(
-        ids=take(table.ids),
-        categorical={k: take(v) for k, v in table.categorical.items()},
-        numeric=None if table.numeric is None else take(table.numeric),
-        multi_hot={k: take(v) for k, v in table.multi_hot.items()},
-        text=None if table.text is None else take(table.text),
-        text_states=None if table.text_states is None else take(table.text_states),
-        text_mask=None if table.text_mask is None else take(table.text_mask),
-    )
+    return EntityFeatures(**{f.name: take(getattr(table, f.name)) for f in fields(table)})

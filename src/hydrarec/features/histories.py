@@ -95,7 +95,7 @@ class UserHistories:
             raise DataError(f"window stride {stride}", expected=">= 1")
         n_win = -(-np.diff(self.indptr) // stride)  # (n_users,) windows per user
         user = np.repeat(np.arange(self.n_users), n_win)  # (W,)
-        k = np.arange(len(user)) - np.repeat(np.cumsum(n_win) - n_win, n_win)  # k-th from the end
+        k = ragged_arange(n_win)  # (W,) k-th window from the user's end
         return self.indptr[user + 1] - 1 - k * stride
 
     def windows(
@@ -170,6 +170,11 @@ class UserHistories:
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+def ragged_arange(counts: np.ndarray) -> np.ndarray:
+    """0..c-1 for each count c, concatenated: ``[2, 3] -> [0, 1, 0, 1, 2]``."""
+    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 def int_for(max_value: int) -> type[np.signedinteger[Any]]:

@@ -24,7 +24,7 @@ from torch import Tensor
 from hydrarec.data.dataset import IdMap
 from hydrarec.errors import DataError, UnknownIdError
 from hydrarec.features.batch import EntityFeatures
-from hydrarec.features.batching import UserHistories
+from hydrarec.features.histories import UserHistories, ragged_arange
 from hydrarec.features.pipeline import FeaturePipeline
 from hydrarec.run.rundir import LoadedRun
 
@@ -182,15 +182,12 @@ class QueryEncoder:
         """Catalogue index of each query's user (-1: none or unknown); an unknown id with nothing
         else to go on raises ``UnknownIdError`` naming it."""
         given = [i for i, q in enumerate(queries) if q.user_id is not None]
-        keys: list[Any] = [None] * len(queries)
-        user_ids = [queries[i].user_id for i in given]
-        for i, key in zip(given, id_keys(user_ids, self.run.user_ids), strict=True):
-            keys[i] = key
+        keys = list(id_keys([queries[i].user_id for i in given], self.run.user_ids))
         uid = np.full(len(queries), -1, np.int64)
         if given:
-            uid[given] = self.run.user_ids.index([keys[i] for i in given], missing="minus_one")
+            uid[given] = self.run.user_ids.index(keys, missing="minus_one")
         bare = [not q.history and q.features is None for q in queries]
-        lost = [keys[i] for i in given if uid[i] < 0 and bare[i]]
+        lost = [key for i, key in zip(given, keys, strict=True) if uid[i] < 0 and bare[i]]
         if lost:
             raise UnknownIdError("user", lost)
         nothing = [i for i, q in enumerate(queries) if q.user_id is None and bare[i]]
@@ -248,21 +245,16 @@ def padded_histories(
     hist = np.zeros((len(users), width), np.int64)
     mask = np.zeros((len(users), width), bool)
     rows = np.repeat(np.arange(len(users)), stored)
-    offsets = _offsets(stored)
+    offsets = ragged_arange(stored)
     cols = width - lengths[rows] + offsets
     hist[rows, cols] = known.items[known.indptr[u][rows] + offsets]
     mask[rows, cols] = True
     if n_extra.any():
         rows = np.repeat(np.arange(len(users)), n_extra)
-        cols = width - np.repeat(n_extra, n_extra) + _offsets(n_extra)
+        cols = width - np.repeat(n_extra, n_extra) + ragged_arange(n_extra)
         hist[rows, cols] = np.concatenate(extra).astype(np.int64)
         mask[rows, cols] = True
     return hist, mask
-
-
-def _offsets(counts: np.ndarray) -> np.ndarray:
-    """0..c-1 for each count c, concatenated: ``[2, 3] -> [0, 1, 0, 1, 2]``."""
-    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 def _with_rows(base: EntityFeatures, rows: np.ndarray, new: EntityFeatures) -> EntityFeatures:

@@ -15,22 +15,20 @@ ranking tasks' predictions, e.g. ``{like = 1, rating = 0.5}`` -> ``exp(u.i / T) 
 user's history) are excluded unless asked; ``allow`` restricts the candidates to a list (scored
 exactly), ``deny`` removes items.
 
-The contract (issue 21): ``users`` is a list (one user is ``[42]``; a bare ``42`` is an
-``ArgumentError``), ``k`` a positive integer (``2.5``, ``True`` or ``0``: an ``ArgumentError``),
-and the result is always ``(len(users), k)``: a user with fewer than ``k`` eligible items
-(unseen, allowed, not denied; ``k`` may exceed the catalogue) gets them first and empty slots
-after (see ``Recommendations``). Raw ids match the run's id type by the rule of
-``recommend.queries.match_id_type`` in the Python API, the CLI and the HTTP service alike:
-``"42"`` is user 42 of a run with integer ids, ``"042"`` and ``42.0`` are unknown. Users are known
-ids, or ``UserQuery``s: a history of raw item ids and / or raw user features, for users the run
-does not know (``recommend/queries.py``).
+The contract: ``users`` is a list (one user is ``[42]``; a bare ``42`` is an ``ArgumentError``),
+``k`` a positive integer (``2.5``, ``True`` or ``0``: an ``ArgumentError``), and the result is
+always ``(len(users), k)``: a user with fewer than ``k`` eligible items (unseen, allowed, not
+denied; ``k`` may exceed the catalogue) gets them first and empty slots after (see
+``Recommendations``). Raw ids match the run's id type by ``recommend.queries.match_id_type``'s
+rule. Users are known ids, or ``UserQuery``s: a history of raw item ids and / or raw user
+features, for users the run does not know (``recommend/queries.py``).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
@@ -46,6 +44,7 @@ from hydrarec.recommend.rerank import ItemSideCache, predict_candidates
 from hydrarec.retrieval.base import Exclusion, ItemIndex
 from hydrarec.retrieval.exact import ExactIndex
 from hydrarec.retrieval.explain import supporting_items
+from hydrarec.run.evaluate import KNOWN_BEFORE
 from hydrarec.run.index import INDEX_DIR, index_from_vectors, saved_index, saved_kind
 from hydrarec.run.rundir import LoadedRun, load_run
 
@@ -79,9 +78,7 @@ class Recommendations:
             {
                 "user_id": np.asarray(users, dtype=object)[rows],
                 "rank": ranks + 1,
-                "item_id": pd.Series(ids).infer_objects().to_numpy()
-                if ids.dtype == object
-                else ids,
+                "item_id": ids,
                 "score": self.scores[filled],
             }
         )
@@ -90,31 +87,24 @@ class Recommendations:
     def concat(parts: Sequence[Recommendations]) -> Recommendations:
         """The rows of ``parts``, one after another."""
 
-        def cat(name: str) -> Any:
-            arrays = [getattr(p, name) for p in parts]
-            return None if arrays[0] is None else np.concatenate(arrays)
+        def cat(values: list[Any]) -> Any:  # arrays, task -> array dicts, or Nones
+            if isinstance(values[0], dict):
+                return {t: np.concatenate([v[t] for v in values]) for t in values[0]}
+            return None if values[0] is None else np.concatenate(values)
 
-        preds = {t: np.concatenate([p.predictions[t] for p in parts]) for t in parts[0].predictions}
         return Recommendations(
-            cat("items"), cat("ids"), cat("scores"), preds,
-            cat("support"), cat("support_ids"), cat("support_scores"),
-        )  # fmt: skip
+            **{f.name: cat([getattr(p, f.name) for p in parts]) for f in fields(Recommendations)}
+        )
 
     def row(self, r: int) -> Recommendations:
         """User ``r`` alone, as a one-row ``Recommendations``."""
 
-        def take(a: np.ndarray | None) -> np.ndarray | None:
-            return None if a is None else a[r : r + 1]
+        def take(v: Any) -> Any:  # an array, a task -> array dict, or None
+            if isinstance(v, dict):
+                return {t: p[r : r + 1] for t, p in v.items()}
+            return None if v is None else v[r : r + 1]
 
-        return Recommendations(
-            self.items[r : r + 1],
-            self.ids[r : r + 1],
-            self.scores[r : r + 1],
-            {t: p[r : r + 1] for t, p in self.predictions.items()},
-            take(self.support),
-            take(self.support_ids),
-            take(self.support_scores),
-        )
+        return Recommendations(**{f.name: take(getattr(self, f.name)) for f in fields(self)})
 
 
 class Recommender:
@@ -148,20 +138,17 @@ class Recommender:
         return cls(load_run(path, dev), dev, index)
 
     def _load_index(self, kind: str) -> ItemIndex:
-        """The run's saved index when it is of ``kind`` and current, else one built in memory
-        (the run stays read-only). Items added since it was built are added to it."""
+        """The index the class doc describes, with the items added since it was built."""
         found = saved_index(self.run.run, kind)
-        if found is None:
-            if saved_kind(self.run.run) == kind:
-                where = self.run.run.path / INDEX_DIR
-                warnings.warn(
-                    f"{where} was not built from these weights; building the index in memory",
-                    stacklevel=3,
-                )
+        if found is None and saved_kind(self.run.run) == kind:
+            where = self.run.run.path / INDEX_DIR
+            warnings.warn(
+                f"{where} was not built from these weights; building the index in memory",
+                stacklevel=3,
+            )
+        if found is None or len(found[0]) > self.n_items:
             return index_from_vectors(kind, self.item_vectors.cpu())
         index, _ = found
-        if len(index) > self.n_items:
-            return index_from_vectors(kind, self.item_vectors.cpu())
         if len(index) < self.n_items:
             new = np.arange(len(index), self.n_items)
             index.add(self.item_vectors[torch.from_numpy(new)].cpu(), new)
@@ -213,8 +200,7 @@ class Recommender:
         return self.queries.known_users(np.asarray(user_index, dtype=np.int64)).vectors
 
     def warm(self) -> int:
-        """Compute known users' vectors ahead of their first request (``QueryEncoder.warm``);
-        how many."""
+        """Encode known users ahead of their first request (``QueryEncoder.warm``); how many."""
         return self.queries.warm()
 
     # -- the API ------------------------------------------------------------------------------
@@ -226,10 +212,9 @@ class Recommender:
             raise ArgumentError(
                 f"users and items differ in length: {len(user_list)} != {len(item_list)}"
             )
-        u = self.user_index(user_list)
-        i = self.item_index(item_list)
-        uv = self.user_vectors(u)
-        preds = self.model.predict_pairs(uv, self.item_vectors[torch.as_tensor(i)])
+        u, i = self.user_index(user_list), self.item_index(item_list)
+        uv, iv = self.user_vectors(u), self.item_vectors[torch.as_tensor(i)]
+        preds = self.model.predict_pairs(uv, iv)
         return {k: v.float().cpu().numpy() for k, v in preds.items()}
 
     @torch.no_grad()
@@ -264,12 +249,10 @@ class Recommender:
             if as_of is not None:
                 parts.append(self._as_of(self.user_index(chunk), k, as_of, exclude_seen is False))
                 continue
-            queried = len(chunk) > 0 and isinstance(chunk[0], UserQuery)
-            resolved = (
-                self.queries.resolve(cast("Sequence[UserQuery]", chunk))
-                if queried
-                else self.queries.known_users(self.user_index(chunk))
-            )
+            if len(chunk) > 0 and isinstance(chunk[0], UserQuery):
+                resolved = self.queries.resolve(cast("Sequence[UserQuery]", chunk))
+            else:
+                resolved = self.queries.known_users(self.user_index(chunk))
             parts.append(self._rank(resolved, k, exclude_seen, allow, deny, explain, predictions))
         return parts[0] if len(parts) == 1 else Recommendations.concat(parts)
 
@@ -281,8 +264,6 @@ class Recommender:
         ``evaluate --with-known``), and every other item is ranked by the retrieval score,
         exactly (no index, no blend). See ``evaluation.top_k_items`` for how a held-out item's
         rank in evaluation reads off the list."""
-        from hydrarec.run.evaluate import KNOWN_BEFORE
-
         if split not in KNOWN_BEFORE:
             raise ValueError(f"as_of must be one of {sorted(KNOWN_BEFORE)}, not {split!r}")
         known = self.run.known(KNOWN_BEFORE[split])
@@ -336,11 +317,8 @@ class Recommender:
     ) -> Exclusion:
         exclude = self.config.recommend.exclude_seen if exclude_seen is None else exclude_seen
         b = len(users.vectors)
-        rows, ids = (
-            (np.nonzero(users.mask)[0], users.history[users.mask])
-            if exclude
-            else (np.empty(0, np.int64), np.empty(0, np.int64))
-        )
+        seen = users.mask if exclude else np.zeros_like(users.mask)
+        rows, ids = np.nonzero(seen)[0], users.history[seen]
         if deny is not None and len(deny):
             d = self.item_index([self.item_key(i) for i in deny])
             rows = np.concatenate([rows, np.repeat(np.arange(b), len(d))])
@@ -351,13 +329,11 @@ class Recommender:
         self, uv: Tensor, n: int, exclude: Exclusion, allow: Sequence[Any] | None
     ) -> tuple[Tensor, Tensor]:
         """Stage one: the top ``n`` by dot product, through the index or exactly over ``allow``."""
-        q = uv.cpu()
-        if allow is None:
-            ids, scores = self.index.search(q, n, exclude)
-        else:
+        index = self.index
+        if allow is not None:
             a = np.unique(self.item_index([self.item_key(i) for i in allow]))
-            sub = ExactIndex().build(self.item_vectors[torch.from_numpy(a)].cpu(), a)
-            ids, scores = sub.search(q, n, exclude)
+            index = ExactIndex().build(self.item_vectors[torch.from_numpy(a)].cpu(), a)
+        ids, scores = index.search(uv.cpu(), n, exclude)
         return torch.from_numpy(ids), torch.from_numpy(scores)
 
     @property
@@ -366,8 +342,7 @@ class Recommender:
 
     def _check_blend(self) -> None:
         for name in self.blend:
-            kind = self.tasks.get(name)
-            if kind not in ("rating", "binary"):
+            if self.tasks.get(name) not in ("rating", "binary"):
                 allowed = [n for n, k in self.tasks.items() if k in ("rating", "binary")]
                 raise ConfigError(
                     f"recommend.blend names {name!r}, which is not a rating or binary task "
@@ -381,8 +356,7 @@ class Recommender:
         task's prediction, (B, k) each. Without a blend the order (by dot product) is kept.
         Empty slots stay last, at -inf.
 
-        The blend is stage one's probability times the task predictions raised to the blend
-        exponents, scored as its log: ``u.i / T + sum_t w_t log p_t`` (``Task.blend_log``).
+        The blend (module doc) is scored as its log: ``u.i / T + sum_t w_t log p_t``.
         The ranking heads learn how the pairs that happen are rated (P(like | picked)), never
         which items a user picks: alone they ranked new items by a guess at their quality and
         lost the retrieval order (issue 20: Recall@10 0.074 against 0.175 on cold items)."""
@@ -433,8 +407,7 @@ class Recommender:
         sims = v[torch.as_tensor(idx)] @ v.T  # (B, I)
         sims[torch.arange(len(idx)), torch.as_tensor(idx)] = float("-inf")
         s, i = torch.topk(sims, max(1, min(k, self.n_items - 1)), dim=1)
-        ids = i.cpu().numpy()
-        return self.run.item_ids.raw(ids.ravel()).reshape(ids.shape), s.cpu().numpy()
+        return self.raw_items(i.cpu().numpy()), s.cpu().numpy()
 
 
 def positive_k(k: Any) -> int:

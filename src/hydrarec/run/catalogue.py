@@ -42,8 +42,8 @@ from hydrarec.features.text import STATE_FILE, TextEncoder
 from hydrarec.features.text_template import template_columns
 from hydrarec.io.atomic import atomic_paths, read_json, write_json
 from hydrarec.run.rundir import RunDir, load_run, load_table, save_table
+from hydrarec.run.save import STORED_LIST_SEP, join_lists
 
-STORED_LIST_SEP = "|"  # how RUN/data/items.parquet stores list cells (run/save.py: save_data)
 LOCK = ".add-items.lock"
 
 
@@ -103,11 +103,16 @@ def add_items(
         feats = pipeline.transform_items(new)
         table = load_table(rd.features / "items.safetensors")
         raw = pd.read_parquet(rd.data / "items.parquet")
-        _check_run(rd, table, raw, len(known))
+        if not len(table) == len(raw) == len(known):
+            raise RunError(
+                f"{rd.path}: inconsistent item tables ({len(table)} encoded rows, {len(raw)} raw "
+                f"rows, {len(known)} ids); the run cannot take new items"
+            )
         if cfg.model.text.enabled:
             add_text(rd, cfg, new, feats, table, where, progress)
         merged = EntityFeatures.concat([table, feats])
-        raw_all = pd.concat([raw, _storable(new, list(raw.columns))], ignore_index=True)
+        stored = pd.DataFrame({c: new[c] if c in new.columns else pd.NA for c in raw.columns})
+        raw_all = pd.concat([raw, join_lists(stored)], ignore_index=True)
         new_ids = new[ITEM_ID].tolist()
         ids["items"] = [*ids["items"], *new_ids]
         meta = read_json(rd.meta)
@@ -189,14 +194,6 @@ def _as_list(v: Any) -> list[Any]:
     return str(v).split(STORED_LIST_SEP)
 
 
-def _check_run(rd: RunDir, table: EntityFeatures, raw: pd.DataFrame, n: int) -> None:
-    if not len(table) == len(raw) == n:
-        raise RunError(
-            f"{rd.path}: inconsistent item tables ({len(table)} encoded rows, {len(raw)} raw rows, "
-            f"{n} ids); the run cannot take new items"
-        )
-
-
 def add_text(
     rd: RunDir,
     cfg: Config,
@@ -219,17 +216,6 @@ def add_text(
         had = None if run_text is None else tuple(run_text.shape[1:])
         raise RunError(f"{rd.path}: the run's item text has shape (N, *{had}), the text model "
                        f"gives width {width}")  # fmt: skip
-
-
-def _storable(new: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """The new rows in the raw table's columns, list cells joined as training stored them."""
-    out = pd.DataFrame({c: new[c] if c in new.columns else pd.NA for c in columns})
-    for c in out.columns:
-        if out[c].map(lambda v: isinstance(v, list)).any():
-            out[c] = out[c].map(
-                lambda v: STORED_LIST_SEP.join(map(str, v)) if isinstance(v, list) else v
-            )
-    return out
 
 
 def _commit(writes: list[tuple[Path, Callable[[Path], None]]]) -> None:

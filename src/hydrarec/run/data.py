@@ -1,15 +1,14 @@
 """From a dataset and a config to what the trainer consumes: split, labels, fitted features,
 encoded tables, and a batch source per epoch. Everything is fitted on the train rows only.
 
-``train.batch_size`` is the GLOBAL batch (issue 7): with W data-parallel ranks, optimizer step j
-covers the same rows as step j of a single process with the same seed, split into W contiguous
-parts, one per rank (per-rank batch = batch_size / W, the first ``batch_size % W`` ranks one row
-more). Steps per epoch, the learning-rate schedule and the rows of each step therefore do not
-depend on the number of ranks.
+``train.batch_size`` is the GLOBAL batch: with W data-parallel ranks, optimizer step j covers the
+same rows as step j of a single process with the same seed, split into W contiguous parts, one per
+rank (per-rank batch = batch_size / W, the first ``batch_size % W`` ranks one row more). Steps per
+epoch, the learning-rate schedule and the rows of each step therefore do not depend on the number
+of ranks.
 
-``train.examples = "windows"`` (SASRec-style training): an epoch iterates over windows that cover
-every user's train sequence once (``BatchBuilder.units``) instead of rows, ``batch_size`` windows
-at a time; each window trains every position on the next item, for every task.
+``train.examples = "windows"``: an epoch iterates over ``batch_size`` training windows at a time
+instead of rows (``BatchBuilder.units``; ``features/batching.py`` explains them).
 """
 
 from __future__ import annotations
@@ -69,19 +68,10 @@ class TrainData:
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         """This rank's batches of ``epoch``: the same shuffle for a given (seed, epoch)."""
-        seed = epoch_seed(self.cfg, epoch)
+        seed, size = epoch_seed(self.cfg, epoch), self.cfg.train.batch_size
         if self.world_size == 1:
-            return self.builder.iterate(
-                self.units, self.cfg.train.batch_size, shuffle=True, seed=seed
-            )
-        return rank_batches(
-            self.builder,
-            self.units,
-            self.cfg.train.batch_size,
-            seed,
-            self.rank,
-            self.world_size,
-        )
+            return self.builder.iterate(self.units, size, shuffle=True, seed=seed)
+        return rank_batches(self.builder, self.units, size, seed, self.rank, self.world_size)
 
     def histories(self, parts: tuple[str, ...]) -> UserHistories:
         """Each user's items in the given split parts, oldest first."""
@@ -181,12 +171,7 @@ def retrieval_sampling(cfg: Config, n_items: int, counts: np.ndarray) -> dict[st
             )
     with np.errstate(divide="ignore"):
         log_prob = np.log(counts / counts.sum())
-    return {
-        "negatives": negatives,
-        "sampler": sampler,
-        "item_log_prob": log_prob,
-        "full_catalogue": full,
-    }
+    return dict(negatives=negatives, sampler=sampler, item_log_prob=log_prob, full_catalogue=full)
 
 
 def epoch_seed(cfg: Config, epoch: int) -> int:

@@ -25,9 +25,9 @@ SELECTION = "selection"  # RUN/selection: the run that chose a refit's epochs (t
 
 
 def ranks_held_out_items(cfg: Config) -> bool:
-    """Whether retrieval is scored by ranking the held-out items among themselves: on a
-    cold-item split, as the COLD protocol does (issue 20), so that validation chooses the
-    checkpoint that ranks new items best and ``hydrarec evaluate`` reports that figure."""
+    """Whether retrieval is scored by ranking the held-out items among themselves: on a cold-item
+    split, as the COLD protocol does, so that validation chooses the checkpoint that ranks new
+    items best and ``hydrarec evaluate`` reports that figure."""
     return cfg.data.split.kind == "cold_item"
 
 
@@ -67,10 +67,8 @@ def validator(
 def evaluate(
     run: LoadedRun | str | Path, split: str = "test", exclude_known: bool = True
 ) -> dict[str, float]:
-    """Metrics of every task on ``split`` of a trained run (keys ``task/metric``).
-
-    ``exclude_known = False``: the items the user had before the split compete in the retrieval
-    ranking too (by default they are left out, as ``recommend`` leaves out seen items)."""
+    """Metrics of every task on ``split`` of a trained run (keys ``task/metric``);
+    ``exclude_known`` as ``evaluation.evaluate.evaluate_model``'s."""
     if split not in ("valid", "test"):
         raise ConfigError(f"split must be 'valid' or 'test', not {split!r}")
     loaded = run if isinstance(run, LoadedRun) else load_run(run)

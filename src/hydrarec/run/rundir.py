@@ -120,26 +120,19 @@ class LoadedRun:
     def known(self, splits: tuple[str, ...]) -> UserHistories:
         """Each user's items in the given splits, oldest first."""
         df = self.interactions[self.interactions["split"].isin(splits)]
-        return UserHistories(
-            df["user_idx"].to_numpy(),
-            df["item_idx"].to_numpy(),
-            df["order"].to_numpy(),
-            n_users=len(self.user_ids),
-        )
+        user, item, order = (df[c].to_numpy() for c in ("user_idx", "item_idx", "order"))
+        return UserHistories(user, item, order, n_users=len(self.user_ids))
 
 
 def load_run(path: str | Path, device: torch.device | None = None) -> LoadedRun:
     """Load a run read-only: config, weights (safetensors), tables. Executes nothing from it.
 
-    A damaged or edited file is a `RunError` naming it (issue 21), non-finite weights included.
-    """
+    A damaged or edited file is a `RunError` naming it, non-finite weights included."""
     run = RunDir(path).require()
     config = load_config(run.config)
     meta = read_json_file(run.meta, ("user_spec", "item_spec", "label_stats", "n_items"))
-    user_spec, item_spec = (
-        spec_from(meta, "user_spec", run.meta),
-        spec_from(meta, "item_spec", run.meta),
-    )
+    user_spec = spec_from(meta, "user_spec", run.meta)
+    item_spec = spec_from(meta, "item_spec", run.meta)
     model = _load_model(run, config, meta, user_spec, item_spec)
     if device is not None:
         model.to(device)

@@ -22,6 +22,7 @@ from hydrarec.run.data import TrainData
 from hydrarec.run.rundir import RunDir
 
 SPLIT_NAMES = ("train", "valid", "test")
+STORED_LIST_SEP = "|"  # how RUN/data/items.parquet stores list cells (multi-hot)
 
 
 def _order(df: pd.DataFrame) -> np.ndarray:
@@ -45,23 +46,27 @@ def save_data(run: RunDir, ds: Dataset, split: Split, labels: dict[str, np.ndarr
             "item_idx": ds.interactions["item_idx"].to_numpy(),
             "order": _order(ds.interactions),
             "split": _split_column(len(ds.interactions), split),
+            **labels,
         }
     )
-    for name, v in labels.items():
-        inter[name] = v
     inter = inter[inter["split"] != ""]
     write_with(run.data / "interactions.parquet", lambda p: inter.to_parquet(p, index=False))
-    items = ds.items.copy()
-    for col in items.columns:  # lists (multi-hot) as "a|b" strings: plain parquet columns
-        if items[col].map(lambda v: isinstance(v, list)).any():
-            items[col] = items[col].map(
-                lambda v: "|".join(map(str, v)) if isinstance(v, list) else v
-            )
+    items = join_lists(ds.items.copy())
     write_with(run.data / "items.parquet", lambda p: items.to_parquet(p, index=False))
     write_json(
         run.data / "ids.json",
         {"users": ds.user_ids.raw_ids.tolist(), "items": ds.item_ids.raw_ids.tolist()},
     )
+
+
+def join_lists(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its list cells as "a|b" strings, plain parquet columns (changed in place)."""
+    for col in df.columns:
+        if df[col].map(lambda v: isinstance(v, list)).any():
+            df[col] = df[col].map(
+                lambda v: STORED_LIST_SEP.join(map(str, v)) if isinstance(v, list) else v
+            )
+    return df
 
 
 def run_meta(cfg: Config, data: TrainData, model: Model) -> dict[str, Any]:

@@ -1,12 +1,10 @@
-"""Where a run is trained: beside its final place, swapped in only when complete (issue 21).
+"""Where a run is trained: beside its final place, swapped in only when complete.
 
 ``train(cfg, out=RUN)`` builds the run in ``RUN.partial``. Once every file of it is written
 (weights, ``metrics.json``, ``index/``), ``swap_in`` moves the previous ``RUN`` aside to
 ``RUN.old``, renames ``RUN.partial`` to ``RUN`` and deletes ``RUN.old``. A kill at any moment
 thus leaves the previous complete run at ``RUN``, or (between the two renames) no run there;
-never a mix of two runs' files, such as new weights beside the old ``metrics.json`` and
-``index/`` that a killed retrain used to leave (``/metadata`` then reported the old model's
-metrics).
+never a mix of two runs' files, such as new weights beside the old ``metrics.json``.
 
 - A complete run at ``RUN`` is replaced only when asked (``overwrite``, ``--overwrite``).
 - ``resume`` continues ``RUN.partial`` when it exists (a killed training, before or after its

@@ -1,4 +1,4 @@
-"""Training data read from Parquet row groups (``[data] streaming = true``, issue 7).
+"""Training data read from Parquet row groups (``[data] streaming = true``).
 
 The same ``TrainData`` the trainer and the validation use, with the train rows left on disk:
 
@@ -89,16 +89,12 @@ class StreamTrainData(TrainData):
         source, seed = self._source(), epoch_seed(self.cfg, epoch)
         names = source.stream.label_columns
         batches = source.stream.epoch(seed, self.cfg.train.batch_size, self.rank, self.world_size)
-        for step, cols in enumerate(batches):
+        for b, cols in enumerate(batches):
             labels = task_labels(pd.DataFrame({c: cols[c] for c in names}), self.cfg.tasks)
             self.builder.set_interactions(
                 source.user_index[cols["user_idx"]], source.item_index[cols["item_idx"]], labels
             )
-            rng = (
-                np.random.default_rng([seed, 1, step, self.rank])
-                if self.builder.negatives
-                else None
-            )
+            rng = np.random.default_rng([seed, 1, b, self.rank]) if self.builder.negatives else None
             yield self.builder.build(np.arange(len(cols["user_idx"])), rng)
 
 

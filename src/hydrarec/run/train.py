@@ -67,19 +67,17 @@ def train(
     """Train ``cfg`` into the run directory ``out`` and evaluate on valid and test.
 
     ``on_epoch(record)`` sees each epoch's history record (its ``valid`` metrics included) as
-    it ends; an exception it raises stops the training (``hydrarec tune`` prunes this way,
-    issue 24). ``test=False`` leaves test unread and builds no item index (a tuning trial is
-    scored on valid only; not with ``train.refit``, whose point is the test score).
+    it ends; an exception it raises stops the training (``hydrarec tune`` prunes this way).
+    ``test=False`` leaves test unread and builds no item index (a tuning trial is scored on valid
+    only; not with ``train.refit``, whose point is the test score).
 
-    The run is built in ``out.partial`` and swapped in at ``out`` once complete, so a kill
-    leaves the previous run or none, never a mix (``run/staging.py``, issue 21). A complete run at
-    ``out`` is a ``RunError`` unless ``overwrite``. ``resume`` continues a killed training (in
-    ``out.partial``) or the training of the complete run at ``out`` from its last checkpoint,
-    to the result an uninterrupted run would have had; with nothing to continue, it trains anew.
+    The run is built in ``out.partial`` and swapped in at ``out`` once complete (``run/staging.py``
+    says how, and what ``overwrite`` and ``resume`` do). ``resume`` continues to the result an
+    uninterrupted run would have had.
 
-    Everything printed meanwhile also goes to ``out/log.txt`` (issue 6). Under ``torchrun``
-    every rank trains its share of each batch (DDP, issue 7); rank 0 alone logs, writes the run
-    directory and evaluates, and the other ranks return a ``Run`` with empty ``metrics``.
+    Everything printed meanwhile also goes to ``out/log.txt``. Under ``torchrun`` every rank
+    trains its share of each batch (DDP); rank 0 alone logs, writes the run directory and
+    evaluates, and the other ranks return a ``Run`` with empty ``metrics``.
     """
     with process_group(pick_device(cfg.train.device)) as (dist, device):
         # before the log opens: a refused complete run is left as it was
@@ -122,11 +120,10 @@ def _train(
     run.path.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.train.seed)
     with progress.task("loading data", total=2) as bar:
-        if cfg.data.streaming:  # the train rows stay on disk (issue 7)
+        if cfg.data.streaming:  # the train rows stay on disk
             if dataset is not None:
                 raise ConfigError("data.streaming reads its files: pass no dataset to train()")
             data: TrainData = make_stream_train_data(cfg, dist.rank, dist.world_size)
-            ds = data.dataset
             bar.advance()
         else:
             ds = dataset if dataset is not None else load_dataset(cfg.data)
@@ -139,38 +136,30 @@ def _train(
             cfg, run, data, device, dist, progress, resume=resume, test=test, on_epoch=on_epoch
         )
     # refit: select on valid in RUN/selection (test unread), then train again on train + valid
+    selection = RunDir(run.path / SELECTION)
     chosen = fit_run(
-        cfg,
-        RunDir(run.path / SELECTION),
-        data,
-        device,
-        dist,
-        progress,
-        resume=resume,
-        test=False,
-        on_epoch=on_epoch,
+        cfg, selection, data, device, dist, progress, resume=resume, test=False, on_epoch=on_epoch
     )
     split = data.split
     merged = Split(np.concatenate([split.train, split.valid]), split.valid[:0], split.test)
     torch.manual_seed(cfg.train.seed)
-    refit_data = make_train_data(cfg, ds, dist.rank, dist.world_size, split=merged)
+    refit_data = make_train_data(cfg, data.dataset, dist.rank, dist.world_size, split=merged)
     epochs = max(1, chosen.result.best_epoch)
     final = fit_run(
         cfg, run, refit_data, device, dist, progress, resume=resume, refit_epochs=epochs
     )
     if not dist.is_main:
         return final
+    selecting, refitting = chosen.metrics["train"]["seconds"], final.metrics["train"]["seconds"]
     metrics = {
         "valid": chosen.metrics["valid"],  # of the selected model, before the refit
         "test": final.metrics["test"],
         "train": final.metrics["train"]
         | {
-            "seconds": round(
-                chosen.metrics["train"]["seconds"] + final.metrics["train"]["seconds"], 2
-            ),
-            "selection_seconds": chosen.metrics["train"]["seconds"],
+            "seconds": round(selecting + refitting, 2),
+            "selection_seconds": selecting,
             "selection_epochs": chosen.result.epochs,
-            "refit_seconds": final.metrics["train"]["seconds"],
+            "refit_seconds": refitting,
             "refit": True,
         },
     }
@@ -263,12 +252,12 @@ def fit_run(
             metrics[split] = evaluate(loaded, split)
             bar.advance()
     metrics["train"] = {
-        "seconds": round(result.seconds, 2),  # summed over resumes (issue 21)
+        "seconds": round(result.seconds, 2),  # summed over resumes
         "epochs": result.epochs,
         "best_epoch": result.best_epoch,
     }
     write_json(run.metrics, metrics)
-    if test:  # RUN/index/: the item index recommend.index names (issue 5)
+    if test:  # RUN/index/: the item index recommend.index names
         with progress.task(f"building the {cfg.recommend.index} item index", total=1) as bar:
             build_index(loaded)
             bar.advance()
