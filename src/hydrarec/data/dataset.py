@@ -134,10 +134,6 @@ class Dataset:
     def label_columns(self) -> list[str]:
         return [c.name for c in self.schema.labels()]
 
-    def subset(self, rows: np.ndarray) -> pd.DataFrame:
-        """The interactions at row positions ``rows`` (a view for splitting)."""
-        return self.interactions.iloc[np.asarray(rows, dtype=np.int64)]
-
     def summary(self) -> dict[str, Any]:
         """Counts and time span, as printed by ``hydrarec datasets info``."""
         inter = self.interactions
