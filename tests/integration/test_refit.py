@@ -75,6 +75,13 @@ def test_refit_run_is_a_whole_run(refit_run: Run) -> None:
     assert ids.shape == (1, 5)
 
 
+def test_leaving_test_unread_with_a_refit_says_how_to_compare_on_valid(tmp_path: Path) -> None:
+    # configs/beauty.toml ships the refit: --no-test on it must say what to do, and train nothing
+    with pytest.raises(ConfigError, match=r"cannot skip test.*--set train\.refit=false"):
+        train(tiny_config(refit=True), tmp_path / "run", progress=QUIET, test=False)
+    assert not any(tmp_path.iterdir())  # refused before a run directory or its staging exists
+
+
 def test_resume_through_a_refit_equals_uninterrupted(refit_run: Run, tmp_path: Path) -> None:
     cfg = tiny_config(epochs=3, patience=3, refit=True)
     train_until(cfg, tmp_path / "cut", epoch=2)  # in the selection run

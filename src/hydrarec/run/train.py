@@ -79,6 +79,11 @@ def train(
     trains its share of each batch (DDP); rank 0 alone logs, writes the run directory and
     evaluates, and the other ranks return a ``Run`` with empty ``metrics``.
     """
+    if not test and cfg.train.refit:
+        raise ConfigError(
+            "train.refit trains again to score test: it cannot skip test; to compare settings "
+            "on valid alone, add --set train.refit=false"
+        )
     with process_group(pick_device(cfg.train.device)) as (dist, device):
         # before the log opens: a refused complete run is left as it was
         where = staging.prepare(out, resume=resume, overwrite=overwrite, dist=dist)
@@ -112,8 +117,6 @@ def _train(
     test: bool = True,
 ) -> Run:
     """``train`` without the log file (and without joining a process group)."""
-    if not test and cfg.train.refit:
-        raise ConfigError("train.refit trains again to score test: it cannot skip test")
     dist = dist or Distributed()
     progress = (progress or Progress()) if dist.is_main else Progress(enabled=False)
     run = RunDir(out)
