@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from hydrarec.config import TASK_KINDS
 from hydrarec.errors import ArgumentError, ConfigError
 from hydrarec.evaluation.evaluate import encode_items, split_user_vectors, top_k_items
 from hydrarec.recommend.queries import QueryEncoder, UserQuery, Users, id_keys, match_id_type
@@ -341,9 +342,9 @@ class Recommender:
         return self.config.recommend.blend
 
     def _check_blend(self) -> None:
+        allowed = [n for n, k in self.tasks.items() if TASK_KINDS[k].labelled]
         for name in self.blend:
-            if self.tasks.get(name) not in ("rating", "binary"):
-                allowed = [n for n, k in self.tasks.items() if k in ("rating", "binary")]
+            if name not in allowed:
                 raise ConfigError(
                     f"recommend.blend names {name!r}, which is not a rating or binary task "
                     f"(allowed: {allowed})"
