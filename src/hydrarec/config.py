@@ -281,9 +281,21 @@ class RetrievalTaskConfig(TaskSection):  # tasks/retrieval.py
         return [f"{self.name}/{m.format(k=k)}" for k in dict.fromkeys(ks) for m in names]
 
 
-class RatingTaskConfig(TaskSection):  # tasks/rating.py
+class LabelledTask(TaskSection):
+    """A pointwise task learned from a label per interaction: a column as it is or, where the
+    kind allows one, a rule on a column (``data/labels.py`` reads both)."""
+
+    column: str | None = None  # the label column
+    labelled: ClassVar[bool] = True
+    label_values: ClassVar[tuple[float, ...] | None] = None  # the labels allowed; None: any
+
+    def label_rule(self) -> str:
+        """The rule that makes the label from a column ("" for none)."""
+        return ""
+
+
+class RatingTaskConfig(LabelledTask):  # tasks/rating.py
     kind: Literal["rating"] = "rating"
-    column: str | None = None  # the label column (required)
     mf_paths: bool = False  # add user / item bias and dot-product paths (biased MF) to the head
     # with model.autorec / model.user_autorec: the weights a, b of those paths in the prediction
     # (1 - a - b) * head + a * item autoencoder + b * user autoencoder (a + b <= 1)
@@ -292,21 +304,19 @@ class RatingTaskConfig(TaskSection):  # tasks/rating.py
 
     metrics: ClassVar[dict[str, bool]] = {"rmse": False, "mae": False}
     headline: ClassVar[str] = "rmse"
-    labelled: ClassVar[bool] = True
     needs = (
         ("column",),
         'column = "rating" (your regression label, declared in [data.tabular] labels)',
     )
 
 
-class BinaryTaskConfig(TaskSection):  # tasks/binary.py
+class BinaryTaskConfig(LabelledTask):  # tasks/binary.py
     kind: Literal["binary"] = "binary"
-    column: str | None = None  # the 0/1 label column ...
-    rule: str | None = None  # ... or a rule on a column instead, e.g. "rating >= 4"
+    rule: str | None = None  # instead of a 0/1 column, a rule on a column, e.g. "rating >= 4"
 
     metrics: ClassVar[dict[str, bool]] = {"auc": True, "gauc": True, "logloss": False}
     headline: ClassVar[str] = "auc"
-    labelled: ClassVar[bool] = True
+    label_values: ClassVar[tuple[float, ...] | None] = (0.0, 1.0)
     needs = (("column", "rule"), 'column = "click" (a 0/1 label) or rule = "rating >= 4"')
 
     def validation_metrics(self, ks: list[int], split: str) -> list[str]:
@@ -314,6 +324,9 @@ class BinaryTaskConfig(TaskSection):  # tasks/binary.py
         # and evaluation drops an undefined metric
         names = super().validation_metrics(ks, split)
         return [n for n in names if not (split == "leave_last_out" and n.endswith("/gauc"))]
+
+    def label_rule(self) -> str:
+        return self.rule or ""
 
 
 class ReconstructionTaskConfig(TaskSection):  # tasks/reconstruction.py

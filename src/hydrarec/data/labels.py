@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hydrarec.config import BinaryTaskConfig, TaskConfig
+from hydrarec.config import LabelledTask, TaskConfig
 from hydrarec.errors import ConfigError, DataError
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
@@ -39,9 +39,9 @@ def parse_rule(rule: str) -> tuple[str, str, float]:
 
 
 def source_column(task: TaskConfig) -> str | None:
-    """The interaction column a task reads (None for retrieval and reconstruction)."""
-    if task.kind in ("rating", "binary"):
-        return task.column if task.column else parse_rule(_rule(task))[0]
+    """The interaction column a task reads (None for a task without labels)."""
+    if isinstance(task, LabelledTask):
+        return task.column if task.column else parse_rule(task.label_rule())[0]
     return None
 
 
@@ -62,33 +62,29 @@ def task_labels(frame: pd.DataFrame, tasks: list[TaskConfig]) -> dict[str, np.nd
     check_columns(tasks, list(frame.columns))
     out: dict[str, np.ndarray] = {}
     for t in tasks:
-        if t.kind not in ("rating", "binary"):
+        if not isinstance(t, LabelledTask):
             continue
         if t.column:
             values = frame[t.column].to_numpy(dtype=np.float32, na_value=np.nan)
         else:
-            col, op, threshold = parse_rule(_rule(t))
+            col, op, threshold = parse_rule(t.label_rule())
             raw = frame[col].to_numpy(dtype=np.float32, na_value=np.nan)
             values = np.where(np.isnan(raw), np.nan, _OPS[op](raw, threshold)).astype(np.float32)
-        if t.kind == "binary":
-            _check_binary(t, values)
+        if t.label_values is not None:
+            _check_values(t, values, t.label_values)
         out[t.name] = values
     return out
 
 
-def _rule(task: TaskConfig) -> str:
-    """A binary task's rule ("" for none)."""
-    return (task.rule or "") if isinstance(task, BinaryTaskConfig) else ""
-
-
-def _check_binary(task: BinaryTaskConfig, values: np.ndarray) -> None:
-    bad = ~np.isnan(values) & (values != 0) & (values != 1)
+def _check_values(task: LabelledTask, values: np.ndarray, allowed: tuple[float, ...]) -> None:
+    bad = ~np.isnan(values) & ~np.isin(values, allowed)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
+        shown = ", ".join(f"{v:g}" for v in allowed)
         raise DataError(
             f"task {task.name!r}: label {values[row]!r} at interaction row {row}",
             field=task.column,
-            expected="a binary label in {0, 1}",
+            expected=f"a {task.kind} label in {{{shown}}}",
         )
 
 
