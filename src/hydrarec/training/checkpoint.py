@@ -4,11 +4,10 @@ executes nothing from the file).
 A training checkpoint holds the model, the joint-loss module, the optimizer and scheduler state,
 the torch RNG state and the loop's counters, so that resuming gives the same result as an
 uninterrupted run. It is ONE file, written atomically (temporary file + rename), so a kill leaves
-the previous checkpoint or the new one, never one's weights with the other's counters: the
-earlier format wrote ``last.safetensors`` and then ``last.json``, and a kill between the two made
-``--resume`` continue silently from epoch-2 weights with epoch-1 counters (issue 21). The header
-also records the SHA-256 of the JSON part and the tensors, checked on load: a damaged or edited
-file is a ``RunError`` naming it, never a resume from whatever it holds.
+the previous checkpoint or the new one, never one's weights with the other's counters (which a
+resume would continue from silently). The header also records the SHA-256 of the JSON part and
+the tensors, checked on load: a damaged or edited file is a ``RunError`` naming it, never a
+resume from whatever it holds.
 """
 
 from __future__ import annotations

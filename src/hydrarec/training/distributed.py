@@ -231,10 +231,7 @@ def _coalesced_rows(p: Tensor) -> tuple[Tensor, Tensor]:
     ([1, 3], [2.0, 5.0])
     """
     if p.grad is None:
-        return (
-            torch.zeros(0, dtype=torch.long, device=p.device),
-            p.new_zeros((0, *p.shape[1:])),
-        )
+        return torch.zeros(0, dtype=torch.long, device=p.device), p.new_zeros((0, *p.shape[1:]))
     grad = p.grad.coalesce()
     return grad.indices()[0], grad.values()
 

@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from contextlib import closing, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -273,11 +273,8 @@ class Trainer:
             value > self.state.best if mode == "max" else value < self.state.best
         )
         if better and not math.isnan(value):
-            self.state.best, self.state.best_epoch, self.state.bad_epochs = (
-                value,
-                record["epoch"],
-                0,
-            )
+            s = self.state
+            s.best, s.best_epoch, s.bad_epochs = value, record["epoch"], 0
             if self.on_best is not None:
                 self.on_best(self.model, record["epoch"])
         else:
@@ -316,7 +313,6 @@ class Trainer:
         rng = self.dist.gather(torch.get_rng_state())  # each rank's, so resume is exact
         if not self.dist.is_main:
             return
-        s = self.state
         checkpoint.save_state(
             stem,
             {
@@ -326,15 +322,7 @@ class Trainer:
                 "sparse_optimizer": self.sparse_optimizer and self.sparse_optimizer.state_dict(),
                 "scheduler": {"last_epoch": self.scheduler.last_epoch},
                 "rng_ranks": rng,  # torch RNG state of each rank, in rank order
-                "loop": {
-                    "epoch": s.epoch,
-                    "step": s.step,
-                    "best": s.best,
-                    "best_epoch": s.best_epoch,
-                    "bad_epochs": s.bad_epochs,
-                    "history": s.history,
-                    "seconds": s.seconds,
-                },
+                "loop": asdict(self.state),
             },
         )
 
@@ -365,16 +353,9 @@ class Trainer:
         # the optimizer's param groups carry the current lr; the schedulers only need the count
         for s in self.schedulers:
             s.last_epoch = int(st["scheduler"]["last_epoch"])
-        ranks = st["rng_ranks"] if "rng_ranks" in st else [st["rng"]]  # older: one "rng"
+        ranks = st["rng_ranks"]
         same_world = len(ranks) == self.dist.world_size  # else every rank continues rank 0's
         torch.set_rng_state(ranks[self.dist.rank] if same_world else ranks[0])
         loop = st["loop"]
-        self.state = LoopState(
-            loop["epoch"],
-            loop["step"],
-            loop["best"],
-            loop["best_epoch"],
-            loop["bad_epochs"],
-            list(loop["history"]),
-            float(loop["seconds"]),
-        )
+        self.state = LoopState(*(loop[f.name] for f in fields(LoopState)))
+        self.state.history, self.state.seconds = list(loop["history"]), float(loop["seconds"])
