@@ -16,7 +16,7 @@ import textwrap
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import tomllib
@@ -25,7 +25,6 @@ from hydrarec.config import Config, config_from_dict
 from hydrarec.errors import ConfigError
 from hydrarec.scaffold.data import Facts, read_facts
 
-Emphasis = Literal["next-item", "rating", "ctr"]
 EMPHASES: tuple[str, ...] = ("next-item", "rating", "ctr")
 RECONSTRUCTION_WEIGHT = 0.1  # as the shipped configs: a regulariser, not the goal
 HISTORY = (5, 50)  # sequence max_len: the 90th percentile of interactions per user, within this
