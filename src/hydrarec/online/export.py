@@ -48,13 +48,8 @@ def events_table(events: pd.DataFrame) -> pd.DataFrame:
         [json.loads(f) if isinstance(f, str) else {} for f in events["feedback"]],
         index=events.index,
     )
-    table = pd.DataFrame(
-        {
-            "user_id": _ids(events["user_id"]),
-            "item_id": _ids(events["item_id"]),
-            "timestamp": _seconds(events["ts"]),
-        }
-    )
+    table = pd.DataFrame({"user_id": _ids(events["user_id"]), "item_id": _ids(events["item_id"])})
+    table["timestamp"] = _seconds(events["ts"])
     for column in sorted(feedback.columns):
         table[column] = feedback[column].astype("float64")
     table["event_id"] = events["event_id"].astype(object)

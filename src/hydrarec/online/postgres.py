@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from hydrarec.online.store import FORMAT, META, TABLE, EventStore, EventStoreError
+from hydrarec.online.store import META, TABLE, EventStore, EventStoreError
 
 CONNECT_TIMEOUT_S = 5  # an unreachable server is reported after this, not after the OS's minutes
 
@@ -49,22 +49,10 @@ class PostgresStore(EventStore):
                     "create; use another database or schema"
                 )
             else:
-                _create(conn)
+                self._create(conn, "BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION")
 
     def _begin_write(self, conn: Any) -> None:
         conn.execute("BEGIN")
-
-
-def _create(conn: Any) -> None:
-    conn.execute(
-        f"CREATE TABLE {TABLE} ("
-        "seq BIGSERIAL PRIMARY KEY, event_id TEXT UNIQUE, user_id TEXT NOT NULL, "
-        "item_id TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, "
-        "received DOUBLE PRECISION NOT NULL, feedback TEXT)"
-    )
-    conn.execute(f"CREATE INDEX {TABLE}_user_time ON {TABLE} (user_id, ts, seq)")
-    conn.execute(f"CREATE TABLE {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    conn.execute(f"INSERT INTO {META} (key, value) VALUES ('format', %s)", (FORMAT,))
 
 
 def _without_password(url: str) -> str:

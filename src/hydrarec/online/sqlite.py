@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from hydrarec.online.store import FORMAT, META, TABLE, EventStore, EventStoreError
+from hydrarec.online.store import META, EventStore, EventStoreError
 
 BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for another process's transaction
 
@@ -55,18 +55,7 @@ class SQLiteStore(EventStore):
                     f"{shown}); give a new file or an existing hydrarec event log"
                 )
             else:
-                _create(conn)
+                self._create(conn, "INTEGER PRIMARY KEY AUTOINCREMENT", "REAL")
 
     def _begin_write(self, conn: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")
-
-
-def _create(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        f"CREATE TABLE {TABLE} ("
-        "seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT UNIQUE, user_id TEXT NOT NULL, "
-        "item_id TEXT NOT NULL, ts REAL NOT NULL, received REAL NOT NULL, feedback TEXT)"
-    )
-    conn.execute(f"CREATE INDEX {TABLE}_user_time ON {TABLE} (user_id, ts, seq)")
-    conn.execute(f"CREATE TABLE {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    conn.execute(f"INSERT INTO {META} (key, value) VALUES ('format', ?)", (FORMAT,))

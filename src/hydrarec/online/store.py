@@ -29,7 +29,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -109,6 +109,19 @@ class EventStore(ABC):
                     cur.executemany(insert, rows)
                 stored.append(max(cur.rowcount, 0) if rows else 0)
         return stored
+
+    def _create(self, conn: Any, seq: str, real: str) -> None:
+        """The tables and index of a new log; ``seq``: the arrival column's definition, ``real``:
+        the times' type, as this database spells them."""
+        conn.execute(
+            f"CREATE TABLE {TABLE} ("
+            f"seq {seq}, event_id TEXT UNIQUE, user_id TEXT NOT NULL, "
+            f"item_id TEXT NOT NULL, ts {real} NOT NULL, received {real} NOT NULL, feedback TEXT)"
+        )
+        conn.execute(f"CREATE INDEX {TABLE}_user_time ON {TABLE} (user_id, ts, seq)")
+        conn.execute(f"CREATE TABLE {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        p = self.placeholder
+        conn.execute(f"INSERT INTO {META} (key, value) VALUES ('format', {p})", (FORMAT,))
 
     def _check_format(self, conn: Any) -> None:
         """Refuse an event log of another format than this hydrarec's."""
@@ -231,17 +244,13 @@ def _row(e: Event, now: float) -> tuple[Any, ...]:
 
 
 def _rollback(conn: Any) -> None:
-    try:
+    with suppress(Exception):  # the connection is broken: it is dropped with the error that follows
         conn.execute("ROLLBACK")
-    except Exception:  # the connection is broken: it is dropped with the error that follows
-        return
 
 
 def _close(conn: Any) -> None:
-    try:
+    with suppress(Exception):  # closing a broken connection: nothing more to do
         conn.close()
-    except Exception:  # closing a broken connection: nothing more to do
-        return
 
 
 def open_store(target: str | Path) -> EventStore:
