@@ -27,12 +27,7 @@ NOISE_STD = 0.1  # the paper's eps ~ N(0, 0.01), 0.01 read as the variance
 
 
 def mmoe_synthetic(
-    n: int,
-    correlation: float,
-    seed: int,
-    dim: int = 100,
-    m: int = 10,
-    scale: float = 1.0,
+    n: int, correlation: float, seed: int, dim: int = 100, m: int = 10, scale: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` examples: features ``X`` float32 (n, dim) and labels ``Y`` float32 (n, 2).
 

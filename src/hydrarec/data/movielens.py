@@ -202,13 +202,7 @@ def _users(file: Path, sep: str, names: list[str], occupation: Dtype) -> pd.Data
         "zip": "str",
     }
     df, _ = read_text(
-        file,
-        fields,
-        sep=sep,
-        header=False,
-        names=names,
-        quoting=False,
-        encoding="latin-1",
+        file, fields, sep=sep, header=False, names=names, quoting=False, encoding="latin-1"
     )
     zip_region = df["zip"].str[0]
     return df.drop(columns="zip").assign(zip_region=zip_region)

@@ -142,11 +142,7 @@ class ExactIndex:
         if (
             vectors is None
             or ids is None
-            or (tuple(vectors.shape), tuple(ids.shape))
-            != (
-                shape,
-                shape[:1],
-            )
+            or (tuple(vectors.shape), tuple(ids.shape)) != (shape, shape[:1])
         ):
             raise RunError(f"{path}: {found}, but {META_FILE} says 'vectors' {shape}")
         if not vectors.is_floating_point() or ids.is_floating_point():

@@ -96,12 +96,7 @@ def rank_part(rows: np.ndarray, order: np.ndarray, rank: int, world_size: int) -
 
 
 def rank_batches(
-    builder: BatchBuilder,
-    rows: np.ndarray,
-    batch_size: int,
-    seed: int,
-    rank: int,
-    world_size: int,
+    builder: BatchBuilder, rows: np.ndarray, batch_size: int, seed: int, rank: int, world_size: int
 ) -> Iterator[Batch]:
     """This rank's part of every global batch of ``rows`` (see the module doc).
 

@@ -52,9 +52,8 @@ def sampled_softmax_loss(
     column; positive_ids: (B,) catalogue id of each row's positive; log_q: (C,) log sampling
     probability of each candidate, subtracted from its logit when given; mask: (B,) bool rows
     that count (default all); distinct: the candidate ids are known to be distinct, so no column
-    but the positive holds its item and the mask of accidental hits (two (B, C) passes, ~1/4 of a
-    full-softmax step on ML-100K) is skipped. Returns the mean over counted rows (0, still in the
-    graph, if none).
+    but the positive holds its item and the mask of accidental hits (two (B, C) passes) is
+    skipped. Returns the mean over counted rows (0, still in the graph, if none).
     """
     if log_q is not None:
         logits = logits - log_q.unsqueeze(0)  # (B, C)
@@ -63,9 +62,7 @@ def sampled_softmax_loss(
         hits[torch.arange(logits.shape[0], device=logits.device), positive] = False  # keep positive
         logits = logits.masked_fill(hits, torch.finfo(logits.dtype).min)  # exp(.) = 0, never NaN
     per_row = F.cross_entropy(logits, positive, reduction="none")  # (B,)
-    if mask is None:
-        return per_row.mean()
-    return masked_mean(per_row, mask)
+    return per_row.mean() if mask is None else masked_mean(per_row, mask)
 
 
 def repeated_columns(ids: Tensor) -> Tensor:

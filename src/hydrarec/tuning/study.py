@@ -32,13 +32,7 @@ from hydrarec.tuning.outputs import (
 )
 from hydrarec.tuning.report import write_study_report
 from hydrarec.tuning.space import Space, check_space, load_space
-from hydrarec.tuning.storage import (
-    STUDY_FILE,
-    default_url,
-    open_storage,
-    open_study,
-    shown_url,
-)
+from hydrarec.tuning.storage import STUDY_FILE, default_url, open_storage, open_study, shown_url
 from hydrarec.tuning.workers import Worker, run_workers
 
 PRUNERS = ("median", "hyperband", "none")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import optuna
 import torch
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from hydrarec.errors import RunError
 from hydrarec.io.progress import Bar
@@ -48,9 +48,7 @@ def run_worker(worker: Worker, on_trial: Callable[[optuna.Study], None] | None =
         torch.set_num_threads(worker.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(
-        worker.url,
-        heartbeat_interval=worker.heartbeat_interval,
-        grace_period=worker.grace_period,
+        worker.url, heartbeat_interval=worker.heartbeat_interval, grace_period=worker.grace_period
     )
     study = optuna.load_study(study_name=worker.study, storage=storage, pruner=worker.pruner)
     # a different sampler seed per worker and per resume: no two workers ask for the same values
@@ -60,17 +58,12 @@ def run_worker(worker: Worker, on_trial: Callable[[optuna.Study], None] | None =
     with warnings.catch_warnings():  # "experimental" in Optuna since 2.9
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # a killed worker's RUNNING trials: FAIL
-
-    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        if on_trial is not None:
-            on_trial(study)
-
     study.optimize(
         Objective(worker.plan),
         n_trials=worker.trials,
         timeout=worker.timeout,
         catch=(Exception,),
-        callbacks=[callback],
+        callbacks=[] if on_trial is None else [lambda study, trial: on_trial(study)],
     )
 
 
