@@ -78,7 +78,7 @@ def leave_last_out(df: pd.DataFrame) -> Split:
     Ties in time keep file order (the later row counts as later); without a ``timestamp`` column
     file order is the time. A user with one interaction has it in train only (nothing left to
     learn from otherwise); a user with two has one train and one test interaction, no valid.
-    Vectorised without a sort: a per-user maximum, taken twice (~1 s for 10M rows).
+    Vectorised without a sort: a per-user maximum, taken twice.
     """
     user, ts = _user_and_time(df, "leave_last_out")
     size = np.bincount(user)[user] if len(user) else user  # (n,) the row's user's count

@@ -24,12 +24,11 @@ from hydrarec.errors import HydrarecError
 DEFAULT_CONFIG = "ml100k_loo.toml"
 FALLBACK_CONFIG = "synthetic_tiny.toml"
 FALLBACK_EPOCHS = 10  # the synthetic data learns in seconds an epoch; give it a few more
-# The shipped config trains 20 epochs of windows (SASRec-style, a few seconds each on 2 cores);
-# the demo runs the same schedule over fewer, so that `make demo` ends within 2 minutes on a
-# quiet 2-core machine (issue 22; the measured time is in benchmarks/RESULTS.md)
+# The shipped config trains 20 epochs of windows (SASRec-style); the demo runs the same schedule
+# over fewer, so that `make demo` ends within 2 minutes on a quiet 2-core machine
 DEMO_EPOCHS = 6
-# ML100K-LOO test figures, the same split and full ranking, from benchmarks/RESULTS.md (session
-# 7, commit 48e4ef8, one invocation): (system, HR@10, NDCG@10)
+# ML100K-LOO test figures (the same split and full ranking), all from one invocation recorded in
+# benchmarks/RESULTS.md: (system, HR@10, NDCG@10)
 PEERS = (
     ("most popular", 0.0859, 0.0443),
     ("implicit ALS", 0.1442, 0.0757),

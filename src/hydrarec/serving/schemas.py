@@ -99,8 +99,7 @@ class EventsUsed(BaseModel):
 
 
 class RecommendResponse(BaseModel):
-    # left out for a user given only by history or features (it was required in the schema,
-    # found by the schemathesis test, issue 21)
+    # left out for a user given only by history or features
     user_id: RawId | None = None
     items: list[RecommendedItem]
     events: EventsUsed | None = Field(None, description="with --events: the user's logged events")
