@@ -39,9 +39,7 @@ class Exclusion(NamedTuple):
 
     def max_per_row(self, n_rows: int) -> int:
         """The most pairs any one row has (how far an approximate index must over-fetch)."""
-        if len(self.rows) == 0:
-            return 0
-        return int(np.bincount(self.rows, minlength=n_rows).max())
+        return 0 if len(self.rows) == 0 else int(np.bincount(self.rows, minlength=n_rows).max())
 
 
 @runtime_checkable

@@ -204,9 +204,7 @@ class FaissIndex:
         if fetch == 0:
             return pad_results(np.empty((len(q), 0), np.int64), np.empty((len(q), 0)), k)
         scores, ids = self._search(q, fetch)
-        if extra == 0:
-            return pad_results(ids, scores, k)
-        return drop_excluded(ids, scores, exclude, k)
+        return pad_results(ids, scores, k) if extra == 0 else drop_excluded(ids, scores, exclude, k)
 
     def _search(self, q: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
         """FAISS's (B, fetch) scores (inner products) and ids, best first."""

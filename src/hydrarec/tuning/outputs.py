@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,4 @@ def _remove(path: Path) -> None:
 
 def summary(study: optuna.Study) -> dict[str, Any]:
     """Trial counts by state, for the CLI and ``TuneResult``."""
-    counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
-    return counts
+    return dict(Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False)))
