@@ -70,17 +70,19 @@ def task_labels(frame: pd.DataFrame, tasks: list[TaskConfig]) -> dict[str, np.nd
             col, op, threshold = parse_rule(t.label_rule())
             raw = frame[col].to_numpy(dtype=np.float32, na_value=np.nan)
             values = np.where(np.isnan(raw), np.nan, _OPS[op](raw, threshold)).astype(np.float32)
-        if t.label_values is not None:
-            _check_values(t, values, t.label_values)
+        _check_values(t, values)
         out[t.name] = values
     return out
 
 
-def _check_values(task: LabelledTask, values: np.ndarray, allowed: tuple[float, ...]) -> None:
-    bad = ~np.isnan(values) & ~np.isin(values, allowed)
+def _check_values(task: LabelledTask, values: np.ndarray) -> None:
+    """Every label one of the task kind's ``label_values`` (any label when it has none)."""
+    if task.label_values is None:
+        return
+    bad = ~np.isnan(values) & ~np.isin(values, task.label_values)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        shown = ", ".join(f"{v:g}" for v in allowed)
+        shown = ", ".join(f"{v:g}" for v in task.label_values)
         raise DataError(
             f"task {task.name!r}: label {values[row]!r} at interaction row {row}",
             field=task.column,
