@@ -11,6 +11,11 @@ tensorflow/recommenders ``tasks/retrieval.py``:
   item as the row's positive, other than the positive column itself, is not a negative and is
   masked out.
 
+With ``seen_negatives = false`` a row's own history items (``seen_columns``) are masked out of its
+softmax too: a ranking that leaves a user's seen items out (``recommend.exclude_seen``, the
+evaluation protocols) never asks the model to rank them below anything, so the loss does not
+either, as BPR's negative sampling skips a user's items.
+
 Ranking metrics need the full catalogue: ``evaluate`` has evaluation compute them
 (``HeldOut.ranking``).
 
@@ -65,6 +70,29 @@ def sampled_softmax_loss(
     return per_row.mean() if mask is None else masked_mean(per_row, mask)
 
 
+def seen_columns(batch: Batch) -> Tensor:
+    """(B, N) long: the columns of ``batch.items`` that row b's user has seen before its item (its
+    history), -1 elsewhere. A window example (``batch.history_pos``) has seen the places of its
+    window up to its own, in its own segment when windows are packed.
+
+    >>> from types import SimpleNamespace as B
+    >>> t = torch.tensor
+    >>> seen_columns(B(history=t([[4, 5, 6]]), history_mask=t([[True, True, True]]),
+    ...                history_pos=t([1, 2]), history_segments=t([[0, 1, 1]]))).tolist()
+    [[-1, 5, -1], [-1, 5, 6]]
+    """
+    cols, real = batch.history, batch.history_mask  # (B or W, N)
+    if batch.history_pos is not None:  # row b reads window pos // N up to place pos % N
+        n = cols.shape[1]
+        window, place = batch.history_pos // n, batch.history_pos % n  # (B,)
+        cols, real = cols[window], real[window]  # (B, N)
+        real = real & (torch.arange(n, device=cols.device) <= place.unsqueeze(1))
+        if batch.history_segments is not None:
+            segments = batch.history_segments[window]  # (B, N)
+            real = real & (segments == segments.gather(1, place.unsqueeze(1)))
+    return cols.masked_fill(~real, -1)
+
+
 def repeated_columns(ids: Tensor) -> Tensor:
     """(C,) True where a column repeats the id of an earlier column, or holds padding (id < 0).
 
@@ -93,18 +121,22 @@ class RetrievalTask(Task):
         logq: bool,
         full_softmax: bool,
         gather_negatives: bool = False,
+        seen_negatives: bool = True,
     ) -> None:
         super().__init__(name)
         self.temperature = float(temperature)
         self.logq = logq
         self.full_softmax = full_softmax
         self.gather_negatives = gather_negatives
+        self.seen_negatives = seen_negatives
 
     @classmethod
     def from_config(cls, cfg: TaskConfig, ctx: TaskContext) -> RetrievalTask:
         assert isinstance(cfg, RetrievalTaskConfig)  # build_task picks the class by cfg.kind
         full = cfg.softmax_over_catalogue(ctx.n_items, FULL_SOFTMAX_MAX_ITEMS)
-        return cls(cfg.name, cfg.temperature, cfg.logq, full, cfg.gather_negatives)
+        return cls(
+            cfg.name, cfg.temperature, cfg.logq, full, cfg.gather_negatives, cfg.seen_negatives
+        )
 
     def score_pairs(self, inputs: TaskInputs, dots: Tensor | None) -> Tensor:
         """A pair's retrieval score is its dot product ``u . i`` (B,)."""
@@ -148,11 +180,19 @@ class RetrievalTask(Task):
         logits = output.float()  # the softmax in float32, also under bf16 autocast
         ids, log_q, pos = batch.item_index, batch.item_logq, batch.item_pos
         gathering = self._gathering()
+        offset = 0  # where this rank's columns start
+        hide = None  # (B, C) columns that are not the row's negatives
         if gathering:  # the columns are every rank's items, as in ``forward``
             ids = all_gather_rows(ids, -1, grad=False)  # (W * M,)
             log_q = all_gather_rows(log_q, 0.0, grad=False)  # (W * M,)
-            pos = pos + dist.get_rank() * (len(ids) // dist.get_world_size())  # (B,)
+            offset = dist.get_rank() * (len(ids) // dist.get_world_size())
+            pos = pos + offset  # (B,)
             hide = repeated_columns(ids).unsqueeze(0).repeat(len(pos), 1)  # (B, W * M)
+        if not self.seen_negatives:
+            hide = torch.zeros_like(logits, dtype=torch.bool) if hide is None else hide
+            seen = seen_columns(batch)  # (B, N), -1: none
+            hide.scatter_(1, torch.where(seen >= 0, seen + offset, pos.unsqueeze(1)), True)
+        if hide is not None:
             hide[torch.arange(len(pos), device=pos.device), pos] = False  # never the positive
             logits = logits.masked_fill(hide, torch.finfo(logits.dtype).min)
         return sampled_softmax_loss(
