@@ -251,9 +251,9 @@ class RetrievalTaskConfig(TaskSection):  # tasks/retrieval.py
     full_softmax: bool | None = None
     temperature: float = Field(0.1, gt=0.0)  # softmax temperature on dot products
     gather_negatives: bool = False  # DDP: negatives from every rank's batch (all-gather)
-    # false: a row's own history items are not its negatives (masked out of its softmax), as
-    # recommendations and evaluation leave a user's seen items out of the ranking
-    seen_negatives: bool = True
+    # a user's own items (its history; in window training its whole window) are not its
+    # negatives: masked out of its softmax, as recommendations leave them out of the ranking
+    exclude_own_items: bool = False
 
     @model_validator(mode="after")
     def _one_softmax(self) -> RetrievalTaskConfig:

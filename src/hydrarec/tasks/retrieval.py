@@ -11,19 +11,11 @@ tensorflow/recommenders ``tasks/retrieval.py``:
   item as the row's positive, other than the positive column itself, is not a negative and is
   masked out.
 
-With ``seen_negatives = false`` a row's own history items (``seen_columns``) are masked out of its
-softmax too: a ranking that leaves a user's seen items out (``recommend.exclude_seen``, the
-evaluation protocols) never asks the model to rank them below anything, so the loss does not
-either, as BPR's negative sampling skips a user's items.
-
-Ranking metrics need the full catalogue: ``evaluate`` has evaluation compute them
-(``HeldOut.ranking``).
-
-Data-parallel training (issue 7): by default the negatives are PER RANK, the items of this rank's
-part of the global batch. With ``gather_negatives`` every rank scores its users against the items
-of ALL ranks' parts (``all_gather`` with gradient, ``torch.distributed.nn.functional``), repeated
-items counted once: the same candidates as one process with the global batch, for W times the
-item-vector traffic. Neither matters with a full softmax (every rank has the whole catalogue).
+With ``exclude_own_items`` a row's user's own items (``own_columns``: its history, and for a
+window example its whole window) are masked out of its softmax too, as BPR's negative sampling
+skips a user's items: a ranking that leaves a user's items out (``recommend.exclude_seen``, the
+evaluation protocols) never asks the model to rank them below anything, and an item the user
+takes later is not one it dislikes.
 """
 
 from __future__ import annotations
@@ -70,23 +62,21 @@ def sampled_softmax_loss(
     return per_row.mean() if mask is None else masked_mean(per_row, mask)
 
 
-def seen_columns(batch: Batch) -> Tensor:
-    """(B, N) long: the columns of ``batch.items`` that row b's user has seen before its item (its
-    history), -1 elsewhere. A window example (``batch.history_pos``) has seen the places of its
-    window up to its own, in its own segment when windows are packed.
+def own_columns(batch: Batch) -> Tensor:
+    """(B, N) long: the columns of ``batch.items`` that hold row b's user's own items, -1
+    elsewhere: its history; for a window example (``batch.history_pos``) every place of its
+    window, those after its own too (its segment's, when windows are packed).
 
     >>> from types import SimpleNamespace as B
     >>> t = torch.tensor
-    >>> seen_columns(B(history=t([[4, 5, 6]]), history_mask=t([[True, True, True]]),
-    ...                history_pos=t([1, 2]), history_segments=t([[0, 1, 1]]))).tolist()
-    [[-1, 5, -1], [-1, 5, 6]]
+    >>> own_columns(B(history=t([[4, 5, 6]]), history_mask=t([[True, True, False]]),
+    ...               history_pos=t([0, 1]), history_segments=t([[0, 1, 1]]))).tolist()
+    [[4, -1, -1], [-1, 5, -1]]
     """
     cols, real = batch.history, batch.history_mask  # (B or W, N)
-    if batch.history_pos is not None:  # row b reads window pos // N up to place pos % N
-        n = cols.shape[1]
-        window, place = batch.history_pos // n, batch.history_pos % n  # (B,)
+    if batch.history_pos is not None:  # row b is a place of window history_pos // N
+        window, place = batch.history_pos // cols.shape[1], batch.history_pos % cols.shape[1]
         cols, real = cols[window], real[window]  # (B, N)
-        real = real & (torch.arange(n, device=cols.device) <= place.unsqueeze(1))
         if batch.history_segments is not None:
             segments = batch.history_segments[window]  # (B, N)
             real = real & (segments == segments.gather(1, place.unsqueeze(1)))
@@ -121,21 +111,21 @@ class RetrievalTask(Task):
         logq: bool,
         full_softmax: bool,
         gather_negatives: bool = False,
-        seen_negatives: bool = True,
+        exclude_own_items: bool = False,
     ) -> None:
         super().__init__(name)
         self.temperature = float(temperature)
         self.logq = logq
         self.full_softmax = full_softmax
         self.gather_negatives = gather_negatives
-        self.seen_negatives = seen_negatives
+        self.exclude_own_items = exclude_own_items
 
     @classmethod
     def from_config(cls, cfg: TaskConfig, ctx: TaskContext) -> RetrievalTask:
         assert isinstance(cfg, RetrievalTaskConfig)  # build_task picks the class by cfg.kind
         full = cfg.softmax_over_catalogue(ctx.n_items, FULL_SOFTMAX_MAX_ITEMS)
         return cls(
-            cfg.name, cfg.temperature, cfg.logq, full, cfg.gather_negatives, cfg.seen_negatives
+            cfg.name, cfg.temperature, cfg.logq, full, cfg.gather_negatives, cfg.exclude_own_items
         )
 
     def score_pairs(self, inputs: TaskInputs, dots: Tensor | None) -> Tensor:
@@ -188,10 +178,10 @@ class RetrievalTask(Task):
             offset = dist.get_rank() * (len(ids) // dist.get_world_size())
             pos = pos + offset  # (B,)
             hide = repeated_columns(ids).unsqueeze(0).repeat(len(pos), 1)  # (B, W * M)
-        if not self.seen_negatives:
+        if self.exclude_own_items:
             hide = torch.zeros_like(logits, dtype=torch.bool) if hide is None else hide
-            seen = seen_columns(batch)  # (B, N), -1: none
-            hide.scatter_(1, torch.where(seen >= 0, seen + offset, pos.unsqueeze(1)), True)
+            own = own_columns(batch)  # (B, N), -1: none
+            hide.scatter_(1, torch.where(own >= 0, own + offset, pos.unsqueeze(1)), True)
         if hide is not None:
             hide[torch.arange(len(pos), device=pos.device), pos] = False  # never the positive
             logits = logits.masked_fill(hide, torch.finfo(logits.dtype).min)

@@ -13,7 +13,7 @@ from hydrarec.config import RetrievalTaskConfig
 from hydrarec.errors import ConfigError
 from hydrarec.features.batch import EntitySpec
 from hydrarec.tasks import RetrievalTask, TaskInputs, build_task, sampled_softmax_loss
-from hydrarec.tasks.retrieval import seen_columns
+from hydrarec.tasks.retrieval import own_columns
 
 E = math.e
 
@@ -139,18 +139,18 @@ def test_build_task_unknown_kind_names_allowed_kinds() -> None:
         )
 
 
-def test_seen_items_are_no_negatives_when_asked() -> None:
+def test_a_users_own_items_are_no_negatives_when_asked() -> None:
     # Rows 0 and 1 over columns 0, 1, 2 (catalogue 10, 20, 30), no logQ. Row 0's history holds
     # column 2 (and a padded slot), row 1's history column 0 and its own positive column 1 (a
     # repeat: still the positive).
-    # seen_negatives = false: row 0 [2, 1, masked], positive 0 -> ln(1 + e^-1) = 0.313262;
+    # exclude_own_items: row 0 [2, 1, masked], positive 0 -> ln(1 + e^-1) = 0.313262;
     #   row 1 [masked, 1, 2], positive 1 -> ln(1 + e) = 1.313262; mean 0.813262.
-    # seen_negatives = true: plain cross-entropy, ln(1 + e^-1 + e^-2) and ln(e^-1 + 1 + e).
+    # by default: plain cross-entropy, ln(1 + e^-1 + e^-2) and ln(e^-1 + 1 + e).
     out = torch.tensor([[2.0, 1.0, 0.0], [0.0, 1.0, 2.0]])
     batch = make_batch(item_index=[10, 20, 30], item_pos=[0, 1])
     batch.history = torch.tensor([[0, 2], [0, 1]])
     batch.history_mask = torch.tensor([[False, True], [True, True]])
-    masked = RetrievalTask("r", 1.0, logq=False, full_softmax=True, seen_negatives=False)
+    masked = RetrievalTask("r", 1.0, logq=False, full_softmax=True, exclude_own_items=True)
     expected = (math.log(1 + 1 / E) + math.log(1 + E)) / 2
     assert expected == pytest.approx(0.813262, abs=1e-6)
     assert masked.loss(out, batch).item() == pytest.approx(expected, rel=1e-6)
@@ -159,16 +159,14 @@ def test_seen_items_are_no_negatives_when_asked() -> None:
     assert plain.loss(out, batch).item() == pytest.approx(both / 2, rel=1e-6)
 
 
-def test_a_window_row_has_seen_its_window_up_to_its_place_in_its_segment() -> None:
-    # One packed row of four places: window A = places 0, 1 (columns 3, 1), window B = places
-    # 2, 3 (columns 0, 2). Rows read places 1 (A, seen 3 and 1) and 3 (B, seen 0 and 2); row 2
-    # reads place 2 (B, seen 0 only: place 3 is later, places 0-1 another window).
+def test_a_window_rows_own_items_are_its_segments_places() -> None:
+    # One packed row of five places: window A = places 0, 1 (columns 3, 1), window B = places
+    # 2, 3 (columns 0, 2), place 4 padding. Rows read places 1 and 0 (A: columns 3 and 1, the
+    # later place too) and 2 (B: columns 0 and 2); padding and the other window are not theirs.
     batch = make_batch(item_index=[10, 20, 30, 40], item_pos=[0, 3, 1])
-    batch.history = torch.tensor([[3, 1, 0, 2]])
-    batch.history_mask = torch.tensor([[True, True, True, True]])
-    batch.history_pos = torch.tensor([1, 3, 2])
-    batch.history_segments = torch.tensor([[0, 0, 1, 1]])
-    seen = seen_columns(batch)
-    assert sorted(c for c in seen[0].tolist() if c >= 0) == [1, 3]
-    assert sorted(c for c in seen[1].tolist() if c >= 0) == [0, 2]
-    assert [c for c in seen[2].tolist() if c >= 0] == [0]
+    batch.history = torch.tensor([[3, 1, 0, 2, 0]])
+    batch.history_mask = torch.tensor([[True, True, True, True, False]])
+    batch.history_pos = torch.tensor([1, 0, 2])
+    batch.history_segments = torch.tensor([[0, 0, 1, 1, -1]])
+    own = own_columns(batch)
+    assert own.tolist() == [[3, 1, -1, -1, -1], [3, 1, -1, -1, -1], [-1, -1, 0, 2, -1]]
