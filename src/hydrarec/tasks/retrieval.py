@@ -16,6 +16,15 @@ window example its whole window) are masked out of its softmax too, as BPR's neg
 skips a user's items: a ranking that leaves a user's items out (``recommend.exclude_seen``, the
 evaluation protocols) never asks the model to rank them below anything, and an item the user
 takes later is not one it dislikes.
+
+Ranking metrics need the full catalogue: ``evaluate`` has evaluation compute them
+(``HeldOut.ranking``).
+
+Data-parallel training (issue 7): by default the negatives are PER RANK, the items of this rank's
+part of the global batch. With ``gather_negatives`` every rank scores its users against the items
+of ALL ranks' parts (``all_gather`` with gradient, ``torch.distributed.nn.functional``), repeated
+items counted once: the same candidates as one process with the global batch, for W times the
+item-vector traffic. Neither matters with a full softmax (every rank has the whole catalogue).
 """
 
 from __future__ import annotations
