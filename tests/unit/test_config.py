@@ -116,7 +116,7 @@ def test_task_needs_its_column_and_names_are_unique() -> None:
             {"name": "r", "kind": "retrieval", "mf_paths": True},
             "tasks.0.mf_paths: unknown key for a task of kind 'retrieval' (allowed: name, kind, "
             "weight, negatives, sampler, alpha, logq, full_softmax, temperature, "
-            "gather_negatives)",
+            "gather_negatives, exclude_own_items)",
         ),
         (
             {"name": "r", "kind": "retrieval", "column": "rating"},
