@@ -50,6 +50,7 @@ def sampled_softmax_loss(
     log_q: Tensor | None = None,
     mask: Tensor | None = None,
     distinct: bool = False,
+    hide: Tensor | None = None,
 ) -> Tensor:
     """Softmax cross-entropy of each row's positive column, logQ-corrected, accidental hits masked.
 
@@ -59,14 +60,18 @@ def sampled_softmax_loss(
     probability of each candidate, subtracted from its logit when given; mask: (B,) bool rows
     that count (default all); distinct: the candidate ids are known to be distinct, so no column
     but the positive holds its item and the mask of accidental hits (two (B, C) passes) is
-    skipped. Returns the mean over counted rows (0, still in the graph, if none).
+    skipped; hide: (B, C) bool (or broadcastable), more columns that are no negatives of their
+    row, masked with the accidental hits. A row's positive column is never masked. Returns the
+    mean over counted rows (0, still in the graph, if none).
     """
     if log_q is not None:
         logits = logits - log_q.unsqueeze(0)  # (B, C)
     if not distinct:
         hits = candidate_ids.unsqueeze(0) == positive_ids.unsqueeze(1)  # (B, C) same item
-        hits[torch.arange(logits.shape[0], device=logits.device), positive] = False  # keep positive
-        logits = logits.masked_fill(hits, torch.finfo(logits.dtype).min)  # exp(.) = 0, never NaN
+        hide = hits if hide is None else hide | hits
+    if hide is not None:
+        hide = hide.expand_as(logits).scatter(1, positive.unsqueeze(1), False)  # keep positive
+        logits = logits.masked_fill(hide, torch.finfo(logits.dtype).min)  # exp(.) = 0, never NaN
     per_row = F.cross_entropy(logits, positive, reduction="none")  # (B,)
     return per_row.mean() if mask is None else masked_mean(per_row, mask)
 
@@ -180,20 +185,18 @@ class RetrievalTask(Task):
         ids, log_q, pos = batch.item_index, batch.item_logq, batch.item_pos
         gathering = self._gathering()
         offset = 0  # where this rank's columns start
-        hide = None  # (B, C) columns that are not the row's negatives
+        hide = None  # (B or 1, C) columns that are no negatives of the row
         if gathering:  # the columns are every rank's items, as in ``forward``
             ids = all_gather_rows(ids, -1, grad=False)  # (W * M,)
             log_q = all_gather_rows(log_q, 0.0, grad=False)  # (W * M,)
             offset = dist.get_rank() * (len(ids) // dist.get_world_size())
             pos = pos + offset  # (B,)
-            hide = repeated_columns(ids).unsqueeze(0).repeat(len(pos), 1)  # (B, W * M)
+            hide = repeated_columns(ids).unsqueeze(0)  # (1, W * M)
         if self.exclude_own_items:
-            hide = torch.zeros_like(logits, dtype=torch.bool) if hide is None else hide
-            own = own_columns(batch)  # (B, N), -1: none
-            hide.scatter_(1, torch.where(own >= 0, own + offset, pos.unsqueeze(1)), True)
-        if hide is not None:
-            hide[torch.arange(len(pos), device=pos.device), pos] = False  # never the positive
-            logits = logits.masked_fill(hide, torch.finfo(logits.dtype).min)
+            own = own_columns(batch)  # (B, N), -1: none (points at the positive, kept anyway)
+            own = torch.where(own >= 0, own + offset, pos.unsqueeze(1))
+            mine = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, own, True)  # (B, C)
+            hide = mine if hide is None else hide | mine
         return sampled_softmax_loss(
             logits,
             pos,
@@ -202,4 +205,5 @@ class RetrievalTask(Task):
             log_q if use_logq else None,
             batch.label_mask.get(self.name),
             distinct=not gathering,  # a Batch's items are de-duplicated; ranks' parts may repeat
+            hide=hide,
         )

@@ -170,3 +170,20 @@ def test_a_window_rows_own_items_are_its_segments_places() -> None:
     batch.history_segments = torch.tensor([[0, 0, 1, 1, -1]])
     own = own_columns(batch)
     assert own.tolist() == [[3, 1, -1, -1, -1], [3, 1, -1, -1, -1], [-1, -1, 0, 2, -1]]
+
+
+def test_hidden_columns_are_masked_with_the_accidental_hits_never_the_positive() -> None:
+    # Row 0: columns 0, 1, 2 hold items 10, 20, 10; positive column 0. Column 2 is an accidental
+    # hit, column 1 is hidden, and hiding column 0 too is overruled: only the positive is left,
+    # loss ln(1) = 0. Row 1: positive column 1 (item 20), no hit, nothing hidden (the (1, C)
+    # hide broadcasts) but column 0: [masked, 1, 2] -> ln(1 + e) = 1.313262. Mean 0.656631.
+    logits = torch.tensor([[2.0, 1.0, 3.0], [0.0, 1.0, 2.0]])
+    args = (torch.tensor([0, 1]), torch.tensor([10, 20, 10]), torch.tensor([10, 20]))
+    hide = torch.tensor([[True, True, False], [True, False, False]])
+    loss = sampled_softmax_loss(logits, *args, hide=hide)
+    assert loss.item() == pytest.approx(math.log(1 + E) / 2, rel=1e-6)
+    assert torch.equal(hide, torch.tensor([[True, True, False], [True, False, False]]))  # as given
+    broadcast = sampled_softmax_loss(logits, *args, hide=torch.tensor([[True, False, False]]))
+    # row 0: positive 0 kept, hit 2 masked -> [2, 1, masked] -> ln(1 + e^-1); row 1 as above
+    expected = (math.log(1 + 1 / E) + math.log(1 + E)) / 2
+    assert broadcast.item() == pytest.approx(expected, rel=1e-6)
